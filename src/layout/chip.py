@@ -1,0 +1,155 @@
+"""Chip placement: which design goes on which pad, where, as a manifest (no GDS involved).
+
+Array ``k`` takes designs ``k*R*C .. (k+1)*R*C - 1`` of the library. Replica 0 holds them in
+library order, every further replica in its own seeded permutation, so a fabrication gradient
+across an array never hits the same design the same way twice. Each array also gets one
+companion array (10x10 by default) of designs drawn at random from it, for SEM checks.
+Blocks are laid out one source array per chip row: replicas left to right, then the companion.
+Four fiducial crosses sit diagonally outside the corners of every placed array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from layout.design import DesignLibrary
+from layout.manifest import ArrayTable, ChipManifest, PadTable, Role
+from layout.rules import DesignRules
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """Chip geometry in µm (pads, spacing) and nm (film thickness)."""
+
+    thickness_nm: float
+    arrays: int = 1
+    rows: int = 10
+    cols: int = 10
+    replicas: int = 2
+    pad_size_um: float = 6.0
+    pad_gap_um: float = 0.0
+    companion_size: int = 10
+    array_spacing_um: float = 60.0
+    fiducial_offset_um: float = 15.0
+    fiducial_arm_um: float = 10.0
+    fiducial_width_um: float = 2.0
+    seed: int = 0
+    chip_id: str = "chip"
+
+    def __post_init__(self) -> None:
+        positive_int = {"arrays": self.arrays, "rows": self.rows, "cols": self.cols, "replicas": self.replicas}
+        for name, value in positive_int.items():
+            if value < 1:
+                raise ValueError(f"{name}={value} must be >= 1")
+        if self.companion_size < 0:
+            raise ValueError(f"companion_size={self.companion_size} must be >= 0 (0 disables companions)")
+        if not 0 < self.thickness_nm <= 10_000:
+            raise ValueError(f"thickness_nm={self.thickness_nm} must be in (0, 10000] nm")
+        if not 0 < self.pad_size_um <= 1000:
+            raise ValueError(f"pad_size_um={self.pad_size_um} must be in (0, 1000] µm")
+        if self.pad_gap_um < 0:
+            raise ValueError(f"pad_gap_um={self.pad_gap_um} must be >= 0")
+        if self.fiducial_width_um <= 0 or self.fiducial_arm_um <= self.fiducial_width_um:
+            raise ValueError(
+                f"fiducial arm {self.fiducial_arm_um} µm must exceed its width {self.fiducial_width_um} µm > 0"
+            )
+        if self.fiducial_offset_um - self.fiducial_width_um / 2 < 1.0:
+            raise ValueError(
+                f"fiducial_offset_um={self.fiducial_offset_um} puts the crosses within 1 µm of the "
+                f"pads; use >= {self.fiducial_width_um / 2 + 1:g}"
+            )
+        need = 2 * (self.fiducial_offset_um + self.fiducial_arm_um) + 1
+        if self.array_spacing_um < need:
+            raise ValueError(f"array_spacing_um={self.array_spacing_um} leaves no room for the fiducials; use >= {need:g}")
+
+    @property
+    def pad_pitch_um(self) -> float:
+        return self.pad_size_um + self.pad_gap_um
+
+    @property
+    def pads_per_array(self) -> int:
+        return self.rows * self.cols
+
+
+def cells_per_pad(period_nm: float, pad_size_um: float) -> int:
+    """Unit cells along a pad side; the pad must hold a whole number of periods."""
+    n = pad_size_um * 1000.0 / period_nm
+    if abs(n - round(n)) > 1e-6:
+        raise ValueError(
+            f"pad size {pad_size_um:g} µm is not a whole number of {period_nm:g} nm periods "
+            f"({n:.3f}); choose a pad size that is a multiple of every period (6 µm fits 300-600 nm)"
+        )
+    return round(n)
+
+
+def plan_chip(library: DesignLibrary, config: ChipConfig, rules: DesignRules | None = None) -> ChipManifest:
+    """Assign designs to pads and place arrays; raises before any output if anything cannot fit."""
+    cfg = config
+    need = cfg.arrays * cfg.pads_per_array
+    if len(library) < need:
+        raise ValueError(
+            f"{cfg.arrays} arrays of {cfg.rows}x{cfg.cols} need {need} designs; the library has "
+            f"{len(library)}"
+        )
+    if cfg.companion_size**2 > cfg.pads_per_array:
+        raise ValueError(
+            f"companion_size={cfg.companion_size} asks for {cfg.companion_size**2} pads from an array "
+            f"of {cfg.pads_per_array}; use <= {int(cfg.pads_per_array**0.5)} or 0"
+        )
+    for period in np.unique(library.period_nm[:need]):
+        cells_per_pad(float(period), cfg.pad_size_um)
+    rng = np.random.default_rng(cfg.seed)
+    pitch = cfg.pad_pitch_um
+    width = cfg.cols * pitch - cfg.pad_gap_um
+    height = cfg.rows * pitch - cfg.pad_gap_um
+    block_x = width + cfg.array_spacing_um
+    block_y = height + cfg.array_spacing_um
+    arrays: dict[str, list[Any]] = {k: [] for k in ("name", "array_id", "replica", "role", "ox", "oy", "rows", "cols")}
+    pads: list[PadTable] = []
+
+    def place(name: str, array_id: int, replica: int, role: Role, ox: float, oy: float, ids: np.ndarray, rows: int, cols: int) -> None:
+        for key, value in zip(arrays, (name, array_id, replica, role, ox, oy, rows, cols), strict=True):
+            arrays[key].append(value)
+        r, c = np.divmod(np.arange(rows * cols), cols)
+        n = rows * cols
+        pads.append(
+            PadTable(
+                np.full(n, array_id, np.int32), np.full(n, replica, np.int32), np.full(n, role, np.int8),
+                r.astype(np.int32), c.astype(np.int32),
+                ox + c * pitch + cfg.pad_size_um / 2, oy + r * pitch + cfg.pad_size_um / 2,
+                ids.astype(np.int64),
+            )
+        )  # fmt: skip
+        w, h = cols * pitch - cfg.pad_gap_um, rows * pitch - cfg.pad_gap_um
+        off = cfg.fiducial_offset_um
+        fx = np.array([ox - off, ox + w + off, ox - off, ox + w + off])
+        fy = np.array([oy - off, oy - off, oy + h + off, oy + h + off])
+        m1 = np.full(4, -1, np.int32)
+        pads.append(
+            PadTable(np.full(4, array_id, np.int32), np.full(4, replica, np.int32), np.full(4, Role.FIDUCIAL, np.int8),
+                     m1, m1, fx, fy, np.full(4, -1, np.int64))
+        )  # fmt: skip
+
+    for k in range(cfg.arrays):
+        ids = library.design_id[k * cfg.pads_per_array : (k + 1) * cfg.pads_per_array]
+        oy = k * block_y
+        for rep in range(cfg.replicas):
+            order = ids if rep == 0 else ids[rng.permutation(ids.size)]
+            place(f"A{k}R{rep}", k, rep, Role.DATASET, rep * block_x, oy, order, cfg.rows, cfg.cols)
+        if cfg.companion_size:
+            n = cfg.companion_size
+            chosen = ids[rng.choice(ids.size, n * n, replace=False)]
+            place(f"A{k}C", k, -1, Role.COMPANION, cfg.replicas * block_x, oy, chosen, n, n)
+
+    used = np.unique(library.design_id[:need])
+    designs = library.take(library.index_of(used))
+    table = ArrayTable(
+        arrays["name"], np.array(arrays["array_id"], np.int32), np.array(arrays["replica"], np.int32),
+        np.array(arrays["role"], np.int8), np.array(arrays["ox"], float), np.array(arrays["oy"], float),
+        np.array(arrays["rows"], np.int32), np.array(arrays["cols"], np.int32),
+    )  # fmt: skip
+    attrs = {"config": asdict(cfg), "rules": (rules or DesignRules()).to_dict()}
+    return ChipManifest(cfg.chip_id, cfg.thickness_nm, cfg.pad_size_um, pitch, table, PadTable.concatenate(pads), designs, attrs)

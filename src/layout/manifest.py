@@ -1,0 +1,141 @@
+"""The chip manifest (contract 2): everything downstream needs to find pads, without the GDS.
+
+``chip.h5`` holds chip attributes, an ``arrays`` table (one row per placed array: dataset
+replicas and companions), a ``pads`` table (one row per pad and per fiducial mark) and the chip's
+design library under ``/designs``. Coordinates are chip µm: ``x_um, y_um`` of a pad is its centre,
+row 0 / column 0 is the pad at the array's lower-left corner (rows grow with y).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from layout.atomic import atomic_output
+from layout.design import DesignLibrary
+from layout.library_file import read_library_group, software_version, write_library_group
+
+SCHEMA = "metascan.chip_manifest"
+SCHEMA_VERSION = 1
+
+
+class Role(IntEnum):
+    """What a pad-table row is for; stored as int8 with the mapping in the ``roles`` attribute."""
+
+    DATASET = 0
+    COMPANION = 1
+    FIDUCIAL = 2
+
+
+@dataclass(frozen=True)
+class PadTable:
+    """Columns of the pad table; ``design_id`` and ``row``/``col`` are -1 for fiducials, and
+    ``replica`` is -1 for companion arrays (they hold designs of every replica's array)."""
+
+    array_id: NDArray[np.int32]
+    replica: NDArray[np.int32]
+    role: NDArray[np.int8]
+    row: NDArray[np.int32]
+    col: NDArray[np.int32]
+    x_um: NDArray[np.float64]
+    y_um: NDArray[np.float64]
+    design_id: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.x_um.shape[0])
+
+    def select(self, mask: NDArray[np.bool_]) -> PadTable:
+        return PadTable(*(getattr(self, f.name)[mask] for f in fields(self)))
+
+    @staticmethod
+    def concatenate(parts: list[PadTable]) -> PadTable:
+        return PadTable(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(PadTable)))
+
+
+@dataclass(frozen=True)
+class ArrayTable:
+    """One row per placed array. ``name`` is ``A{array_id}R{replica}`` or ``A{array_id}C``."""
+
+    name: list[str]
+    array_id: NDArray[np.int32]
+    replica: NDArray[np.int32]
+    role: NDArray[np.int8]
+    origin_x_um: NDArray[np.float64]  # lower-left corner of pad (0, 0)
+    origin_y_um: NDArray[np.float64]
+    rows: NDArray[np.int32]
+    cols: NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class ChipManifest:
+    chip_id: str
+    thickness_nm: float
+    pad_size_um: float
+    pad_pitch_um: float
+    arrays: ArrayTable
+    pads: PadTable
+    designs: DesignLibrary
+    attrs: dict[str, Any]
+
+
+def write_manifest(path: Path, manifest: ChipManifest) -> None:
+    with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+        write_manifest_file(f, manifest)
+
+
+def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:
+    f.attrs["schema"] = SCHEMA
+    f.attrs["schema_version"] = SCHEMA_VERSION
+    f.attrs["software_version"] = software_version()
+    f.attrs["chip_id"] = m.chip_id
+    f.attrs["thickness_nm"] = m.thickness_nm
+    f.attrs["pad_size_um"] = m.pad_size_um
+    f.attrs["pad_pitch_um"] = m.pad_pitch_um
+    f.attrs["roles"] = json.dumps({r.name.lower(): int(r) for r in Role})
+    for key, value in m.attrs.items():
+        f.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
+    arrays = f.create_group("arrays")
+    arrays.create_dataset("name", data=np.array(m.arrays.name, dtype=h5py.string_dtype()))
+    for fld in fields(ArrayTable):
+        if fld.name != "name":
+            arrays.create_dataset(fld.name, data=getattr(m.arrays, fld.name))
+    pads = f.create_group("pads")
+    for fld in fields(PadTable):
+        pads.create_dataset(fld.name, data=getattr(m.pads, fld.name), compression="gzip", compression_opts=1, shuffle=True)
+    write_library_group(f.create_group("designs"), m.designs)
+
+
+def read_manifest(path: Path) -> ChipManifest:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"chip manifest {path} does not exist")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("schema") != SCHEMA:
+            raise ValueError(f"{path} is not a chip manifest (schema={f.attrs.get('schema')!r})")
+        if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
+            raise ValueError(f"{path}: manifest schema_version {f.attrs['schema_version']} is newer than {SCHEMA_VERSION}")
+        a = f["arrays"]
+        arrays = ArrayTable(
+            [s.decode() if isinstance(s, bytes) else str(s) for s in a["name"][()]],
+            *(a[fld.name][()] for fld in fields(ArrayTable) if fld.name != "name"),
+        )
+        pads = PadTable(*(f["pads"][fld.name][()] for fld in fields(PadTable)))
+        fixed = {"schema", "schema_version", "chip_id", "thickness_nm", "pad_size_um", "pad_pitch_um", "roles"}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items() if k not in fixed}
+        return ChipManifest(
+            chip_id=str(f.attrs["chip_id"]),
+            thickness_nm=float(f.attrs["thickness_nm"]),
+            pad_size_um=float(f.attrs["pad_size_um"]),
+            pad_pitch_um=float(f.attrs["pad_pitch_um"]),
+            arrays=arrays,
+            pads=pads,
+            designs=read_library_group(f["designs"], f"{path}:/designs"),
+            attrs=attrs,
+        )

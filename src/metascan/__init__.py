@@ -1,0 +1,1 @@
+"""The ``metascan`` command: wires each package's sub-commands and nothing else."""

@@ -1,0 +1,37 @@
+"""The ``metascan`` command: one Typer sub-app per package, and one place that turns bad input
+into a one-line error instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from layout.cli import app as layout_app
+
+app = typer.Typer(help="metascan: metasurface datasets from layout to learned inverse design.", no_args_is_help=True)
+app.add_typer(layout_app, name="layout")
+
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, IsADirectoryError)
+
+
+@app.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except _USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(2)

@@ -1,0 +1,2 @@
+"""Encoders, the contrastive model, training, evaluation and inverse design. Filled by the model
+issue; empty until then."""
