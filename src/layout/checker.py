@@ -93,7 +93,11 @@ class CheckReport:
 
 class _Collector:
     def __init__(self) -> None:
-        self.rows: list[tuple[NDArray[np.int64], int, NDArray[np.int64], NDArray[np.int64], FloatArray, FloatArray]] = []
+        self.rows: list[
+            tuple[
+                NDArray[np.int64], int, NDArray[np.int64], NDArray[np.int64], FloatArray, FloatArray
+            ]
+        ] = []
 
     def add(
         self,
@@ -114,9 +118,15 @@ class _Collector:
             return np.broadcast_to(arr, bad.shape)[idx] if arr.ndim else np.full(idx.size, arr)
 
         self.rows.append(
-            (idx, _RULES.index(rule), pick(a).astype(np.int64), pick(b).astype(np.int64),
-             pick(size).astype(np.float64), pick(limit).astype(np.float64))
-        )  # fmt: skip
+            (
+                idx,
+                _RULES.index(rule),
+                pick(a).astype(np.int64),
+                pick(b).astype(np.int64),
+                pick(size).astype(np.float64),
+                pick(limit).astype(np.float64),
+            )
+        )
 
     def report(self, n: int) -> CheckReport:
         if not self.rows:
@@ -134,10 +144,16 @@ class _Collector:
 def check_library(library: DesignLibrary, rules: DesignRules | None = None) -> CheckReport:
     """Check every design of a library (primitive indices refer to its canonical slot order)."""
     return check_arrays(
-        library.period_nm, library.kind, library.center_x_nm, library.center_y_nm,
-        library.width_nm, library.height_nm, library.inner_width_nm, library.inner_height_nm,
+        library.period_nm,
+        library.kind,
+        library.center_x_nm,
+        library.center_y_nm,
+        library.width_nm,
+        library.height_nm,
+        library.inner_width_nm,
+        library.inner_height_nm,
         rules or DesignRules(),
-    )  # fmt: skip
+    )
 
 
 def check_design(design: Design, rules: DesignRules | None = None) -> list[Violation]:
@@ -147,9 +163,18 @@ def check_design(design: Design, rules: DesignRules | None = None) -> list[Viola
     cols = np.zeros((6, 1, k))
     for i, p in enumerate(design.primitives):
         kind[0, i] = p.kind
-        cols[:, 0, i] = (p.center_x_nm, p.center_y_nm, p.width_nm, p.height_nm,
-                         p.inner_width_nm, p.inner_height_nm)  # fmt: skip
-    report = check_arrays(np.array([float(design.period_nm)]), kind, *cols, rules or DesignRules())
+        cols[:, 0, i] = (
+            p.center_x_nm,
+            p.center_y_nm,
+            p.width_nm,
+            p.height_nm,
+            p.inner_width_nm,
+            p.inner_height_nm,
+        )
+    cx, cy, w, h, iw, ih = cols
+    report = check_arrays(
+        np.array([float(design.period_nm)]), kind, cx, cy, w, h, iw, ih, rules or DesignRules()
+    )
     return report.violations()
 
 
@@ -176,7 +201,14 @@ def check_arrays(
     curved = (kind == Kind.ELLIPSE) | (kind == Kind.RING)
     allowance = rules.curve_allowance_nm
 
-    out.add((period <= 0) | _off_grid(period, rules.grid_nm), Rule.BAD_PERIOD, -1, -1, period, rules.grid_nm)
+    out.add(
+        (period <= 0) | _off_grid(period, rules.grid_nm),
+        Rule.BAD_PERIOD,
+        -1,
+        -1,
+        period,
+        rules.grid_nm,
+    )
 
     for s in range(k):
         present = kind[:, s] != Kind.EMPTY
@@ -190,26 +222,44 @@ def check_arrays(
         size = np.minimum(w[:, s], h[:, s])
         out.add(present & (size < rules.min_size_nm), Rule.MIN_SIZE, s, -1, size, rules.min_size_nm)
 
-        border = np.minimum.reduce([
-            cx[:, s] - w[:, s] / 2, period - cx[:, s] - w[:, s] / 2,
-            cy[:, s] - h[:, s] / 2, period - cy[:, s] - h[:, s] / 2,
-        ])  # fmt: skip
+        border = np.minimum.reduce(
+            [
+                cx[:, s] - w[:, s] / 2,
+                period - cx[:, s] - w[:, s] / 2,
+                cy[:, s] - h[:, s] / 2,
+                period - cy[:, s] - h[:, s] / 2,
+            ]
+        )
         outside = present & (border < 0)
         out.add(outside, Rule.OUTSIDE_CELL, s, -1, border, 0.0)
-        out.add(present & ~outside & (border < rules.border_margin_nm), Rule.BORDER_MARGIN, s, -1,
-                border, rules.border_margin_nm)  # fmt: skip
+        out.add(
+            present & ~outside & (border < rules.border_margin_nm),
+            Rule.BORDER_MARGIN,
+            s,
+            -1,
+            border,
+            rules.border_margin_nm,
+        )
 
         lo, hi = np.minimum(w[:, s], h[:, s]) / 2, np.maximum(w[:, s], h[:, s]) / 2
         tip = np.divide(lo**2, hi, out=np.zeros(n), where=hi > 0)
-        out.add(present & curved[:, s] & (tip < rules.min_tip_radius_nm), Rule.TIP_RADIUS, s, -1,
-                tip, rules.min_tip_radius_nm)  # fmt: skip
+        out.add(
+            present & curved[:, s] & (tip < rules.min_tip_radius_nm),
+            Rule.TIP_RADIUS,
+            s,
+            -1,
+            tip,
+            rules.min_tip_radius_nm,
+        )
 
         if np.any(ring):
             r = np.flatnonzero(ring)
             ell = np.full(r.size, Kind.ELLIPSE, dtype=np.int8)
             zero = np.zeros(r.size)
             wall = np.full(n, np.inf)
-            wall[r] = clearance_inside(w[r, s] / 2, h[r, s] / 2, ell, iw[r, s] / 2, ih[r, s] / 2, zero, zero)
+            wall[r] = clearance_inside(
+                w[r, s] / 2, h[r, s] / 2, ell, iw[r, s] / 2, ih[r, s] / 2, zero, zero
+            )
             wall_limit = rules.min_feature_nm + allowance
             out.add(ring & (wall < wall_limit), Rule.RING_WALL, s, -1, wall, wall_limit)
             hole = np.minimum(iw[:, s], ih[:, s])
@@ -217,8 +267,14 @@ def check_arrays(
             out.add(ring & (hole < hole_limit), Rule.RING_HOLE, s, -1, hole, hole_limit)
             ilo, ihi = np.minimum(iw[:, s], ih[:, s]) / 2, np.maximum(iw[:, s], ih[:, s]) / 2
             itip = np.divide(ilo**2, ihi, out=np.zeros(n), where=ihi > 0)
-            out.add(ring & (itip < rules.min_hole_tip_radius_nm), Rule.HOLE_TIP_RADIUS, s, -1,
-                    itip, rules.min_hole_tip_radius_nm)  # fmt: skip
+            out.add(
+                ring & (itip < rules.min_hole_tip_radius_nm),
+                Rule.HOLE_TIP_RADIUS,
+                s,
+                -1,
+                itip,
+                rules.min_hole_tip_radius_nm,
+            )
 
     _check_pairs(out, period, kind, cx, cy, w, h, iw, ih, curved, rules)
     return out.report(n)
@@ -248,7 +304,9 @@ def _check_pairs(
             both = (kind[:, a] != Kind.EMPTY) & (kind[:, b] != Kind.EMPTY)
             if not np.any(both):
                 continue
-            limit = rules.min_gap_nm + np.where(curved[:, a] | curved[:, b], rules.curve_allowance_nm, 0.0)
+            limit = rules.min_gap_nm + np.where(
+                curved[:, a] | curved[:, b], rules.curve_allowance_nm, 0.0
+            )
             for sx, sy in _SELF_NEIGHBOURS if a == b else _NEIGHBOURS:
                 dx = cx[:, b] + sx * period - cx[:, a]
                 dy = cy[:, b] + sy * period - cy[:, a]
@@ -286,7 +344,9 @@ def _pair_gap(
     if hard.size == 0:
         return gap
     ka, kb = kind[hard, a], kind[hard, b]
-    sep = separation(ka, w[hard, a] / 2, h[hard, a] / 2, kb, w[hard, b] / 2, h[hard, b] / 2, dx[hard], dy[hard])
+    sep = separation(
+        ka, w[hard, a] / 2, h[hard, a] / 2, kb, w[hard, b] / 2, h[hard, b] / 2, dx[hard], dy[hard]
+    )
     result = np.maximum(sep, 0.0)
     touching = sep <= 0
     for hole_of, inner, sign in ((a, b, 1.0), (b, a, -1.0)):
@@ -295,9 +355,14 @@ def _pair_gap(
             continue
         r = hard[ring]
         clear = clearance_inside(
-            iw[r, hole_of] / 2, ih[r, hole_of] / 2, kind[r, inner], w[r, inner] / 2, h[r, inner] / 2,
-            sign * dx[r], sign * dy[r],
-        )  # fmt: skip
+            iw[r, hole_of] / 2,
+            ih[r, hole_of] / 2,
+            kind[r, inner],
+            w[r, inner] / 2,
+            h[r, inner] / 2,
+            sign * dx[r],
+            sign * dy[r],
+        )
         result[ring] = np.maximum(result[ring], np.maximum(clear, 0.0))
     gap[hard] = result
     return gap

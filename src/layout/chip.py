@@ -40,12 +40,19 @@ class ChipConfig:
     chip_id: str = "chip"
 
     def __post_init__(self) -> None:
-        positive_int = {"arrays": self.arrays, "rows": self.rows, "cols": self.cols, "replicas": self.replicas}
+        positive_int = {
+            "arrays": self.arrays,
+            "rows": self.rows,
+            "cols": self.cols,
+            "replicas": self.replicas,
+        }
         for name, value in positive_int.items():
             if value < 1:
                 raise ValueError(f"{name}={value} must be >= 1")
         if self.companion_size < 0:
-            raise ValueError(f"companion_size={self.companion_size} must be >= 0 (0 disables companions)")
+            raise ValueError(
+                f"companion_size={self.companion_size} must be >= 0 (0 disables companions)"
+            )
         if not 0 < self.thickness_nm <= 10_000:
             raise ValueError(f"thickness_nm={self.thickness_nm} must be in (0, 10000] nm")
         if not 0 < self.pad_size_um <= 1000:
@@ -63,7 +70,9 @@ class ChipConfig:
             )
         need = 2 * (self.fiducial_offset_um + self.fiducial_arm_um) + 1
         if self.array_spacing_um < need:
-            raise ValueError(f"array_spacing_um={self.array_spacing_um} leaves no room for the fiducials; use >= {need:g}")
+            raise ValueError(
+                f"array_spacing_um={self.array_spacing_um} leaves no room for the fiducials; use >= {need:g}"
+            )
 
     @property
     def pad_pitch_um(self) -> float:
@@ -85,7 +94,9 @@ def cells_per_pad(period_nm: float, pad_size_um: float) -> int:
     return round(n)
 
 
-def plan_chip(library: DesignLibrary, config: ChipConfig, rules: DesignRules | None = None) -> ChipManifest:
+def plan_chip(
+    library: DesignLibrary, config: ChipConfig, rules: DesignRules | None = None
+) -> ChipManifest:
     """Assign designs to pads and place arrays; raises before any output if anything cannot fit."""
     cfg = config
     need = cfg.arrays * cfg.pads_per_array
@@ -107,31 +118,57 @@ def plan_chip(library: DesignLibrary, config: ChipConfig, rules: DesignRules | N
     height = cfg.rows * pitch - cfg.pad_gap_um
     block_x = width + cfg.array_spacing_um
     block_y = height + cfg.array_spacing_um
-    arrays: dict[str, list[Any]] = {k: [] for k in ("name", "array_id", "replica", "role", "ox", "oy", "rows", "cols")}
+    arrays: dict[str, list[Any]] = {
+        k: [] for k in ("name", "array_id", "replica", "role", "ox", "oy", "rows", "cols")
+    }
     pads: list[PadTable] = []
 
-    def place(name: str, array_id: int, replica: int, role: Role, ox: float, oy: float, ids: np.ndarray, rows: int, cols: int) -> None:
-        for key, value in zip(arrays, (name, array_id, replica, role, ox, oy, rows, cols), strict=True):
+    def place(
+        name: str,
+        array_id: int,
+        replica: int,
+        role: Role,
+        ox: float,
+        oy: float,
+        ids: np.ndarray,
+        rows: int,
+        cols: int,
+    ) -> None:
+        for key, value in zip(
+            arrays, (name, array_id, replica, role, ox, oy, rows, cols), strict=True
+        ):
             arrays[key].append(value)
         r, c = np.divmod(np.arange(rows * cols), cols)
         n = rows * cols
         pads.append(
             PadTable(
-                np.full(n, array_id, np.int32), np.full(n, replica, np.int32), np.full(n, role, np.int8),
-                r.astype(np.int32), c.astype(np.int32),
-                ox + c * pitch + cfg.pad_size_um / 2, oy + r * pitch + cfg.pad_size_um / 2,
+                np.full(n, array_id, np.int32),
+                np.full(n, replica, np.int32),
+                np.full(n, role, np.int8),
+                r.astype(np.int32),
+                c.astype(np.int32),
+                ox + c * pitch + cfg.pad_size_um / 2,
+                oy + r * pitch + cfg.pad_size_um / 2,
                 ids.astype(np.int64),
             )
-        )  # fmt: skip
+        )
         w, h = cols * pitch - cfg.pad_gap_um, rows * pitch - cfg.pad_gap_um
         off = cfg.fiducial_offset_um
         fx = np.array([ox - off, ox + w + off, ox - off, ox + w + off])
         fy = np.array([oy - off, oy - off, oy + h + off, oy + h + off])
         m1 = np.full(4, -1, np.int32)
         pads.append(
-            PadTable(np.full(4, array_id, np.int32), np.full(4, replica, np.int32), np.full(4, Role.FIDUCIAL, np.int8),
-                     m1, m1, fx, fy, np.full(4, -1, np.int64))
-        )  # fmt: skip
+            PadTable(
+                np.full(4, array_id, np.int32),
+                np.full(4, replica, np.int32),
+                np.full(4, Role.FIDUCIAL, np.int8),
+                m1,
+                m1,
+                fx,
+                fy,
+                np.full(4, -1, np.int64),
+            )
+        )
 
     for k in range(cfg.arrays):
         ids = library.design_id[k * cfg.pads_per_array : (k + 1) * cfg.pads_per_array]
@@ -147,9 +184,23 @@ def plan_chip(library: DesignLibrary, config: ChipConfig, rules: DesignRules | N
     used = np.unique(library.design_id[:need])
     designs = library.take(library.index_of(used))
     table = ArrayTable(
-        arrays["name"], np.array(arrays["array_id"], np.int32), np.array(arrays["replica"], np.int32),
-        np.array(arrays["role"], np.int8), np.array(arrays["ox"], float), np.array(arrays["oy"], float),
-        np.array(arrays["rows"], np.int32), np.array(arrays["cols"], np.int32),
-    )  # fmt: skip
+        arrays["name"],
+        np.array(arrays["array_id"], np.int32),
+        np.array(arrays["replica"], np.int32),
+        np.array(arrays["role"], np.int8),
+        np.array(arrays["ox"], float),
+        np.array(arrays["oy"], float),
+        np.array(arrays["rows"], np.int32),
+        np.array(arrays["cols"], np.int32),
+    )
     attrs = {"config": asdict(cfg), "rules": (rules or DesignRules()).to_dict()}
-    return ChipManifest(cfg.chip_id, cfg.thickness_nm, cfg.pad_size_um, pitch, table, PadTable.concatenate(pads), designs, attrs)
+    return ChipManifest(
+        cfg.chip_id,
+        cfg.thickness_nm,
+        cfg.pad_size_um,
+        pitch,
+        table,
+        PadTable.concatenate(pads),
+        designs,
+        attrs,
+    )

@@ -12,19 +12,30 @@ import typer
 
 from layout.chip import ChipConfig, plan_chip
 from layout.drc import run_drc
-from layout.generator import GeneratorConfig, generate
 from layout.gds_writer import write_chip
+from layout.generator import GeneratorConfig, generate
 from layout.library_file import read_library, write_library
 from layout.manifest import Role, read_manifest
 from layout.preview import preview_array, preview_designs
 from layout.rules import DesignRules
 
-app = typer.Typer(help="Design libraries, chip layouts (GDS/OASIS + manifest), DRC and previews.", no_args_is_help=True)
+app = typer.Typer(
+    help="Design libraries, chip layouts (GDS/OASIS + manifest), DRC and previews.",
+    no_args_is_help=True,
+)
 log = logging.getLogger(__name__)
 
 
 def _manifest_path(layout_path: Path) -> Path:
     return layout_path.with_suffix(".h5")
+
+
+def _require_parent(path: Path) -> None:
+    """Fail before any work when an output cannot be written, not after minutes of it."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {path.parent} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory; give a file name")
 
 
 @app.command("generate")
@@ -33,48 +44,88 @@ def generate_cmd(
     count: Annotated[int, typer.Option(help="Number of unique designs.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same designs.")] = 0,
     grid_nm: Annotated[float, typer.Option(help="Fabrication grid for centres and sizes.")] = 5.0,
-    periods_nm: Annotated[str, typer.Option(help="Comma-separated periods to draw from.")] = "300,400,500,600",
+    periods_nm: Annotated[
+        str, typer.Option(help="Comma-separated periods to draw from.")
+    ] = "300,400,500,600",
     max_primitives: Annotated[int, typer.Option(help="Primitives per design, 1..N.")] = 4,
 ) -> None:
     """Draw COUNT unique designs that pass the fabrication checker."""
+    _require_parent(output)
     try:
         periods = tuple(int(p) for p in periods_nm.split(","))
     except ValueError:
-        raise ValueError(f"--periods-nm {periods_nm!r} must be comma-separated integers, e.g. 300,400") from None
+        raise ValueError(
+            f"--periods-nm {periods_nm!r} must be comma-separated integers, e.g. 300,400"
+        ) from None
     rules = DesignRules(grid_nm=grid_nm)
     config = GeneratorConfig(periods_nm=periods, max_primitives=max_primitives, rules=rules)
     library = generate(count, seed, config, progress=True)
-    write_library(output, library, {"seed": seed, "rules": rules.to_dict(), "periods_nm": list(periods),
-                                    "max_primitives": max_primitives})  # fmt: skip
-    counts = np.bincount(np.count_nonzero(library.present, axis=1), minlength=max_primitives + 1)[1:]
-    typer.echo(f"wrote {len(library)} designs to {output} (primitives per design 1..{max_primitives}: {counts.tolist()})")
+    write_library(
+        output,
+        library,
+        {
+            "seed": seed,
+            "rules": rules.to_dict(),
+            "periods_nm": list(periods),
+            "max_primitives": max_primitives,
+        },
+    )
+    counts = np.bincount(np.count_nonzero(library.present, axis=1), minlength=max_primitives + 1)[
+        1:
+    ]
+    typer.echo(
+        f"wrote {len(library)} designs to {output} (primitives per design 1..{max_primitives}: {counts.tolist()})"
+    )
 
 
 @app.command("chip")
 def chip_cmd(
     designs: Annotated[Path, typer.Option(help="Design library (.h5) from `layout generate`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Layout to write; the manifest goes beside it as .h5.")],
-    thickness_nm: Annotated[float, typer.Option(help="a-Si film thickness recorded in the manifest.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Layout to write; the manifest goes beside it as .h5."),
+    ],
+    thickness_nm: Annotated[
+        float, typer.Option(help="a-Si film thickness recorded in the manifest.")
+    ],
     arrays: Annotated[int, typer.Option(help="Number of distinct arrays.")] = 1,
     rows: Annotated[int, typer.Option(help="Pad rows per array.")] = 10,
     cols: Annotated[int, typer.Option(help="Pad columns per array.")] = 10,
-    replicas: Annotated[int, typer.Option(help="Copies of each array, each in its own seeded order.")] = 2,
-    pad_size_um: Annotated[float, typer.Option(help="Pad side; a whole number of every period.")] = 6.0,
+    replicas: Annotated[
+        int, typer.Option(help="Copies of each array, each in its own seeded order.")
+    ] = 2,
+    pad_size_um: Annotated[
+        float, typer.Option(help="Pad side; a whole number of every period.")
+    ] = 6.0,
     pad_gap_um: Annotated[float, typer.Option(help="Gap between pads (0: pads touch).")] = 0.0,
-    companion: Annotated[int, typer.Option(help="Side of each array's companion (SEM) array; 0 for none.")] = 10,
+    companion: Annotated[
+        int, typer.Option(help="Side of each array's companion (SEM) array; 0 for none.")
+    ] = 10,
     seed: Annotated[int, typer.Option(help="Seed for replica orders and companion picks.")] = 0,
     chip_id: Annotated[str, typer.Option(help="Chip name in the manifest and top cell.")] = "chip",
     tolerance_nm: Annotated[float, typer.Option(help="Max polygon deviation from curves.")] = 1.0,
     fmt: Annotated[str, typer.Option("--format", help="gds or oas.")] = "gds",
 ) -> None:
     """Place arrays of pads (one AREF of a unit cell each) and write layout + manifest."""
+    _require_parent(output)
     if fmt not in ("gds", "oas"):
         raise ValueError(f"--format {fmt!r} must be gds or oas")
     if not 0 < tolerance_nm <= 1.0:
-        raise ValueError(f"--tolerance-nm {tolerance_nm} must be in (0, 1] nm: the design rules assume <= 1 nm")
-    config = ChipConfig(thickness_nm=thickness_nm, arrays=arrays, rows=rows, cols=cols, replicas=replicas,
-                        pad_size_um=pad_size_um, pad_gap_um=pad_gap_um, companion_size=companion, seed=seed,
-                        chip_id=chip_id)  # fmt: skip
+        raise ValueError(
+            f"--tolerance-nm {tolerance_nm} must be in (0, 1] nm: the design rules assume <= 1 nm"
+        )
+    config = ChipConfig(
+        thickness_nm=thickness_nm,
+        arrays=arrays,
+        rows=rows,
+        cols=cols,
+        replicas=replicas,
+        pad_size_um=pad_size_um,
+        pad_gap_um=pad_gap_um,
+        companion_size=companion,
+        seed=seed,
+        chip_id=chip_id,
+    )
     library = read_library(designs)
     manifest = plan_chip(library, config)
     manifest_path = _manifest_path(output)
@@ -113,8 +164,12 @@ def drc_cmd(
 def preview_cmd(
     output_dir: Annotated[Path, typer.Option("--output", "-o", help="Directory for the PNGs.")],
     designs: Annotated[Path | None, typer.Option(help="Design library to preview.")] = None,
-    manifest: Annotated[Path | None, typer.Option(help="Chip manifest (.h5) to preview an array of.")] = None,
-    array: Annotated[str | None, typer.Option(help="Array name, e.g. A0R1 (default: the first).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Chip manifest (.h5) to preview an array of.")
+    ] = None,
+    array: Annotated[
+        str | None, typer.Option(help="Array name, e.g. A0R1 (default: the first).")
+    ] = None,
     count: Annotated[int, typer.Option(help="Designs to show.")] = 6,
 ) -> None:
     """designs.png (raster beside polygons) and array.png (pad mosaic)."""

@@ -70,7 +70,14 @@ class Design:
         return int(DesignLibrary.from_designs([self]).design_id[0])
 
 
-_COLUMNS = ("center_x_nm", "center_y_nm", "width_nm", "height_nm", "inner_width_nm", "inner_height_nm")
+_COLUMNS = (
+    "center_x_nm",
+    "center_y_nm",
+    "width_nm",
+    "height_nm",
+    "inner_width_nm",
+    "inner_height_nm",
+)
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,8 @@ class DesignLibrary:
     @property
     def present(self) -> NDArray[np.bool_]:
         """(N, K) mask of filled slots."""
-        return self.kind != Kind.EMPTY
+        mask: NDArray[np.bool_] = self.kind != Kind.EMPTY
+        return mask
 
     @staticmethod
     def from_arrays(
@@ -115,10 +123,10 @@ class DesignLibrary:
         inner_height_nm: FloatArray | None = None,
     ) -> DesignLibrary:
         """Canonicalise padded arrays (sort slots, zero empty slots and non-ring holes) and hash."""
-        kind = np.asarray(kind, dtype=np.int8)
-        if kind.ndim != 2:
-            raise ValueError(f"kind must be a 2-D (designs, slots) array, got shape {kind.shape}")
-        shape = kind.shape
+        raw: NDArray[np.int8] = np.asarray(kind, dtype=np.int8)
+        if raw.ndim != 2:
+            raise ValueError(f"kind must be a 2-D (designs, slots) array, got shape {raw.shape}")
+        shape = raw.shape
         zeros = np.zeros(shape)
         cols = [
             np.broadcast_to(np.asarray(c, dtype=np.float64), shape).copy()
@@ -131,22 +139,22 @@ class DesignLibrary:
                 zeros if inner_height_nm is None else inner_height_nm,
             )
         ]
-        empty = kind == Kind.EMPTY
-        not_ring = kind != Kind.RING
+        empty = raw == Kind.EMPTY
+        not_ring = raw != Kind.RING
         for i, c in enumerate(cols):
             c[empty] = 0.0
             if i >= 4:
                 c[not_ring] = 0.0
         # Canonical slot order: filled slots first, then by kind and geometry (lexicographic).
-        sort_kind = np.where(empty, np.int8(127), kind)
+        sort_kind = np.where(empty, np.int8(127), raw)
         order = np.lexsort([*reversed(cols), sort_kind], axis=-1)
-        kind = np.take_along_axis(kind, order, axis=1)
+        kind8: NDArray[np.int8] = np.take_along_axis(raw, order, axis=1)
         cols = [np.take_along_axis(c, order, axis=1) for c in cols]
         period = np.asarray(period_nm, dtype=np.float64).reshape(-1)
         if period.shape[0] != shape[0]:
             raise ValueError(f"period_nm has {period.shape[0]} entries for {shape[0]} designs")
-        ids = _hash_designs(period, kind, cols)
-        return DesignLibrary(ids, period, kind, *cols)
+        ids = _hash_designs(period, kind8, cols)
+        return DesignLibrary(ids, period, kind8, *cols)
 
     @staticmethod
     def from_designs(designs: Sequence[Design]) -> DesignLibrary:
@@ -164,7 +172,10 @@ class DesignLibrary:
     def design(self, index: int) -> Design:
         """The design in row ``index`` as plain objects, for inspection and hand-made tests."""
         prims = tuple(
-            Primitive(Kind(int(self.kind[index, k])), *(float(getattr(self, c)[index, k]) for c in _COLUMNS))
+            Primitive(
+                Kind(int(self.kind[index, k])),
+                *(float(getattr(self, c)[index, k]) for c in _COLUMNS),
+            )
             for k in range(self.slots)
             if self.kind[index, k] != Kind.EMPTY
         )

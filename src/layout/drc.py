@@ -42,8 +42,13 @@ class DrcResult:
         return out
 
 
-def run_drc(path: Path, min_width_nm: float = 50.0, min_space_nm: float = 50.0,
-            layer: Layer = Layer.SILICON, threads: int | None = None) -> DrcResult:  # fmt: skip
+def run_drc(
+    path: Path,
+    min_width_nm: float = 50.0,
+    min_space_nm: float = 50.0,
+    layer: Layer = Layer.SILICON,
+    threads: int | None = None,
+) -> DrcResult:
     import time
 
     path = Path(path)
@@ -57,7 +62,9 @@ def run_drc(path: Path, min_width_nm: float = 50.0, min_space_nm: float = 50.0,
     try:
         ly.read(str(path))
     except RuntimeError as exc:
-        raise ValueError(f"{path} is not a readable GDS/OASIS layout ({str(exc).splitlines()[0]})") from None
+        raise ValueError(
+            f"{path} is not a readable GDS/OASIS layout ({str(exc).splitlines()[0]})"
+        ) from None
     tops = ly.top_cells()
     if len(tops) != 1:
         raise ValueError(f"{path} has {len(tops)} top cells; DRC needs exactly one chip cell")
@@ -76,5 +83,7 @@ def run_drc(path: Path, min_width_nm: float = 50.0, min_space_nm: float = 50.0,
         ):
             for ep in pairs.each():
                 c = ep.bbox().center()
-                markers.append(DrcMarker(check, c.x * ly.dbu, c.y * ly.dbu, ep.distance() * nm_per_dbu))
+                markers.append(
+                    DrcMarker(check, c.x * ly.dbu, c.y * ly.dbu, ep.distance() * nm_per_dbu)
+                )
     return DrcResult(markers, count, time.perf_counter() - start)

@@ -31,8 +31,12 @@ FIXED_TIMESTAMP = dt.datetime(2000, 1, 1)
 Format = Literal["gds", "oas"]
 
 
-def build_gds(manifest: ChipManifest, config: ChipConfig, tolerance_nm: float = DEFAULT_TOLERANCE_NM,
-              progress: bool = False) -> gdstk.Library:  # fmt: skip
+def build_gds(
+    manifest: ChipManifest,
+    config: ChipConfig,
+    tolerance_nm: float = DEFAULT_TOLERANCE_NM,
+    progress: bool = False,
+) -> gdstk.Library:
     lib = gdstk.Library(name=manifest.chip_id, unit=1e-6, precision=1e-9)
     designs = manifest.designs
     unit_cells: dict[int, tuple[gdstk.Cell, float]] = {}
@@ -53,24 +57,50 @@ def build_gds(manifest: ChipManifest, config: ChipConfig, tolerance_nm: float = 
     size = manifest.pad_size_um
     for a, name in enumerate(arrays.name):
         cell = lib.new_cell(name)
-        sel = ((pads.array_id == arrays.array_id[a]) & (pads.replica == arrays.replica[a])
-               & (pads.role == arrays.role[a]))  # fmt: skip
+        sel = (
+            (pads.array_id == arrays.array_id[a])
+            & (pads.replica == arrays.replica[a])
+            & (pads.role == arrays.role[a])
+        )
         ox, oy = float(arrays.origin_x_um[a]), float(arrays.origin_y_um[a])
-        for x, y, did in zip(pads.x_um[sel] - ox, pads.y_um[sel] - oy, pads.design_id[sel], strict=True):
+        for x, y, did in zip(
+            pads.x_um[sel] - ox, pads.y_um[sel] - oy, pads.design_id[sel], strict=True
+        ):
             unit, period_nm = unit_cells[int(did)]
             n = cells_per_pad(period_nm, size)
             p = period_nm / NM_PER_UM
-            cell.add(gdstk.Reference(unit, (x - size / 2, y - size / 2), columns=n, rows=n, spacing=(p, p)))
+            cell.add(
+                gdstk.Reference(
+                    unit, (x - size / 2, y - size / 2), columns=n, rows=n, spacing=(p, p)
+                )
+            )
         top.add(gdstk.Reference(cell, (ox, oy)))
         w_um = float(arrays.cols[a]) * manifest.pad_pitch_um - config.pad_gap_um
         h_um = float(arrays.rows[a]) * manifest.pad_pitch_um - config.pad_gap_um
-        top.add(gdstk.rectangle((ox, oy), (ox + w_um, oy + h_um), layer=Layer.OUTLINE.number,
-                                datatype=Layer.OUTLINE.datatype))  # fmt: skip
+        top.add(
+            gdstk.rectangle(
+                (ox, oy),
+                (ox + w_um, oy + h_um),
+                layer=Layer.OUTLINE.number,
+                datatype=Layer.OUTLINE.datatype,
+            )
+        )
         label_size = min(20.0, config.array_spacing_um / 3)
         lx, ly = ox, oy + h_um + config.fiducial_offset_um + config.fiducial_arm_um + 2
-        top.add(*gdstk.text(name, label_size, (lx + 2 * config.fiducial_arm_um, ly),
-                            layer=Layer.LABEL.number, datatype=Layer.LABEL.datatype))  # fmt: skip
-        top.add(gdstk.Label(name, (ox, oy + h_um), layer=Layer.LABEL.number, texttype=Layer.LABEL.datatype))
+        top.add(
+            *gdstk.text(
+                name,
+                label_size,
+                (lx + 2 * config.fiducial_arm_um, ly),
+                layer=Layer.LABEL.number,
+                datatype=Layer.LABEL.datatype,
+            )
+        )
+        top.add(
+            gdstk.Label(
+                name, (ox, oy + h_um), layer=Layer.LABEL.number, texttype=Layer.LABEL.datatype
+            )
+        )
     fids = pads.role == Role.FIDUCIAL
     for x, y in zip(pads.x_um[fids], pads.y_um[fids], strict=True):
         top.add(gdstk.Reference(fid, (float(x), float(y))))
@@ -96,7 +126,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-
 def write_chip(
     manifest: ChipManifest,
     config: ChipConfig,
@@ -116,8 +145,12 @@ def write_chip(
     write_layout(lib, layout_path, fmt)
     try:
         attrs = dict(manifest.attrs)
-        attrs.update(layout_file=layout_path.name, layout_format=fmt, layout_sha256=file_sha256(layout_path),
-                     polygon_tolerance_nm=tolerance_nm)  # fmt: skip
+        attrs.update(
+            layout_file=layout_path.name,
+            layout_format=fmt,
+            layout_sha256=file_sha256(layout_path),
+            polygon_tolerance_nm=tolerance_nm,
+        )
         write_manifest(manifest_path, replace(manifest, attrs=attrs))
     except BaseException:
         layout_path.unlink(missing_ok=True)

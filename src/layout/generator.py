@@ -59,7 +59,9 @@ class GeneratorConfig:
         if not 1 <= self.max_primitives <= 8:
             raise ValueError(f"max_primitives={self.max_primitives} must be in 1..8")
         if not self.kinds or Kind.EMPTY in self.kinds:
-            raise ValueError(f"kinds={self.kinds} must name at least one of rectangle, ellipse, ring")
+            raise ValueError(
+                f"kinds={self.kinds} must name at least one of rectangle, ellipse, ring"
+            )
 
     @property
     def _margin(self) -> float:
@@ -86,9 +88,16 @@ def generate(
             batch = _draw_batch(rng, cfg)
             drawn += cfg.batch_size
             ok = check_arrays(
-                batch.period_nm, batch.kind, batch.center_x_nm, batch.center_y_nm, batch.width_nm,
-                batch.height_nm, batch.inner_width_nm, batch.inner_height_nm, cfg.rules,
-            ).passed  # fmt: skip
+                batch.period_nm,
+                batch.kind,
+                batch.center_x_nm,
+                batch.center_y_nm,
+                batch.width_nm,
+                batch.height_nm,
+                batch.inner_width_nm,
+                batch.inner_height_nm,
+                cfg.rules,
+            ).passed
             rows = []
             for i in np.flatnonzero(ok):
                 did = int(batch.design_id[i])
@@ -113,7 +122,9 @@ def _ceil_grid(values: FloatArray, step: float) -> FloatArray:
     return np.ceil(values / step - 1e-9) * step
 
 
-def _uniform_steps(rng: np.random.Generator, lo: FloatArray, hi: FloatArray, step: float) -> FloatArray:
+def _uniform_steps(
+    rng: np.random.Generator, lo: FloatArray, hi: FloatArray, step: float
+) -> FloatArray:
     """Uniform draw from {lo, lo+step, ..., <= hi} elementwise (hi >= lo assumed)."""
     n_steps = np.floor((hi - lo) / step + 1e-9).astype(np.int64)
     return lo + step * np.floor(rng.random(lo.shape) * (n_steps + 1))
@@ -160,7 +171,9 @@ def _draw_batch(rng: np.random.Generator, cfg: GeneratorConfig) -> DesignLibrary
     kinds = np.asarray(cfg.kinds, dtype=np.int8)
     kind = kinds[rng.integers(0, kinds.size, (b, k))]
     wall = _ceil_to(rules.min_feature_nm + rules.curve_allowance_nm, g)
-    hole_min = _ceil_to(max(2 * rules.min_hole_tip_radius_nm, rules.min_gap_nm + rules.curve_allowance_nm), 2 * g)
+    hole_min = _ceil_to(
+        max(2 * rules.min_hole_tip_radius_nm, rules.min_gap_nm + rules.curve_allowance_nm), 2 * g
+    )
     ring_min = hole_min + 2 * wall
     fallback = kinds[kinds != Kind.RING]
     if fallback.size:

@@ -33,7 +33,9 @@ def support_width(
     return np.where(kind == Kind.RECTANGLE, rect, ell)
 
 
-def maximize_over_directions(objective: Callable[[FloatArray, FloatArray], FloatArray], count: int) -> FloatArray:
+def maximize_over_directions(
+    objective: Callable[[FloatArray, FloatArray], FloatArray], count: int
+) -> FloatArray:
     """max over unit vectors u of ``objective(ux, uy)`` for ``count`` independent problems.
 
     ``objective`` receives (count, S) direction arrays and returns (count, S) values.
@@ -44,7 +46,7 @@ def maximize_over_directions(objective: Callable[[FloatArray, FloatArray], Float
     values = objective(np.cos(theta), np.sin(theta))
     best = np.argmax(values, axis=1)
     center = theta[np.arange(count), best]
-    best_value = values[np.arange(count), best]
+    best_value: FloatArray = values[np.arange(count), best]
     step = 2 * np.pi / _COARSE
     for _ in range(2):
         local = center[:, None] + np.linspace(-step, step, _FINE)[None, :]
@@ -57,29 +59,39 @@ def maximize_over_directions(objective: Callable[[FloatArray, FloatArray], Float
 
 
 def separation(
-    kind_a: NDArray[np.int8], hw_a: FloatArray, hh_a: FloatArray,
-    kind_b: NDArray[np.int8], hw_b: FloatArray, hh_b: FloatArray,
-    dx: FloatArray, dy: FloatArray,
-) -> FloatArray:  # fmt: skip
+    kind_a: NDArray[np.int8],
+    hw_a: FloatArray,
+    hh_a: FloatArray,
+    kind_b: NDArray[np.int8],
+    hw_b: FloatArray,
+    hh_b: FloatArray,
+    dx: FloatArray,
+    dy: FloatArray,
+) -> FloatArray:
     """Signed separation of outline B (centre offset dx, dy from A) from outline A: > 0 is the
     Euclidean gap, <= 0 means they touch or overlap."""
 
     def f(ux: FloatArray, uy: FloatArray) -> FloatArray:
         c = (slice(None), None)
         return (
-            ux * dx[c] + uy * dy[c]
+            ux * dx[c]
+            + uy * dy[c]
             - support_width(kind_a[c], hw_a[c], hh_a[c], ux, uy)
             - support_width(kind_b[c], hw_b[c], hh_b[c], ux, uy)
-        )  # fmt: skip
+        )
 
     return maximize_over_directions(f, dx.shape[0])
 
 
 def clearance_inside(
-    hw_hole: FloatArray, hh_hole: FloatArray,
-    kind_b: NDArray[np.int8], hw_b: FloatArray, hh_b: FloatArray,
-    dx: FloatArray, dy: FloatArray,
-) -> FloatArray:  # fmt: skip
+    hw_hole: FloatArray,
+    hh_hole: FloatArray,
+    kind_b: NDArray[np.int8],
+    hw_b: FloatArray,
+    hh_b: FloatArray,
+    dx: FloatArray,
+    dy: FloatArray,
+) -> FloatArray:
     """Clearance of outline B (centre offset dx, dy) inside an elliptical hole: > 0 is the gap to
     the hole's edge, <= 0 means B is not wholly inside."""
     ell = np.full(dx.shape, Kind.ELLIPSE, dtype=np.int8)

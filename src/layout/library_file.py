@@ -23,15 +23,23 @@ from layout.design import DesignLibrary, Kind
 SCHEMA = "metascan.design_library"
 SCHEMA_VERSION = 1
 _COLUMNS = (
-    "kind", "center_x_nm", "center_y_nm", "width_nm", "height_nm", "inner_width_nm", "inner_height_nm",
-)  # fmt: skip
+    "kind",
+    "center_x_nm",
+    "center_y_nm",
+    "width_nm",
+    "height_nm",
+    "inner_width_nm",
+    "inner_height_nm",
+)
 
 
 def software_version() -> str:
     return version("metascan")
 
 
-def write_library_group(group: h5py.Group, library: DesignLibrary, attrs: dict[str, Any] | None = None) -> None:
+def write_library_group(
+    group: h5py.Group, library: DesignLibrary, attrs: dict[str, Any] | None = None
+) -> None:
     group.attrs["schema"] = SCHEMA
     group.attrs["schema_version"] = SCHEMA_VERSION
     group.attrs["kinds"] = json.dumps({k.name.lower(): int(k) for k in Kind})
@@ -41,16 +49,22 @@ def write_library_group(group: h5py.Group, library: DesignLibrary, attrs: dict[s
     group.create_dataset("design_id", data=library.design_id)
     group.create_dataset("period_nm", data=library.period_nm)
     for name in _COLUMNS:
-        group.create_dataset(name, data=getattr(library, name), compression="gzip", compression_opts=1, shuffle=True)
+        group.create_dataset(
+            name, data=getattr(library, name), compression="gzip", compression_opts=1, shuffle=True
+        )
 
 
 def read_library_group(group: h5py.Group, source: str = "") -> DesignLibrary:
     schema = group.attrs.get("schema")
     if schema != SCHEMA:
-        raise ValueError(f"{source or group.name}: not a design library (schema={schema!r}, expected {SCHEMA!r})")
+        raise ValueError(
+            f"{source or group.name}: not a design library (schema={schema!r}, expected {SCHEMA!r})"
+        )
     found = int(group.attrs["schema_version"])
     if found > SCHEMA_VERSION:
-        raise ValueError(f"{source}: design library schema_version {found} is newer than supported {SCHEMA_VERSION}")
+        raise ValueError(
+            f"{source}: design library schema_version {found} is newer than supported {SCHEMA_VERSION}"
+        )
     return DesignLibrary(
         np.asarray(group["design_id"][()], dtype=np.int64),
         np.asarray(group["period_nm"][()], dtype=np.float64),

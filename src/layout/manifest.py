@@ -56,7 +56,9 @@ class PadTable:
 
     @staticmethod
     def concatenate(parts: list[PadTable]) -> PadTable:
-        return PadTable(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(PadTable)))
+        return PadTable(
+            *(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(PadTable))
+        )
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,13 @@ def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:
             arrays.create_dataset(fld.name, data=getattr(m.arrays, fld.name))
     pads = f.create_group("pads")
     for fld in fields(PadTable):
-        pads.create_dataset(fld.name, data=getattr(m.pads, fld.name), compression="gzip", compression_opts=1, shuffle=True)
+        pads.create_dataset(
+            fld.name,
+            data=getattr(m.pads, fld.name),
+            compression="gzip",
+            compression_opts=1,
+            shuffle=True,
+        )
     write_library_group(f.create_group("designs"), m.designs)
 
 
@@ -120,15 +128,29 @@ def read_manifest(path: Path) -> ChipManifest:
         if f.attrs.get("schema") != SCHEMA:
             raise ValueError(f"{path} is not a chip manifest (schema={f.attrs.get('schema')!r})")
         if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
-            raise ValueError(f"{path}: manifest schema_version {f.attrs['schema_version']} is newer than {SCHEMA_VERSION}")
+            raise ValueError(
+                f"{path}: manifest schema_version {f.attrs['schema_version']} is newer than {SCHEMA_VERSION}"
+            )
         a = f["arrays"]
         arrays = ArrayTable(
             [s.decode() if isinstance(s, bytes) else str(s) for s in a["name"][()]],
             *(a[fld.name][()] for fld in fields(ArrayTable) if fld.name != "name"),
         )
         pads = PadTable(*(f["pads"][fld.name][()] for fld in fields(PadTable)))
-        fixed = {"schema", "schema_version", "chip_id", "thickness_nm", "pad_size_um", "pad_pitch_um", "roles"}
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items() if k not in fixed}
+        fixed = {
+            "schema",
+            "schema_version",
+            "chip_id",
+            "thickness_nm",
+            "pad_size_um",
+            "pad_pitch_um",
+            "roles",
+        }
+        attrs = {
+            k: (v.decode() if isinstance(v, bytes) else v)
+            for k, v in f.attrs.items()
+            if k not in fixed
+        }
         return ChipManifest(
             chip_id=str(f.attrs["chip_id"]),
             thickness_nm=float(f.attrs["thickness_nm"]),

@@ -25,7 +25,9 @@ def design_polygons(
         c = (p.center_x_nm / NM_PER_UM, p.center_y_nm / NM_PER_UM)
         half = (p.width_nm / 2 / NM_PER_UM, p.height_nm / 2 / NM_PER_UM)
         if p.kind == Kind.RECTANGLE:
-            poly = gdstk.rectangle((c[0] - half[0], c[1] - half[1]), (c[0] + half[0], c[1] + half[1]))
+            poly = gdstk.rectangle(
+                (c[0] - half[0], c[1] - half[1]), (c[0] + half[0], c[1] + half[1])
+            )
         elif p.kind == Kind.ELLIPSE:
             poly = gdstk.ellipse(c, half, tolerance=tol)
         else:

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Polygon as PolygonPatch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Polygon as PolygonPatch  # noqa: E402
-
-from layout.atomic import atomic_output  # noqa: E402
-from layout.design import DesignLibrary  # noqa: E402
-from layout.manifest import ChipManifest, Role  # noqa: E402
-from layout.polygons import NM_PER_UM, design_polygons  # noqa: E402
-from layout.raster import rasterize  # noqa: E402
+from layout.atomic import atomic_output
+from layout.design import DesignLibrary
+from layout.manifest import ChipManifest, Role
+from layout.polygons import NM_PER_UM, design_polygons
+from layout.raster import rasterize
 
 
 def preview_designs(library: DesignLibrary, path: Path, count: int = 6) -> None:
@@ -26,15 +23,30 @@ def preview_designs(library: DesignLibrary, path: Path, count: int = 6) -> None:
         raise ValueError(f"count={count} must be >= 1 and the library non-empty")
     sub = library.take(np.arange(n))
     images = rasterize(sub)
-    fig, axes = plt.subplots(2, n, figsize=(2.4 * n, 5), squeeze=False)
+    fig = Figure(figsize=(2.4 * n, 5))
+    axes = fig.subplots(2, n, squeeze=False)
     for i in range(n):
         period = float(sub.period_nm[i])
         ax = axes[0, i]
-        ax.imshow(images[i], origin="lower", extent=(0, period, 0, period), cmap="gray_r", interpolation="nearest")
+        ax.imshow(
+            images[i],
+            origin="lower",
+            extent=(0, period, 0, period),
+            cmap="gray_r",
+            interpolation="nearest",
+        )
         ax.set_title(f"id {int(sub.design_id[i]) % 100000:05d}…\nP = {period:g} nm", fontsize=8)
         ax = axes[1, i]
         for poly in design_polygons(sub.design(i)):
-            ax.add_patch(PolygonPatch(poly.points * NM_PER_UM, closed=True, facecolor="0.2", edgecolor="C3", lw=0.6))
+            ax.add_patch(
+                PolygonPatch(
+                    np.asarray(poly.points) * NM_PER_UM,
+                    closed=True,
+                    facecolor="0.2",
+                    edgecolor="C3",
+                    lw=0.6,
+                )
+            )
         ax.set_xlim(0, period)
         ax.set_ylim(0, period)
         ax.set_aspect("equal")
@@ -46,7 +58,9 @@ def preview_designs(library: DesignLibrary, path: Path, count: int = 6) -> None:
     _save(fig, path)
 
 
-def preview_array(manifest: ChipManifest, path: Path, array_name: str | None = None, max_pads: int = 24) -> None:
+def preview_array(
+    manifest: ChipManifest, path: Path, array_name: str | None = None, max_pads: int = 24
+) -> None:
     """Mosaic of an array's pads (each its unit cell raster) up to ``max_pads`` a side."""
     names = manifest.arrays.name
     name = array_name or names[0]
@@ -54,8 +68,13 @@ def preview_array(manifest: ChipManifest, path: Path, array_name: str | None = N
         raise ValueError(f"array {name!r} is not on the chip; arrays are {', '.join(names)}")
     a = names.index(name)
     pads = manifest.pads
-    sel = ((pads.array_id == manifest.arrays.array_id[a]) & (pads.replica == manifest.arrays.replica[a])
-           & (pads.role == manifest.arrays.role[a]) & (pads.row < max_pads) & (pads.col < max_pads))  # fmt: skip
+    sel = (
+        (pads.array_id == manifest.arrays.array_id[a])
+        & (pads.replica == manifest.arrays.replica[a])
+        & (pads.role == manifest.arrays.role[a])
+        & (pads.row < max_pads)
+        & (pads.col < max_pads)
+    )
     rows = int(min(manifest.arrays.rows[a], max_pads))
     cols = int(min(manifest.arrays.cols[a], max_pads))
     px = 32
@@ -64,13 +83,24 @@ def preview_array(manifest: ChipManifest, path: Path, array_name: str | None = N
     mosaic = np.zeros((rows * px, cols * px))
     for r, c, i in zip(pads.row[sel], pads.col[sel], index, strict=True):
         mosaic[r * px : (r + 1) * px, c * px : (c + 1) * px] = tile[i]
-    fig, ax = plt.subplots(figsize=(8, 8 * rows / cols))
+    fig = Figure(figsize=(8, 8 * rows / cols))
+    ax = fig.subplots()
     size = manifest.pad_pitch_um
-    ax.imshow(mosaic, origin="lower", cmap="gray_r", extent=(0, cols * size, 0, rows * size), interpolation="nearest")
+    ax.imshow(
+        mosaic,
+        origin="lower",
+        cmap="gray_r",
+        extent=(0, cols * size, 0, rows * size),
+        interpolation="nearest",
+    )
     for k in range(1, max(rows, cols)):
         ax.axhline(k * size, color="C0", lw=0.3)
         ax.axvline(k * size, color="C0", lw=0.3)
-    shown = f" (first {rows}x{cols} pads)" if (rows, cols) != (manifest.arrays.rows[a], manifest.arrays.cols[a]) else ""
+    shown = (
+        f" (first {rows}x{cols} pads)"
+        if (rows, cols) != (manifest.arrays.rows[a], manifest.arrays.cols[a])
+        else ""
+    )
     role = Role(int(manifest.arrays.role[a])).name.lower()
     ax.set_title(f"{manifest.chip_id} / {name} ({role}){shown}: one unit cell per pad", fontsize=9)
     ax.set_xlabel("x from array origin (µm)")
@@ -79,7 +109,6 @@ def preview_array(manifest: ChipManifest, path: Path, array_name: str | None = N
     _save(fig, path)
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     with atomic_output(Path(path)) as tmp:
         fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)

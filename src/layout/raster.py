@@ -22,7 +22,9 @@ FloatArray = NDArray[np.float64]
 
 IMAGE_SIZE = 128
 _CHUNK = 1024
-_BYTE_TO_PIXELS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little").view(np.uint64)[:, 0]
+_BYTE_TO_PIXELS = np.unpackbits(
+    np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little"
+).view(np.uint64)[:, 0]
 
 
 def _prefix_table(size: int) -> NDArray[np.uint64]:
@@ -56,14 +58,20 @@ def rasterize(library: DesignLibrary, size: int = IMAGE_SIZE) -> NDArray[np.bool
     return out.view(np.bool_)
 
 
-def _columns(center: FloatArray, half_span: FloatArray, pixel: FloatArray, size: int) -> NDArray[np.intp]:
+def _columns(
+    center: FloatArray, half_span: FloatArray, pixel: FloatArray, size: int
+) -> NDArray[np.intp]:
     """Column bounds [c0, c1) whose pixel centres fall in [center - half, center + half); a zero
     half-span gives c0 == c1, an empty row, with no special case."""
-    c = np.ceil((center[None] + np.array([-1.0, 1.0])[:, None, None] * half_span[None]) / pixel[None] - 0.5)
+    c = np.ceil(
+        (center[None] + np.array([-1.0, 1.0])[:, None, None] * half_span[None]) / pixel[None] - 0.5
+    )
     return np.minimum(np.maximum(c, 0), size).astype(np.intp)
 
 
-def _half_width(dy: FloatArray, half_w: FloatArray, half_h: FloatArray, elliptic: NDArray[np.bool_]) -> FloatArray:
+def _half_width(
+    dy: FloatArray, half_w: FloatArray, half_h: FloatArray, elliptic: NDArray[np.bool_]
+) -> FloatArray:
     """Half-width of an outline at offset dy from its centre, 0 outside its height."""
     t = dy / half_h
     inside = (t >= -1) & (t < 1)
@@ -71,23 +79,32 @@ def _half_width(dy: FloatArray, half_w: FloatArray, half_h: FloatArray, elliptic
     return np.where(inside, hw, 0.0)
 
 
-def _rasterize_chunk(lib: DesignLibrary, size: int, table: NDArray[np.uint64], out: NDArray[np.uint8]) -> None:
+def _rasterize_chunk(
+    lib: DesignLibrary, size: int, table: NDArray[np.uint64], out: NDArray[np.uint8]
+) -> None:
     n, k = lib.kind.shape
     d, s = np.nonzero(lib.kind != Kind.EMPTY)  # present primitives only
     kind = lib.kind[d, s][:, None]
     pixel = (lib.period_nm[d] / size)[:, None]
     dy = (np.arange(size) + 0.5)[None, :] * pixel - lib.center_y_nm[d, s][:, None]  # (M, R)
     cx = lib.center_x_nm[d, s][:, None]
-    outer = _half_width(dy, lib.width_nm[d, s][:, None] / 2, lib.height_nm[d, s][:, None] / 2, kind != Kind.RECTANGLE)
+    outer = _half_width(
+        dy,
+        lib.width_nm[d, s][:, None] / 2,
+        lib.height_nm[d, s][:, None] / 2,
+        kind != Kind.RECTANGLE,
+    )
     c0, c1 = _columns(cx, outer, pixel, size)
     rows = table[c1] & ~table[c0]  # (M, R, words)
     ring = np.flatnonzero(kind[:, 0] == Kind.RING)
     if ring.size:
         dr, sr = d[ring], s[ring]
         inner = _half_width(
-            dy[ring], lib.inner_width_nm[dr, sr][:, None] / 2, lib.inner_height_nm[dr, sr][:, None] / 2,
+            dy[ring],
+            lib.inner_width_nm[dr, sr][:, None] / 2,
+            lib.inner_height_nm[dr, sr][:, None] / 2,
             np.ones((ring.size, 1), dtype=bool),
-        )  # fmt: skip
+        )
         i0, i1 = _columns(cx[ring], inner, pixel[ring], size)
         rows[ring] &= ~(table[i1] & ~table[i0])
     slots = np.zeros((n, k, size, table.shape[1]), dtype=np.uint64)
@@ -95,4 +112,6 @@ def _rasterize_chunk(lib: DesignLibrary, size: int, table: NDArray[np.uint64], o
     merged = np.bitwise_or.reduce(slots, axis=1)  # (n, R, words)
     as_bytes = np.ascontiguousarray(merged.astype("<u8")).view(np.uint8)  # (n, R, size/8)
     # Each mask byte expands to 8 pixel bytes through a 256-entry table, written in place.
-    np.take(_BYTE_TO_PIXELS, as_bytes, out=out.reshape(n, size, size // 8, 8).view(np.uint64)[..., 0])
+    np.take(
+        _BYTE_TO_PIXELS, as_bytes, out=out.reshape(n, size, size // 8, 8).view(np.uint64)[..., 0]
+    )

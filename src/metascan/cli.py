@@ -11,23 +11,44 @@ import typer
 
 from layout.cli import app as layout_app
 
-app = typer.Typer(help="metascan: metasurface datasets from layout to learned inverse design.", no_args_is_help=True)
+app = typer.Typer(
+    help="metascan: metasurface datasets from layout to learned inverse design.",
+    no_args_is_help=True,
+)
 app.add_typer(layout_app, name="layout")
 
-_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError, IsADirectoryError)
+_USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    KeyError,
+    PermissionError,
+    IsADirectoryError,
+)
 
 
 @app.callback()
-def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def main() -> None:
     """Console entry point."""
     try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        # Without standalone mode click returns a command's exit code instead of raising it.
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: typer prints them with the usage line
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
@@ -35,3 +56,4 @@ def main() -> None:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         typer.echo(f"error: {message}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
