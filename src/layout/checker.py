@@ -25,6 +25,7 @@ class Rule(Enum):
     """Violation kinds; the value is the short name used in files and messages."""
 
     BAD_PERIOD = "bad_period"
+    EMPTY = "empty"
     OFF_GRID = "off_grid"
     MIN_SIZE = "min_size"
     OUTSIDE_CELL = "outside_cell"
@@ -209,14 +210,23 @@ def check_arrays(
         period,
         rules.grid_nm,
     )
+    out.add(~np.any(kind != Kind.EMPTY, axis=1), Rule.EMPTY, -1, -1, np.zeros(n), 1.0)
 
     for s in range(k):
         present = kind[:, s] != Kind.EMPTY
         ring = kind[:, s] == Kind.RING
-        # Grid: centres and sizes (ring holes too) on the fabrication grid.
-        grid_bad = _off_grid(cx[:, s], rules.grid_nm) | _off_grid(cy[:, s], rules.grid_nm)
-        grid_bad |= _off_grid(w[:, s], rules.grid_nm) | _off_grid(h[:, s], rules.grid_nm)
-        grid_bad |= ring & (_off_grid(iw[:, s], rules.grid_nm) | _off_grid(ih[:, s], rules.grid_nm))
+        # Grid: centres and every edge (ring holes too) on the fabrication grid; an edge between
+        # grid points would also fall between the 1 nm points of the GDS file.
+        grid_bad = np.zeros(n, dtype=bool)
+        for centre, outer, hole in ((cx[:, s], w[:, s], iw[:, s]), (cy[:, s], h[:, s], ih[:, s])):
+            grid_bad |= _off_grid(centre, rules.grid_nm)
+            grid_bad |= _off_grid(centre - outer / 2, rules.grid_nm) | _off_grid(
+                centre + outer / 2, rules.grid_nm
+            )
+            hole_bad = _off_grid(centre - hole / 2, rules.grid_nm) | _off_grid(
+                centre + hole / 2, rules.grid_nm
+            )
+            grid_bad |= ring & hole_bad
         out.add(present & grid_bad, Rule.OFF_GRID, s, -1, np.zeros(n), rules.grid_nm)
 
         size = np.minimum(w[:, s], h[:, s])

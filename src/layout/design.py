@@ -210,6 +210,11 @@ class DesignLibrary:
 
     def index_of(self, design_ids: NDArray[np.int64]) -> IntArray:
         """Row of each id; raises with the first unknown id."""
+        design_ids = np.asarray(design_ids, dtype=np.int64)
+        if len(self) == 0 and design_ids.size:
+            raise KeyError(
+                f"design_id {int(design_ids.flat[0])} is not in the library (it is empty)"
+            )
         order = np.argsort(self.design_id)
         pos = np.searchsorted(self.design_id, design_ids, sorter=order)
         pos = np.clip(pos, 0, len(self) - 1)

@@ -56,6 +56,8 @@ class GeneratorConfig:
                     f"{self._margin:g} nm border margins; use >= "
                     f"{self.rules.min_size_nm + 2 * self._margin:g} nm"
                 )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size} must be >= 1 (default 4096)")
         if not 1 <= self.max_primitives <= 8:
             raise ValueError(f"max_primitives={self.max_primitives} must be in 1..8")
         if not self.kinds or Kind.EMPTY in self.kinds:
@@ -205,6 +207,6 @@ def _draw_batch(rng: np.random.Generator, cfg: GeneratorConfig) -> DesignLibrary
     cx = x0 + w / 2 + _uniform_steps(rng, np.zeros((b, k)), np.maximum(rw - w, 0), g)
     cy = y0 + h / 2 + _uniform_steps(rng, np.zeros((b, k)), np.maximum(rh - h, 0), g)
     kind = np.where(present, kind, Kind.EMPTY).astype(np.int8)
-    # A design whose split failed keeps no primitive and fails the checker's emptiness test below.
+    # Draws whose cuts could not be made are dropped here; the rest go to the checker.
     lib = DesignLibrary.from_arrays(period, kind, cx, cy, w, h, iw, ih)
     return lib.take(np.flatnonzero(feasible))

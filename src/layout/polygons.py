@@ -1,6 +1,7 @@
 """Designs -> gdstk polygons of one unit cell, in µm (the GDS user unit), origin at the cell's
-lower-left corner. Curves are approximated within ``tolerance_nm`` with vertices on the curve,
-so polygons never bulge past the ideal outline (the checker's curve allowance covers the rest)."""
+lower-left corner. Curves are approximated within ``tolerance_nm`` with vertices on the curve, so
+chords cut inside a solid outline and, for a ring, push material up to the tolerance into the
+hole; the checker's curve allowance covers that and the snapping of vertices to the 1 nm grid."""
 
 from __future__ import annotations
 

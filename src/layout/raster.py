@@ -73,7 +73,12 @@ def _half_width(
     dy: FloatArray, half_w: FloatArray, half_h: FloatArray, elliptic: NDArray[np.bool_]
 ) -> FloatArray:
     """Half-width of an outline at offset dy from its centre, 0 outside its height."""
-    t = dy / half_h
+    t = np.divide(
+        dy,
+        half_h,
+        out=np.full(np.broadcast_shapes(dy.shape, half_h.shape), np.inf),
+        where=half_h > 0,
+    )
     inside = (t >= -1) & (t < 1)
     hw = np.where(elliptic, half_w * np.sqrt(np.maximum(1 - t * t, 0)), half_w)
     return np.where(inside, hw, 0.0)

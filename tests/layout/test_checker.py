@@ -103,6 +103,23 @@ def test_off_grid_ring_hole_size() -> None:
     assert_violation(v, Rule.OFF_GRID, (0,), None, 5.0)
 
 
+def test_off_grid_edge_with_centre_and_size_on_grid() -> None:
+    # Centre 200 and width 105 are both multiples of 5, but the edges sit at 147.5 and 252.5:
+    # between grid points and between the 1 nm points of the GDS file.
+    v = only(Design(400.0, (R(200, 200, 105, 100),)))
+    assert_violation(v, Rule.OFF_GRID, (0,), None, 5.0)
+
+
+def test_edges_on_grid_pass() -> None:
+    # Centre 200 with width 110: edges at 145 and 255, all on the grid.
+    assert check_design(Design(400.0, (R(200, 200, 110, 100),))) == []
+
+
+def test_empty_design_fails() -> None:
+    v = only(Design(400.0, ()))
+    assert_violation(v, Rule.EMPTY, (), 0.0, 1.0)
+
+
 def test_min_size() -> None:
     # 90 x 200 rectangle: smaller side 90 < 100.
     v = only(Design(400.0, (R(200, 200, 90, 200),)))

@@ -255,11 +255,6 @@ def test_index_of_raises_key_error_naming_the_missing_id() -> None:
             lib.index_of(np.array([bad], dtype=np.int64))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="src bug: DesignLibrary.index_of on an empty library raises IndexError, not KeyError",
-)
 def test_index_of_on_empty_library_raises_key_error() -> None:
     empty = DesignLibrary.from_designs([ONE]).take(np.zeros(0, dtype=np.int64))
     assert len(empty) == 0

@@ -252,3 +252,9 @@ def test_impossible_count_raises() -> None:
     )
     with pytest.raises(RuntimeError, match="count=50"):
         generate(50, seed=0, config=cfg)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_bad_batch_size_raises_naming_the_value(batch_size: int) -> None:
+    with pytest.raises(ValueError, match=f"batch_size={batch_size}"):
+        GeneratorConfig(batch_size=batch_size)

@@ -108,7 +108,7 @@ def test_bad_input_gets_one_line_and_no_file(
     args: list[str],
     message: str,
 ) -> None:
-    code, out, err = run(monkeypatch, capsys, *(a.format(d=tmp_path) for a in args))
+    code, _out, err = run(monkeypatch, capsys, *(a.format(d=tmp_path) for a in args))
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
