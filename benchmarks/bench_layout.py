@@ -27,10 +27,14 @@ from layout.raster import rasterize
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--designs", type=int, default=100_000, help="designs for the generator/raster figures")
+    parser.add_argument(
+        "--designs", type=int, default=100_000, help="designs for the generator/raster figures"
+    )
     parser.add_argument("--side", type=int, default=151, help="pads per array side")
     args = parser.parse_args()
-    out: dict[str, object] = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"}
+    out: dict[str, object] = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores"
+    }
 
     generate(2000, seed=99)  # warm-up: imports, first allocations
     t = time.perf_counter()
@@ -55,7 +59,9 @@ def main() -> None:
 
     side = args.side
     chip_lib = generate(3 * side * side, seed=2)
-    cfg = ChipConfig(thickness_nm=500, arrays=3, rows=side, cols=side, replicas=2, companion_size=10)
+    cfg = ChipConfig(
+        thickness_nm=500, arrays=3, rows=side, cols=side, replicas=2, companion_size=10
+    )
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         for fmt in ("gds", "oas"):
@@ -67,7 +73,9 @@ def main() -> None:
         out["chip_manifest_mb"] = round((d / "chip_gds.h5").stat().st_size / 1e6, 2)
         out["chip_dataset_pads"] = int(3 * 2 * side * side)
 
-        one = ChipConfig(thickness_nm=500, arrays=1, rows=side, cols=side, replicas=1, companion_size=10)
+        one = ChipConfig(
+            thickness_nm=500, arrays=1, rows=side, cols=side, replicas=1, companion_size=10
+        )
         write_chip(plan_chip(chip_lib, one), one, d / "one.gds", d / "one.h5")
         result = run_drc(d / "one.gds")
         out["drc_one_array_s"] = round(result.seconds, 2)
