@@ -184,3 +184,18 @@ def test_failed_write_leaves_no_file(tmp_path: Path, library: DesignLibrary) -> 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_chip(m, cfg, tmp_path / "chip.gds", tmp_path / "missing" / "chip.h5")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_the_umask_mode_not_a_private_one(
+    tmp_path: Path, library: DesignLibrary
+) -> None:
+    import os
+
+    from layout.library_file import write_library
+
+    old = os.umask(0o022)
+    try:
+        write_library(tmp_path / "designs.h5", library)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "designs.h5").stat().st_mode & 0o777 == 0o644
