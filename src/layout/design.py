@@ -70,7 +70,7 @@ class Design:
         return int(DesignLibrary.from_designs([self]).design_id[0])
 
 
-_COLUMNS = (
+GEOMETRY_COLUMNS = (
     "center_x_nm",
     "center_y_nm",
     "width_nm",
@@ -78,6 +78,7 @@ _COLUMNS = (
     "inner_width_nm",
     "inner_height_nm",
 )
+"""The (N, K) float columns of a library, in the order ``from_arrays`` takes them."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class DesignLibrary:
         for i, d in enumerate(designs):
             for k, p in enumerate(d.primitives):
                 kind[i, k] = p.kind
-                cols[:, i, k] = [getattr(p, c) for c in _COLUMNS]
+                cols[:, i, k] = [getattr(p, c) for c in GEOMETRY_COLUMNS]
         period = np.array([d.period_nm for d in designs], dtype=np.float64)
         return DesignLibrary.from_arrays(period, kind, *cols)
 
@@ -174,7 +175,7 @@ class DesignLibrary:
         prims = tuple(
             Primitive(
                 Kind(int(self.kind[index, k])),
-                *(float(getattr(self, c)[index, k]) for c in _COLUMNS),
+                *(float(getattr(self, c)[index, k]) for c in GEOMETRY_COLUMNS),
             )
             for k in range(self.slots)
             if self.kind[index, k] != Kind.EMPTY
@@ -189,7 +190,7 @@ class DesignLibrary:
         return DesignLibrary(
             self.design_id[index],
             self.period_nm[index],
-            *(getattr(self, c)[index] for c in ("kind", *_COLUMNS)),
+            *(getattr(self, c)[index] for c in ("kind", *GEOMETRY_COLUMNS)),
         )
 
     @staticmethod
@@ -205,7 +206,7 @@ class DesignLibrary:
             np.concatenate([p.design_id for p in parts]),
             np.concatenate([p.period_nm for p in parts]),
             np.concatenate([pad(p.kind, Kind.EMPTY) for p in parts]).astype(np.int8),
-            *(np.concatenate([pad(getattr(p, c), 0.0) for p in parts]) for c in _COLUMNS),
+            *(np.concatenate([pad(getattr(p, c), 0.0) for p in parts]) for c in GEOMETRY_COLUMNS),
         )
 
     def index_of(self, design_ids: NDArray[np.int64]) -> IntArray:

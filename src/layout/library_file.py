@@ -18,19 +18,11 @@ import h5py
 import numpy as np
 
 from layout.atomic import atomic_output
-from layout.design import DesignLibrary, Kind
+from layout.design import GEOMETRY_COLUMNS, DesignLibrary, Kind
 
 SCHEMA = "metascan.design_library"
 SCHEMA_VERSION = 1
-_COLUMNS = (
-    "kind",
-    "center_x_nm",
-    "center_y_nm",
-    "width_nm",
-    "height_nm",
-    "inner_width_nm",
-    "inner_height_nm",
-)
+_COLUMNS = ("kind", *GEOMETRY_COLUMNS)
 
 
 def software_version() -> str:

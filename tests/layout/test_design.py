@@ -11,20 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layout.design import Design, DesignLibrary, Kind, Primitive
+from layout.design import GEOMETRY_COLUMNS, Design, DesignLibrary, Kind, Primitive
 
 R = Primitive.rectangle
 E = Primitive.ellipse
 RING = Primitive.ring
 
-COLUMNS = (
-    "center_x_nm",
-    "center_y_nm",
-    "width_nm",
-    "height_nm",
-    "inner_width_nm",
-    "inner_height_nm",
-)
+COLUMNS = GEOMETRY_COLUMNS
 ARRAYS = ("design_id", "period_nm", "kind", *COLUMNS)
 
 THREE = Design(

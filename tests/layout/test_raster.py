@@ -6,7 +6,7 @@ import gdstk
 import numpy as np
 import pytest
 
-from layout.design import Design, DesignLibrary, Kind, Primitive
+from layout.design import GEOMETRY_COLUMNS, Design, DesignLibrary, Kind, Primitive
 from layout.generator import generate
 from layout.polygons import design_polygons
 from layout.raster import rasterize
@@ -16,14 +16,7 @@ E = Primitive.ellipse
 RING = Primitive.ring
 
 SIZE = 128
-COLUMNS = (
-    "center_x_nm",
-    "center_y_nm",
-    "width_nm",
-    "height_nm",
-    "inner_width_nm",
-    "inner_height_nm",
-)
+COLUMNS = GEOMETRY_COLUMNS
 
 
 @pytest.fixture(scope="module")
