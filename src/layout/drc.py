@@ -9,6 +9,7 @@ touch) are still seen. Space also covers notches inside one polygon (a ring's ho
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,6 @@ def run_drc(
     layer: Layer = Layer.SILICON,
     threads: int | None = None,
 ) -> DrcResult:
-    import time
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"layout {path} does not exist")

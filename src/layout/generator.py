@@ -16,14 +16,13 @@ Batches have a fixed size, so generating N designs gives a prefix of generating 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from layout.checker import check_arrays
+from layout.checker import check_library
 from layout.design import DesignLibrary, Kind
 from layout.rules import DesignRules
 
@@ -71,7 +70,7 @@ class GeneratorConfig:
 
 
 def _ceil_to(value: float, step: float) -> float:
-    return math.ceil(value / step - 1e-9) * step
+    return float(_ceil_grid(np.float64(value), step))
 
 
 def generate(
@@ -89,17 +88,7 @@ def generate(
         while total < count:
             batch = _draw_batch(rng, cfg)
             drawn += cfg.batch_size
-            ok = check_arrays(
-                batch.period_nm,
-                batch.kind,
-                batch.center_x_nm,
-                batch.center_y_nm,
-                batch.width_nm,
-                batch.height_nm,
-                batch.inner_width_nm,
-                batch.inner_height_nm,
-                cfg.rules,
-            ).passed
+            ok = check_library(batch, cfg.rules).passed
             rows = []
             for i in np.flatnonzero(ok):
                 did = int(batch.design_id[i])
@@ -120,7 +109,8 @@ def generate(
     return DesignLibrary.concatenate(kept)
 
 
-def _ceil_grid(values: FloatArray, step: float) -> FloatArray:
+def _ceil_grid(values: FloatArray | np.float64, step: float) -> FloatArray:
+    """Round up to the next multiple of ``step`` (a hair of slack for float noise)."""
     return np.ceil(values / step - 1e-9) * step
 
 

@@ -58,6 +58,24 @@ def maximize_over_directions(
     return best_value
 
 
+def _max_offset_less_supports(
+    dx: FloatArray,
+    dy: FloatArray,
+    outlines: list[tuple[float, NDArray[np.int8], FloatArray, FloatArray]],
+) -> FloatArray:
+    """max over u of u.(dx, dy) - sum(weight * s(u)) over (weight, kind, half_w, half_h) outlines:
+    the one direction problem behind both separation and clearance."""
+    c = (slice(None), None)
+
+    def f(ux: FloatArray, uy: FloatArray) -> FloatArray:
+        value = ux * dx[c] + uy * dy[c]
+        for weight, kind, hw, hh in outlines:
+            value = value - weight * support_width(kind[c], hw[c], hh[c], ux, uy)
+        return value
+
+    return maximize_over_directions(f, dx.shape[0])
+
+
 def separation(
     kind_a: NDArray[np.int8],
     hw_a: FloatArray,
@@ -70,17 +88,7 @@ def separation(
 ) -> FloatArray:
     """Signed separation of outline B (centre offset dx, dy from A) from outline A: > 0 is the
     Euclidean gap, <= 0 means they touch or overlap."""
-
-    def f(ux: FloatArray, uy: FloatArray) -> FloatArray:
-        c = (slice(None), None)
-        return (
-            ux * dx[c]
-            + uy * dy[c]
-            - support_width(kind_a[c], hw_a[c], hh_a[c], ux, uy)
-            - support_width(kind_b[c], hw_b[c], hh_b[c], ux, uy)
-        )
-
-    return maximize_over_directions(f, dx.shape[0])
+    return _max_offset_less_supports(dx, dy, [(1.0, kind_a, hw_a, hh_a), (1.0, kind_b, hw_b, hh_b)])
 
 
 def clearance_inside(
@@ -93,15 +101,11 @@ def clearance_inside(
     dy: FloatArray,
 ) -> FloatArray:
     """Clearance of outline B (centre offset dx, dy) inside an elliptical hole: > 0 is the gap to
-    the hole's edge, <= 0 means B is not wholly inside."""
+    the hole's edge, <= 0 means B is not wholly inside.
+
+    min_u [-u.d + s_hole(u) - s_B(u)] = -max_u [u.d - s_hole(u) + s_B(u)].
+    """
     ell = np.full(dx.shape, Kind.ELLIPSE, dtype=np.int8)
-
-    def neg(ux: FloatArray, uy: FloatArray) -> FloatArray:
-        c = (slice(None), None)
-        return -(
-            -(ux * dx[c] + uy * dy[c])
-            + support_width(ell[c], hw_hole[c], hh_hole[c], ux, uy)
-            - support_width(kind_b[c], hw_b[c], hh_b[c], ux, uy)
-        )
-
-    return -maximize_over_directions(neg, dx.shape[0])
+    return -_max_offset_less_supports(
+        dx, dy, [(1.0, ell, hw_hole, hh_hole), (-1.0, kind_b, hw_b, hh_b)]
+    )

@@ -29,6 +29,12 @@ def software_version() -> str:
     return version("metascan")
 
 
+def write_attrs(group: h5py.Group | h5py.File, attrs: dict[str, Any]) -> None:
+    """Scalars as HDF5 attributes, anything else (configs, lists) as JSON text."""
+    for key, value in attrs.items():
+        group.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
+
+
 def write_library_group(
     group: h5py.Group, library: DesignLibrary, attrs: dict[str, Any] | None = None
 ) -> None:
@@ -36,8 +42,7 @@ def write_library_group(
     group.attrs["schema_version"] = SCHEMA_VERSION
     group.attrs["kinds"] = json.dumps({k.name.lower(): int(k) for k in Kind})
     group.attrs["software_version"] = software_version()
-    for key, value in (attrs or {}).items():
-        group.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
+    write_attrs(group, attrs or {})
     group.create_dataset("design_id", data=library.design_id)
     group.create_dataset("period_nm", data=library.period_nm)
     for name in _COLUMNS:

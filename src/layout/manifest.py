@@ -20,7 +20,12 @@ from numpy.typing import NDArray
 
 from layout.atomic import atomic_output
 from layout.design import DesignLibrary
-from layout.library_file import read_library_group, software_version, write_library_group
+from layout.library_file import (
+    read_library_group,
+    software_version,
+    write_attrs,
+    write_library_group,
+)
 
 SCHEMA = "metascan.chip_manifest"
 SCHEMA_VERSION = 1
@@ -101,8 +106,7 @@ def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:
     f.attrs["pad_size_um"] = m.pad_size_um
     f.attrs["pad_pitch_um"] = m.pad_pitch_um
     f.attrs["roles"] = json.dumps({r.name.lower(): int(r) for r in Role})
-    for key, value in m.attrs.items():
-        f.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
+    write_attrs(f, m.attrs)
     arrays = f.create_group("arrays")
     arrays.create_dataset("name", data=np.array(m.arrays.name, dtype=h5py.string_dtype()))
     for fld in fields(ArrayTable):

@@ -78,8 +78,8 @@ def preview_array(
     rows = int(min(manifest.arrays.rows[a], max_pads))
     cols = int(min(manifest.arrays.cols[a], max_pads))
     px = 32
-    tile = rasterize(manifest.designs, size=64)[:, ::2, ::2]
-    index = manifest.designs.index_of(pads.design_id[sel])
+    used, index = np.unique(manifest.designs.index_of(pads.design_id[sel]), return_inverse=True)
+    tile = rasterize(manifest.designs.take(used), size=64)[:, ::2, ::2]
     mosaic = np.zeros((rows * px, cols * px))
     for r, c, i in zip(pads.row[sel], pads.col[sel], index, strict=True):
         mosaic[r * px : (r + 1) * px, c * px : (c + 1) * px] = tile[i]
