@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end demo on the simulated bench; grows with every stage.
-# Today: design library -> chip layout with replicas + manifest -> KLayout DRC -> previews -> summary.
+# Today: design library -> chip layout with replicas + manifest -> KLayout DRC -> previews -> summary,
+# then the simulated bench: every driver against its emulator, in-process and over 127.0.0.1 TCP.
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
@@ -11,6 +12,16 @@ metascan layout chip --designs "$out/designs.h5" --arrays 3 --rows 20 --cols 20 
     --thickness-nm 500 --format oas --output "$out/chip_oasis.oas"
 metascan layout drc "$out/chip.gds"
 metascan layout preview --designs "$out/designs.h5" --manifest "$out/chip.h5" --output "$out"
+echo "--- simulated bench, in-process emulators ---"
+metascan instruments check --config configs/sim-bench.toml
+echo "--- simulated bench over TCP (metascan sim serve) ---"
+metascan sim serve --config configs/sim-bench-tcp.toml --duration-s 120 >"$out/serve.log" 2>&1 &
+serve_pid=$!
+trap 'kill $serve_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q '^serving' "$out/serve.log" && break; sleep 0.1; done
+cat "$out/serve.log"
+metascan instruments check --config configs/sim-bench-tcp.toml
+kill "$serve_pid"
 echo "--- summary ---"
 metascan layout info "$out/chip.h5"
 echo "files:"

@@ -9,13 +9,20 @@ from typing import Annotated
 
 import typer
 
+from acquisition.cli import check_cmd
+from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
+from simulators.cli import app as sim_app
 
 app = typer.Typer(
     help="metascan: metasurface datasets from layout to learned inverse design.",
     no_args_is_help=True,
 )
 app.add_typer(layout_app, name="layout")
+# `check` connects a whole bench, which only acquisition may assemble (real or emulated devices).
+instruments_app.command("check")(check_cmd)
+app.add_typer(instruments_app, name="instruments")
+app.add_typer(sim_app, name="sim")
 
 _USER_ERRORS = (
     ValueError,

@@ -1,0 +1,162 @@
+"""The instruments section of a bench config: which device sits where, and how to talk to it.
+
+A bench config is one TOML file. This module validates only the device tables (``[filter]``,
+``[rotator]``, ``[stage]``, ``[camera]``, ``[reference_camera]``); other tables (``[simulation]``,
+and the scan settings the acquisition package adds) belong to their own packages and are ignored
+here. Every field has a unit in its name and a range, so a typo or a wrong unit is caught before
+any device is touched, with a one-line message naming the file, the field and the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+SIM_ADDRESS = "sim"
+_VISA_RESOURCE = re.compile(r"^(ASRL\S*::INSTR|TCPIP\d*::[^:]+::\d+::SOCKET|GPIB\S+|USB\S+)$", re.I)
+_TCP_SOCKET = re.compile(r"^TCPIP\d*::(?P<host>[^:]+)::(?P<port>\d+)::SOCKET$", re.I)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SerialDeviceConfig(_Strict):
+    """What every serial (VISA) device needs: an address, a reply timeout and retries."""
+
+    address: str = Field(
+        description='"sim" (in-process emulator), a VISA serial resource such as '
+        '"ASRL/dev/ttyUSB0::INSTR", or a socket bridge "TCPIP::HOST::PORT::SOCKET".'
+    )
+    timeout_s: float = Field(1.0, gt=0.01, le=120)
+    attempts: int = Field(3, ge=1, le=10, description="Tries for a repeatable command.")
+    visa_library: str = Field("@py", description="PyVISA backend; '@py' is pyvisa-py.")
+
+    @field_validator("address")
+    @classmethod
+    def _known_address(cls, value: str) -> str:
+        if value != SIM_ADDRESS and not _VISA_RESOURCE.match(value):
+            raise ValueError(
+                f"address {value!r} is neither 'sim' nor a VISA resource "
+                "(ASRL...::INSTR or TCPIP::HOST::PORT::SOCKET)"
+            )
+        return value
+
+    @property
+    def is_emulated(self) -> bool:
+        return self.address == SIM_ADDRESS
+
+    @property
+    def tcp_port(self) -> int | None:
+        """The port of a ``TCPIP::…::SOCKET`` address, None for other addresses."""
+        match = _TCP_SOCKET.match(self.address)
+        return int(match["port"]) if match else None
+
+
+class FilterConfig(SerialDeviceConfig):
+    driver: Literal["thorlabs.kurios"] = "thorlabs.kurios"
+    settle_s: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        description="Least time after a retune before the filter counts as settled.",
+    )
+    wavelength_format: Literal["%.3f", "%d"] = Field(
+        "%.3f", description="WL= argument format: the pyserial driver sends %.3f, the SDK int nm."
+    )
+
+
+class RotatorConfig(SerialDeviceConfig):
+    driver: Literal["thorlabs.ell14"] = "thorlabs.ell14"
+    bus_address: str = Field("0", pattern=r"^[0-9A-Fa-f]$", description="Elliptec address 0-F.")
+    move_pause_s: float = Field(0.1, ge=0, le=5, description="Pause before a move (pylablib).")
+    move_timeout_s: float = Field(30.0, gt=0, le=300)
+
+
+class StageConfig(SerialDeviceConfig):
+    driver: Literal["asi.ms2000"] = "asi.ms2000"
+    soft_limits_um: dict[Literal["x", "y", "z"], tuple[float, float]]
+    has_z: bool = False
+    poll_interval_s: float = Field(0.02, gt=0, le=1)
+
+    @field_validator("soft_limits_um")
+    @classmethod
+    def _ordered(
+        cls, limits: dict[Literal["x", "y", "z"], tuple[float, float]]
+    ) -> dict[Literal["x", "y", "z"], tuple[float, float]]:
+        for axis in ("x", "y"):
+            if axis not in limits:
+                raise ValueError(f"soft_limits_um needs an {axis} range")
+        for axis, (lo, hi) in limits.items():
+            if not lo < hi:
+                raise ValueError(f"soft_limits_um.{axis} = [{lo}, {hi}] must have low < high")
+        return limits
+
+
+class CameraConfig(_Strict):
+    driver: Literal["basler.pylon"] = "basler.pylon"
+    serial: str = Field(min_length=1)
+    bit_depth: Literal[8, 12, 16] = 16
+    open_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="How long to look for the serial (a camera just plugged in "
+        "takes seconds to enumerate)."
+    )
+    readout_margin_s: float = Field(
+        1.0, gt=0, le=60, description="Per-frame grab timeout beyond the exposure."
+    )
+    grab_retries: int = Field(2, ge=0, le=10, description="Retries of a failed (incomplete) frame.")
+
+
+class InstrumentsConfig(_Strict):
+    """The five devices of the transmission microscope."""
+
+    filter: FilterConfig
+    rotator: RotatorConfig
+    stage: StageConfig
+    camera: CameraConfig
+    reference_camera: CameraConfig
+
+    @property
+    def serial_devices(self) -> dict[str, SerialDeviceConfig]:
+        return {"filter": self.filter, "rotator": self.rotator, "stage": self.stage}
+
+
+DEVICE_TABLES = tuple(InstrumentsConfig.model_fields)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML file, or a one-line error naming the file and the line."""
+    if not path.is_file():
+        raise FileNotFoundError(f"bench config {path} does not exist")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+
+
+def validation_message(path: Path, exc: ValidationError, table: str = "") -> str:
+    """Pydantic's first error as one line: file, dotted field, message, bad value."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in ((table,) if table else ()) + tuple(error["loc"]))
+    where = where or "(top level)"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    more = f" [and {exc.error_count() - 1} more]" if exc.error_count() > 1 else ""
+    return f"{path}: {where}: {error['msg']}{shown}{more}"
+
+
+def instruments_config(raw: dict[str, Any], path: Path) -> InstrumentsConfig:
+    tables = {key: raw[key] for key in DEVICE_TABLES if key in raw}
+    try:
+        return InstrumentsConfig.model_validate(tables)
+    except ValidationError as exc:
+        raise ValueError(validation_message(path, exc)) from None
+
+
+def load_instruments_config(path: Path) -> InstrumentsConfig:
+    return instruments_config(read_toml(path), path)

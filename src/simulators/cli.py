@@ -1,0 +1,116 @@
+"""``metascan sim``: the simulated bench from the command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="The simulated bench: device emulators and synthetic data.", no_args_is_help=True
+)
+
+
+@app.command("serve")
+def serve_cmd(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Bench config (TOML).")],
+    base_port: Annotated[
+        int | None,
+        typer.Option(help="Serve 'sim' devices on BASE, BASE+1, BASE+2 instead of free ports."),
+    ] = None,
+    duration_s: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+) -> None:
+    """Serve the bench's emulated serial devices on 127.0.0.1 and print their VISA names."""
+    from simulators.devices.serve import plan_ports, serve_bench  # keeps `metascan --help` fast
+
+    plan = plan_ports(config, base_port)
+    with serve_bench(config, base_port) as servers:
+        for role, server in servers.items():
+            typer.echo(f"{role:<10} {server.emulator.name:<20} {server.resource_name}")
+        for role, address in plan.skipped.items():
+            typer.echo(f"{role:<10} not emulated: real device at {address}")
+        typer.echo(
+            "cameras    emulated by pylon in the client process (PYLON_CAMEMU), not served here"
+        )
+        typer.echo("serving; Ctrl-C stops" if duration_s is None else f"serving {duration_s} s")
+        sys.stdout.flush()
+        try:
+            time.sleep(duration_s if duration_s is not None else 10**9)
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+
+
+@app.command("pairs")
+def pairs_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Pairs file to write (.h5).")],
+    count: Annotated[int, typer.Option(help="Number of distinct designs.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed for designs, thicknesses, noise and splits.")] = 0,
+    model: Annotated[str, typer.Option(help="Spectral model: analytic or rcwa.")] = "analytic",
+    thickness_nm: Annotated[
+        str, typer.Option(help="Comma-separated film thicknesses; each design gets one at random.")
+    ] = "150,178,195",
+    material: Annotated[
+        str, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>.")
+    ] = "a-Si:H",
+    periods_nm: Annotated[
+        str, typer.Option(help="Comma-separated periods to draw from.")
+    ] = "300,400,500,600",
+    noise: Annotated[
+        float, typer.Option(help="Std of Gaussian measurement noise per replica (transmission).")
+    ] = 0.0,
+    replicas: Annotated[int, typer.Option(help="Noisy copies of each design's spectra.")] = 1,
+    orders: Annotated[str, typer.Option(help="rcwa only: Fourier orders NX,NY.")] = "3,3",
+    cache: Annotated[
+        Path | None, typer.Option(help="rcwa only: HDF5 cache of solved designs.")
+    ] = None,
+) -> None:
+    """Write geometry-spectrum pairs straight from the generator and a spectral model."""
+    from dataset.pairs_file import write_pairs  # keeps `metascan --help` fast
+    from simulators.spectral import MODEL_NAMES
+    from simulators.synthetic_pairs import SyntheticPairsConfig, make_pairs
+
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    if model not in MODEL_NAMES:
+        raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
+    thicknesses = _floats("--thickness-nm", thickness_nm)
+    periods = tuple(int(p) for p in _floats("--periods-nm", periods_nm))
+    options: dict[str, object] = {}
+    if model == "rcwa":
+        nx_ny = _floats("--orders", orders)
+        if len(nx_ny) != 2:
+            raise ValueError(f"--orders {orders!r} must be two integers NX,NY, e.g. 3,3")
+        options = {"orders": (int(nx_ny[0]), int(nx_ny[1])), "cache_path": cache, "progress": True}
+    config = SyntheticPairsConfig(
+        count=count,
+        seed=seed,
+        model=model,
+        thicknesses_nm=thicknesses,
+        material=material,
+        periods_nm=periods,
+        noise=noise,
+        replicas=replicas,
+        model_options=options,
+    )
+    pairs = make_pairs(config, progress=True)
+    write_pairs(output, pairs)
+    sizes = [int((pairs.split == code).sum()) for code in range(3)]
+    typer.echo(
+        f"wrote {len(pairs)} pairs ({count} designs x {replicas} replicas) to {output} "
+        f"(train/val/test pairs: {sizes[0]}/{sizes[1]}/{sizes[2]})"
+    )
+
+
+def _floats(option: str, text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"{option} {text!r} must be comma-separated numbers, e.g. 150,178"
+        ) from None
+    return values

@@ -1,0 +1,104 @@
+"""The ``[simulation]`` table of a bench config: how the emulated devices behave.
+
+Device addresses stay in the instruments tables (``address = "sim"`` or a 127.0.0.1 socket); this
+table only says how fast emulated time runs, how each emulator misbehaves, and any emulator
+settings that differ from the reference figures (e.g. a Kurios without NARROW mode).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from instruments.config import InstrumentsConfig, validation_message
+from simulators.devices.ell14 import Ell14Emulator, Ell14EmulatorConfig
+from simulators.devices.emulator import Emulator
+from simulators.devices.faults import FaultInjector, FaultRates
+from simulators.devices.kurios import KuriosEmulator, KuriosEmulatorConfig
+from simulators.devices.ms2000 import Ms2000Emulator, Ms2000EmulatorConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FaultRatesConfig(_Strict):
+    drop: float = Field(0.0, ge=0, le=1)
+    garble: float = Field(0.0, ge=0, le=1)
+    delay: float = Field(0.0, ge=0, le=1)
+    disconnect: float = Field(0.0, ge=0, le=1)
+    delay_s: float = Field(2.0, ge=0, le=60)
+
+
+class DeviceSimulation(_Strict):
+    faults: FaultRatesConfig = FaultRatesConfig()
+    emulator: dict[str, Any] = Field(
+        default_factory=dict, description="Fields of the device's emulator config dataclass."
+    )
+
+
+class SimulationConfig(_Strict):
+    time_scale: float = Field(1.0, ge=1e-6, le=100, description="Wall s per device s.")
+    seed: int = Field(0, ge=0)
+    pylon_cameras: int = Field(2, ge=0, le=16, description="Cameras pylon emulates.")
+    filter: DeviceSimulation = DeviceSimulation()
+    rotator: DeviceSimulation = DeviceSimulation()
+    stage: DeviceSimulation = DeviceSimulation()
+
+
+def simulation_config(raw: dict[str, Any], path: Path) -> SimulationConfig | None:
+    """The ``[simulation]`` table, or None for a bench that has none (a real lab bench)."""
+    if "simulation" not in raw:
+        return None
+    try:
+        return SimulationConfig.model_validate(raw["simulation"])
+    except ValidationError as exc:
+        raise ValueError(validation_message(path, exc, "simulation")) from None
+
+
+def _emulator_config(cls: type[Any], fields: dict[str, Any], table: str, **fixed: Any) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(
+            f"[simulation.{table}.emulator] has unknown field(s) {unknown}; known: {sorted(known)}"
+        )
+    return cls(**{**fields, **fixed})
+
+
+def build_emulators(
+    instruments: InstrumentsConfig, simulation: SimulationConfig, *, only_emulated: bool = True
+) -> dict[str, Emulator]:
+    """One emulator per serial device whose address is ``sim`` (or every serial device).
+
+    Settings a driver and its emulator must agree on (the Elliptec bus address, a Z axis) are
+    taken from the instruments tables so the two cannot disagree.
+    """
+    emulators: dict[str, Emulator] = {}
+    for index, (role, device) in enumerate(instruments.serial_devices.items()):
+        if only_emulated and not device.is_emulated:
+            continue
+        sim: DeviceSimulation = getattr(simulation, role)
+        faults = FaultInjector(FaultRates(**sim.faults.model_dump()), seed=simulation.seed + index)
+        common: dict[str, Any] = {
+            "time_scale": simulation.time_scale,
+            "faults": faults,
+            "name": f"emulated {role}",
+        }
+        if role == "filter":
+            config = _emulator_config(KuriosEmulatorConfig, sim.emulator, role)
+            emulators[role] = KuriosEmulator(config, **common)
+        elif role == "rotator":
+            config = _emulator_config(
+                Ell14EmulatorConfig, sim.emulator, role, address=instruments.rotator.bus_address
+            )
+            emulators[role] = Ell14Emulator(config, **common)
+        else:
+            config = _emulator_config(
+                Ms2000EmulatorConfig, sim.emulator, role, has_z=instruments.stage.has_z
+            )
+            emulators[role] = Ms2000Emulator(config, **common)
+    return emulators

@@ -1,0 +1,330 @@
+"""The MS-2000 driver against its emulator, in-process and over TCP, with link faults."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from instruments.ascii_instrument import RetryPolicy
+from instruments.asi import MS2000
+from instruments.errors import (
+    DeviceBusyTimeout,
+    DeviceDisconnected,
+    DeviceReplyError,
+    DeviceTimeout,
+    GarbledReply,
+    InstrumentError,
+)
+from instruments.protocols import Stage
+from simulators.devices.faults import Fault, FaultInjector, FaultRates
+from simulators.devices.ms2000 import Ms2000Emulator, Ms2000EmulatorConfig
+
+SCALE = 0.01  # device time runs 100x faster than wall time
+TIMEOUT_S = 0.25
+FAST: dict[str, Any] = {
+    "timeout_s": TIMEOUT_S,
+    "poll_interval_s": 0.002,
+    "retry": RetryPolicy(attempts=3, backoff_s=0.0, drain_s=0.03),
+}
+
+
+def emulator(**config: Any) -> Ms2000Emulator:
+    faults = config.pop("faults", None)
+    return Ms2000Emulator(Ms2000EmulatorConfig(**config), time_scale=SCALE, faults=faults)
+
+
+def raw(emu: Ms2000Emulator, *commands: bytes) -> list[bytes]:
+    """Send commands as bytes and return each reply as bytes, terminator included."""
+    session = emu.open_session()
+    replies = []
+    for command in commands:
+        session.write(command + b"\r")
+        replies.append(session.read_until(b"\r\n", 1.0))
+    session.close()
+    return replies
+
+
+# --- raw protocol --------------------------------------------------------------------------------
+
+
+def test_raw_replies_follow_the_reference() -> None:
+    emu = emulator()
+    assert raw(emu, b"V", b"/", b"W X Y", b"S X?", b"HALT") == [
+        b":A Version: USB-9.2p\r\n",
+        b"N\r\n",
+        b":A 0 0\r\n",
+        b":A X=5.000000\r\n",
+        b":A\r\n",
+    ]
+
+
+def test_raw_errors_for_bad_commands_and_values() -> None:
+    emu = emulator()
+    assert raw(
+        emu,
+        b"FOO",
+        b"M",
+        b"M X=",
+        b"M X=abc",
+        b"M Q=5",
+        b"W Z",
+        b"M X=550001",
+        b"R Y=-550001",
+        b"S X=9",
+        b"S Y=0",
+        b"S X",
+    ) == [
+        b":N-1\r\n",
+        b":N-3\r\n",
+        b":N-3\r\n",
+        b":N-3\r\n",
+        b":N-2\r\n",
+        b":N-2\r\n",
+        b":N-4\r\n",
+        b":N-4\r\n",
+        b":N-4\r\n",
+        b":N-4\r\n",
+        b":N-3\r\n",
+    ]
+    assert emu.move_count == 0
+    assert emu.position_um == (0.0, 0.0, 0.0)
+
+
+def test_raw_a_refused_move_moves_no_axis() -> None:
+    emu = emulator()
+    assert raw(emu, b"M X=100 Y=999999", b"W X Y") == [b":N-4\r\n", b":A 0 0\r\n"]
+
+
+def test_raw_axes_in_any_order_subsets_and_lower_case() -> None:
+    emu = emulator(x_speed_mm_per_s=7.5, y_speed_mm_per_s=7.5)
+    raw(emu, b"M Y=-56 X=1234")
+    time.sleep(0.01)
+    assert raw(emu, b"W Y X", b"m y=10", b"/")[0] == b":A -56 1234\r\n"
+    time.sleep(0.01)
+    assert raw(emu, b"W X Y") == [b":A 1234 10\r\n"]
+    assert emu.position_um == pytest.approx((123.4, 1.0, 0.0))
+
+
+def test_raw_z_axis_and_its_travel() -> None:
+    emu = emulator(has_z=True)
+    assert raw(emu, b"M Z=60000", b"M Z=-250", b"S Z?") == [
+        b":N-4\r\n",
+        b":A\r\n",
+        b":A Z=5.000000\r\n",
+    ]
+    time.sleep(0.01)
+    assert raw(emu, b"W X Y Z") == [b":A 0 0 -250\r\n"]
+
+
+def test_raw_here_sets_the_reported_origin_only() -> None:
+    emu = emulator()
+    raw(emu, b"M X=100 Y=200")
+    time.sleep(0.01)
+    assert raw(emu, b"H X=0 Y=5", b"W X Y") == [b":A\r\n", b":A 0 5\r\n"]
+    assert emu.position_um == pytest.approx((10.0, 20.0, 0.0))  # physical frame unchanged
+
+
+def test_raw_halt_mid_move_answers_halted_and_stops_there() -> None:
+    emu = emulator(x_speed_mm_per_s=1.0)
+    raw(emu, b"M X=500000")  # 50 mm at 1 mm/s: 50 device s, 0.5 s wall
+    time.sleep(0.03)
+    assert raw(emu, b"/", b"HALT", b"/", b"HALT") == [b"B\r\n", b":N-21\r\n", b"N\r\n", b":A\r\n"]
+    stopped = emu.position_um[0]
+    assert 1_000 < stopped < 45_000
+    time.sleep(0.02)
+    assert emu.position_um[0] == stopped
+
+
+def test_emulator_config_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="X speed 9"):
+        Ms2000EmulatorConfig(x_speed_mm_per_s=9.0)
+    with pytest.raises(ValueError, match="Y travel"):
+        Ms2000EmulatorConfig(y_travel_um=(5.0, -5.0))
+    with pytest.raises(ValueError, match="position_error_sigma_um"):
+        Ms2000EmulatorConfig(position_error_sigma_um=-1.0)
+
+
+def test_positioning_error_is_seeded_and_reported_by_the_encoder() -> None:
+    landings = []
+    for _ in range(2):
+        emu = emulator(position_error_sigma_um=2.0, seed=7)
+        raw(emu, b"M X=1000 Y=1000")
+        time.sleep(0.01)
+        landings.append(emu.position_um)
+        x, y, _ = emu.position_um
+        assert raw(emu, b"W X Y") == [f":A {round(x * 10)} {round(y * 10)}\r\n".encode()]
+    assert landings[0] == landings[1]
+    assert landings[0][:2] != (100.0, 100.0)
+    assert all(abs(v - 100.0) < 10.0 for v in landings[0][:2])
+    other = emulator(position_error_sigma_um=2.0, seed=8)
+    raw(other, b"M X=1000 Y=1000")
+    time.sleep(0.01)
+    assert other.position_um != landings[0]
+
+
+# --- the driver end to end -----------------------------------------------------------------------
+
+
+def test_driver_satisfies_the_stage_protocol(connect_driver: Any) -> None:
+    stage = connect_driver(MS2000, emulator(), **FAST)
+    assert isinstance(stage, Stage)  # reads every property on Python 3.11: needs a device
+    assert stage.initialize() == "USB-9.2p"
+
+
+def test_move_wait_and_read_back(connect_driver: Any) -> None:
+    emu = emulator(has_z=True)
+    stage = connect_driver(MS2000, emu, has_z=True, **FAST)
+    start = time.monotonic()
+    stage.move_to(-20_000.0, 12.34, 100.0)  # 20 mm at 5 mm/s: 4 device s, 40 ms wall
+    assert stage.is_busy
+    assert emu.is_moving
+    stage.wait_until_idle(2.0)
+    elapsed = time.monotonic() - start
+    assert 0.035 < elapsed < 1.0
+    assert not stage.is_busy
+    assert stage.position_um == pytest.approx((-20_000.0, 12.3, 100.0))
+    assert emu.position_um == pytest.approx((-20_000.0, 12.3, 100.0))
+    stage.move_by(1.0, -2.3, 0.5)
+    stage.wait_until_idle(1.0)
+    assert stage.position_um == pytest.approx((-19_999.0, 10.0, 100.5))
+
+
+def test_move_to_and_wait(connect_driver: Any) -> None:
+    emu = emulator()
+    stage = connect_driver(MS2000, emu, **FAST)
+    stage.move_to_and_wait(300.0, -400.0, timeout_s=2.0)
+    assert not emu.is_moving
+    assert emu.position_um == pytest.approx((300.0, -400.0, 0.0))
+
+
+def test_speed_round_trip_sets_move_time(connect_driver: Any) -> None:
+    emu = emulator()
+    stage = connect_driver(MS2000, emu, **FAST)
+    assert stage.speed_mm_per_s == pytest.approx(5.0)
+    stage.speed_mm_per_s = 1.25
+    assert stage.speed_mm_per_s == pytest.approx(1.25)
+    assert emu.speeds_mm_per_s == {"X": 1.25, "Y": 1.25}
+    start = time.monotonic()
+    stage.move_to_and_wait(0.0, 5_000.0, timeout_s=2.0)  # 5 mm at 1.25 mm/s: 40 ms wall
+    assert time.monotonic() - start > 0.035
+
+
+def test_halt_mid_move(connect_driver: Any) -> None:
+    emu = emulator(x_speed_mm_per_s=1.0)
+    stage = connect_driver(MS2000, emu, **FAST)
+    stage.move_to(50_000.0, 0.0)  # 50 device s: 0.5 s wall
+    time.sleep(0.02)
+    stage.halt()  # the device answers :N-21, which for HALT is success
+    assert not stage.is_busy
+    x, _ = stage.position_um
+    assert 500.0 < x < 45_000.0
+    stage.halt()  # idle: plain :A
+
+
+def test_wait_until_idle_times_out_naming_device_and_command(connect_driver: Any) -> None:
+    emu = emulator(x_speed_mm_per_s=1.0)
+    stage = connect_driver(MS2000, emu, **FAST)
+    stage.move_to(50_000.0, 50_000.0)  # X busy for 0.5 s wall
+    with pytest.raises(DeviceBusyTimeout) as caught:
+        stage.wait_until_idle(0.02)
+    assert (caught.value.device, caught.value.command) == ("ASI MS-2000", "/")
+    stage.halt()
+    assert not emu.is_moving
+
+
+def test_soft_limits_block_before_the_device_moves(connect_driver: Any) -> None:
+    emu = emulator()
+    stage = connect_driver(MS2000, emu, soft_limits_um={"x": (-100.0, 100.0)}, **FAST)
+    with pytest.raises(ValueError, match="soft limits"):
+        stage.move_to(100.5, 0.0)
+    stage.move_to_and_wait(90.0, 0.0, timeout_s=1.0)
+    with pytest.raises(ValueError, match=r"relative move target 100\.1 µm"):
+        stage.move_by(10.1, 0.0)
+    assert emu.move_count == 1
+    stage.move_by(10.0, 0.0)
+    stage.wait_until_idle(1.0)
+    assert emu.position_um[0] == pytest.approx(100.0)
+
+
+def test_out_of_travel_is_a_reply_error(connect_driver: Any) -> None:
+    stage = connect_driver(MS2000, emulator(), **FAST)
+    with pytest.raises(DeviceReplyError) as caught:
+        stage.move_to(60_000.0, 0.0)
+    assert caught.value.command == "M X=600000 Y=0"
+    assert caught.value.device == "ASI MS-2000"
+    assert "parameter out of range" in str(caught.value)
+
+
+# --- link faults ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", [Fault.DROP, Fault.GARBLE])
+def test_lost_or_garbled_reply_to_a_query_is_retried(connect_driver: Any, fault: Fault) -> None:
+    emu = emulator()
+    stage = connect_driver(MS2000, emu, **FAST)
+    stage.move_to_and_wait(10.0, 20.0, timeout_s=1.0)
+    emu.faults.inject(fault)
+    start = time.monotonic()
+    assert stage.position_um == pytest.approx((10.0, 20.0))
+    assert time.monotonic() - start < 2.0
+    assert emu.faults.injected[fault] == 1
+
+
+def test_lost_ack_of_an_absolute_move_is_retried_safely(connect_driver: Any) -> None:
+    emu = emulator()
+    stage = connect_driver(MS2000, emu, **FAST)
+    emu.faults.inject(Fault.DROP)
+    stage.move_to_and_wait(-30.0, 40.0, timeout_s=1.0)
+    assert emu.move_count == 2  # sent twice, harmless: same target
+    assert stage.position_um == pytest.approx((-30.0, 40.0))
+
+
+def test_delayed_reply_is_retried_and_its_straggler_is_shed(
+    connect_driver: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    faults = FaultInjector(FaultRates(delay_s=TIMEOUT_S + 0.1))
+    emu = emulator(faults=faults)
+    stage = connect_driver(MS2000, emu, **FAST)
+    faults.inject(Fault.DELAY)
+    start = time.monotonic()
+    assert stage.version == "USB-9.2p"
+    time.sleep(0.15)  # let the late reply land in the input buffer
+    assert stage.position_um == pytest.approx((0.0, 0.0))  # stale ":A Version" is garbled here
+    assert not stage.is_busy
+    assert time.monotonic() - start < 3.0
+    retried = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("no reply" in m and "'V'" in m for m in retried), retried
+    assert any("W X Y" in m for m in retried), retried
+
+
+def test_disconnect_is_a_clear_error(connect_driver: Any) -> None:
+    emu = emulator()
+    stage = connect_driver(MS2000, emu, **FAST)
+    emu.faults.inject(Fault.DISCONNECT)
+    start = time.monotonic()
+    with pytest.raises(InstrumentError) as caught:
+        _ = stage.position_um
+    assert time.monotonic() - start < 3.0
+    assert isinstance(caught.value, (DeviceDisconnected, DeviceTimeout))
+    assert (caught.value.device, caught.value.command) == ("ASI MS-2000", "W X Y")
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"), [(Fault.DROP, DeviceTimeout), (Fault.GARBLE, GarbledReply)]
+)
+def test_relative_move_is_not_retried(
+    connect_driver: Any, fault: Fault, error: type[InstrumentError]
+) -> None:
+    emu = emulator()
+    stage = connect_driver(MS2000, emu, **FAST)
+    emu.faults.inject(fault)
+    start = time.monotonic()
+    with pytest.raises(error) as caught:
+        stage.move_by(100.0, 0.0)
+    assert time.monotonic() - start < 2.0
+    assert caught.value.command == "R X=1000 Y=0"
+    stage.wait_until_idle(1.0)
+    assert emu.move_count == 1
+    assert stage.position_um == pytest.approx((100.0, 0.0))
