@@ -18,25 +18,20 @@ def bench_report(bench: Bench) -> list[tuple[str, str, str]]:
     """(role, identity, state) for each device: what a person checks before a scan."""
     f, r, s = bench.filter, bench.rotator, bench.stage
     lo, hi = f.wavelength_range_nm
+    position = ", ".join(f"{v:.1f}" for v in s.position_um)
     rows = [
         (
             "filter",
             f.identity,
             f"{f.wavelength_nm:.1f} nm, {f.bandwidth_mode.value}, range {lo:g}-{hi:g} nm, "
-            f"narrowest {f.narrowest_mode.value}, {'ready' if f.is_ready else 'not ready'}, "
-            f"{f.temperature_c:.1f} °C",
+            f"narrowest {f.narrowest_mode.value}, {'ready' if f.is_ready else 'not ready'}",
         ),
-        (
-            "rotator",
-            f"Elliptec model {r.info.model_code:02X} serial {r.info.serial} fw {r.info.firmware}",
-            f"{r.angle_deg:.2f}°, {r.info.pulses_per_revolution} pulses/rev, {r.status.message}",
-        ),
+        ("rotator", r.identity, f"{r.angle_deg:.2f}°, {'busy' if r.is_busy else 'idle'}"),
         (
             "stage",
-            f"ASI MS-2000 {s.version}",
-            "position "
-            + ", ".join(f"{v:.1f}" for v in s.position_um)
-            + f" µm, speed {s.speed_mm_per_s:g} mm/s, {'busy' if s.is_busy else 'idle'}",
+            s.identity,
+            f"position {position} µm, speed {s.speed_mm_per_s:g} mm/s, "
+            f"{'busy' if s.is_busy else 'idle'}",
         ),
     ]
     for role, camera in (("camera", bench.camera), ("reference", bench.reference_camera)):

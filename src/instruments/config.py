@@ -28,6 +28,7 @@ class _Strict(BaseModel):
 class SerialDeviceConfig(_Strict):
     """What every serial (VISA) device needs: an address, a reply timeout and retries."""
 
+    driver: str = Field(description="Driver name, a key of instruments.registry.SERIAL_DRIVERS.")
     address: str = Field(
         description='"sim" (in-process emulator), a VISA serial resource such as '
         '"ASRL/dev/ttyUSB0::INSTR", or a socket bridge "TCPIP::HOST::PORT::SOCKET".'
@@ -45,6 +46,10 @@ class SerialDeviceConfig(_Strict):
                 "(ASRL...::INSTR or TCPIP::HOST::PORT::SOCKET)"
             )
         return value
+
+    def driver_options(self) -> dict[str, Any]:
+        """Constructor arguments of this device's driver beyond address, timeout and retries."""
+        return {}
 
     @property
     def is_emulated(self) -> bool:
@@ -69,6 +74,9 @@ class FilterConfig(SerialDeviceConfig):
         "%.3f", description="WL= argument format: the pyserial driver sends %.3f, the SDK int nm."
     )
 
+    def driver_options(self) -> dict[str, Any]:
+        return {"settle_s": self.settle_s, "wavelength_format": self.wavelength_format}
+
 
 class RotatorConfig(SerialDeviceConfig):
     driver: Literal["thorlabs.ell14"] = "thorlabs.ell14"
@@ -76,12 +84,26 @@ class RotatorConfig(SerialDeviceConfig):
     move_pause_s: float = Field(0.1, ge=0, le=5, description="Pause before a move (pylablib).")
     move_timeout_s: float = Field(30.0, gt=0, le=300)
 
+    def driver_options(self) -> dict[str, Any]:
+        return {
+            "address": self.bus_address,
+            "move_pause_s": self.move_pause_s,
+            "move_timeout_s": self.move_timeout_s,
+        }
+
 
 class StageConfig(SerialDeviceConfig):
     driver: Literal["asi.ms2000"] = "asi.ms2000"
     soft_limits_um: dict[Literal["x", "y", "z"], tuple[float, float]]
     has_z: bool = False
     poll_interval_s: float = Field(0.02, gt=0, le=1)
+
+    def driver_options(self) -> dict[str, Any]:
+        return {
+            "soft_limits_um": dict(self.soft_limits_um),
+            "has_z": self.has_z,
+            "poll_interval_s": self.poll_interval_s,
+        }
 
     @field_validator("soft_limits_um")
     @classmethod
@@ -102,8 +124,11 @@ class CameraConfig(_Strict):
     serial: str = Field(min_length=1)
     bit_depth: Literal[8, 12, 16] = 16
     open_timeout_s: float = Field(
-        5.0, gt=0, le=120, description="How long to look for the serial (a camera just plugged in "
-        "takes seconds to enumerate)."
+        5.0,
+        gt=0,
+        le=120,
+        description="How long to look for the serial (a camera just plugged in "
+        "takes seconds to enumerate).",
     )
     readout_margin_s: float = Field(
         1.0, gt=0, le=60, description="Per-frame grab timeout beyond the exposure."

@@ -30,6 +30,11 @@ class TunableFilter(Protocol):
     """A liquid-crystal tunable filter: centre wavelength, passband, and a blocking mode."""
 
     @property
+    def identity(self) -> str:
+        """Model, serial and firmware as the device reports them (recorded with every scan)."""
+        ...
+
+    @property
     def wavelength_range_nm(self) -> tuple[float, float]:
         """Lowest and highest centre wavelength the device accepts."""
         ...
@@ -64,6 +69,11 @@ class PolarizationRotator(Protocol):
     """A motorized rotation mount holding a half-wave plate or polarizer."""
 
     @property
+    def identity(self) -> str:
+        """Model, serial and firmware as the device reports them (recorded with every scan)."""
+        ...
+
+    @property
     def angle_deg(self) -> float: ...
 
     def move_to(self, angle_deg: float) -> None:
@@ -79,6 +89,11 @@ class PolarizationRotator(Protocol):
 @runtime_checkable
 class Stage(Protocol):
     """A motorized XY(Z) stage in µm, with soft limits checked before any motion is commanded."""
+
+    @property
+    def identity(self) -> str:
+        """Model, serial and firmware as the device reports them (recorded with every scan)."""
+        ...
 
     @property
     def position_um(self) -> tuple[float, ...]:

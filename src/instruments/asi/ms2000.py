@@ -186,6 +186,11 @@ class MS2000(AsciiInstrument):
         return payload.removeprefix("Version:").strip()
 
     @property
+    def identity(self) -> str:
+        """Get the controller and its firmware version (the MS-2000 reports no serial number)."""
+        return f"ASI MS-2000 {self.version}"
+
+    @property
     def position_um(self) -> tuple[float, ...]:
         """Measure the encoder position in µm: (x, y), or (x, y, z) when the stage has Z."""
         command = "W " + " ".join(axis.upper() for axis in self.axes)

@@ -259,6 +259,15 @@ class ELL14(AsciiInstrument):
         return self._info
 
     @property
+    def identity(self) -> str:
+        """Get model, serial and firmware from the ``in`` reply read by :meth:`initialize`."""
+        info = self.info
+        return (
+            f"Thorlabs Elliptec model {info.model_code:02X} SN {info.serial} "
+            f"FW {info.firmware} HW {info.hardware}"
+        )
+
+    @property
     def pulses_per_revolution(self) -> int:
         """Get the encoder pulses per revolution the mount reported to ``in``."""
         return self.info.pulses_per_revolution
