@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -47,3 +48,25 @@ def connect_driver(request: pytest.FixtureRequest) -> Iterator[Connect]:
         driver.adapter.close()
     for server in servers:
         server.stop()
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``cli("layout", "info", path)`` runs the ``metascan`` console entry point in-process and
+    returns (exit code, stdout, stderr), the way a user's shell would see them."""
+    from metascan.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["metascan", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -69,10 +69,13 @@ def _columns(
     return np.minimum(np.maximum(c, 0), size).astype(np.intp)
 
 
-def _half_width(
+def half_width(
     dy: FloatArray, half_w: FloatArray, half_h: FloatArray, elliptic: NDArray[np.bool_]
 ) -> FloatArray:
-    """Half-width of an outline at offset dy from its centre, 0 outside its height."""
+    """Half-width of an outline at offset dy from its centre, 0 outside its height.
+
+    The one pixel rule of the raster: the spectral models count fills with it too, so their
+    fills equal the raster's sums exactly."""
     t = np.divide(
         dy,
         half_h,
@@ -93,7 +96,7 @@ def _rasterize_chunk(
     pixel = (lib.period_nm[d] / size)[:, None]
     dy = (np.arange(size) + 0.5)[None, :] * pixel - lib.center_y_nm[d, s][:, None]  # (M, R)
     cx = lib.center_x_nm[d, s][:, None]
-    outer = _half_width(
+    outer = half_width(
         dy,
         lib.width_nm[d, s][:, None] / 2,
         lib.height_nm[d, s][:, None] / 2,
@@ -104,7 +107,7 @@ def _rasterize_chunk(
     ring = np.flatnonzero(kind[:, 0] == Kind.RING)
     if ring.size:
         dr, sr = d[ring], s[ring]
-        inner = _half_width(
+        inner = half_width(
             dy[ring],
             lib.inner_width_nm[dr, sr][:, None] / 2,
             lib.inner_height_nm[dr, sr][:, None] / 2,

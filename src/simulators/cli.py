@@ -97,7 +97,10 @@ def pairs_cmd(
         replicas=replicas,
         model_options=options,
     )
-    pairs = make_pairs(config, progress=True)
+    try:
+        pairs = make_pairs(config, progress=True)
+    except ImportError as exc:  # the optional rcwa backend: say how to install it, in one line
+        raise ValueError(str(exc)) from None
     write_pairs(output, pairs)
     sizes = [int((pairs.split == code).sum()) for code in range(3)]
     typer.echo(

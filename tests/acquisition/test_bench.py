@@ -4,17 +4,19 @@ commands that use them: `instruments check`, `instruments list`, `sim serve`."""
 from __future__ import annotations
 
 import re
-import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from acquisition.bench import connected_bench
 from instruments.config import load_instruments_config
 from instruments.protocols import Camera, PolarizationRotator, Stage, TunableFilter
-from metascan.cli import main
 from simulators.devices.serve import serve_bench
+
+if TYPE_CHECKING:
+    from conftest import Cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -29,19 +31,6 @@ def fast_sim_bench(tmp_path: Path, **replace: str) -> Path:
     path = tmp_path / "bench.toml"
     path.write_text(text)
     return path
-
-
-def run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
-) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["metascan", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_shipped_configs_validate() -> None:
@@ -99,12 +88,8 @@ def test_bench_over_tcp_through_sim_serve(tmp_path: Path) -> None:
             assert servers["filter"].emulator.wavelength_nm == pytest.approx(480.0)  # type: ignore[attr-defined]
 
 
-def test_instruments_check_prints_every_device(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run(
-        monkeypatch, capsys, "instruments", "check", "--config", str(fast_sim_bench(tmp_path))
-    )
+def test_instruments_check_prints_every_device(tmp_path: Path, cli: Cli) -> None:
+    code, out, err = cli("instruments", "check", "--config", str(fast_sim_bench(tmp_path)))
     assert code == 0, err
     for expected in (
         "THORLABS KURIOS-VB1",
@@ -117,10 +102,8 @@ def test_instruments_check_prints_every_device(
     assert "all devices answered" in out
 
 
-def test_instruments_list_finds_the_emulated_cameras(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, out, err = run(monkeypatch, capsys, "instruments", "list")
+def test_instruments_list_finds_the_emulated_cameras(cli: Cli) -> None:
+    code, out, err = cli("instruments", "list")
     assert code == 0, err
     assert "VISA resources" in out
     assert "0815-0000" in out and "0815-0001" in out
@@ -141,42 +124,29 @@ def test_instruments_list_finds_the_emulated_cameras(
     ],
 )
 def test_bad_config_is_one_line_naming_the_field(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    old: str,
-    new: str,
-    message: str,
+    tmp_path: Path, old: str, new: str, message: str, cli: Cli
 ) -> None:
     config = fast_sim_bench(tmp_path, **{old: new})
-    code, _, err = run(monkeypatch, capsys, "instruments", "check", "--config", str(config))
+    code, _, err = cli("instruments", "check", "--config", str(config))
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err and str(config) in err
     assert "Traceback" not in err
 
 
-def test_missing_table_and_missing_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_missing_table_and_missing_file(tmp_path: Path, cli: Cli) -> None:
     text = (CONFIGS / "sim-bench.toml").read_text()
     broken = tmp_path / "no-stage.toml"
     broken.write_text(text.replace("[stage]", "[stage_typo]"))
-    code, _, err = run(monkeypatch, capsys, "instruments", "check", "--config", str(broken))
+    code, _, err = cli("instruments", "check", "--config", str(broken))
     assert code == 2 and "stage" in err and err.count("\n") == 1
-    code, _, err = run(
-        monkeypatch, capsys, "instruments", "check", "--config", str(tmp_path / "nope.toml")
-    )
+    code, _, err = cli("instruments", "check", "--config", str(tmp_path / "nope.toml"))
     assert code == 2 and "does not exist" in err
 
 
-def test_sim_serve_prints_visa_names_and_stops(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_sim_serve_prints_visa_names_and_stops(tmp_path: Path, cli: Cli) -> None:
     start = time.monotonic()
-    code, out, err = run(
-        monkeypatch,
-        capsys,
+    code, out, err = cli(
         "sim",
         "serve",
         "--config",
