@@ -2,7 +2,8 @@
 # The end-to-end demo on the simulated bench; grows with every stage.
 # Today: design library -> chip layout with replicas + manifest -> KLayout DRC -> previews -> summary,
 # then the simulated bench: every driver against its emulator, in-process and over 127.0.0.1 TCP,
-# and synthetic geometry-spectrum pairs straight from the analytic spectral model.
+# the virtual chip's ground-truth spectra, and synthetic geometry-spectrum pairs straight from the
+# analytic spectral model.
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
@@ -23,6 +24,8 @@ for _ in $(seq 100); do grep -q '^serving' "$out/serve.log" && break; sleep 0.1;
 cat "$out/serve.log"
 metascan instruments check --config configs/sim-bench-tcp.toml
 kill "$serve_pid"
+echo "--- virtual chip: passband-averaged ground truth of every pad (defects on one replica) ---"
+metascan sim truth --manifest "$out/chip.h5" --defect-fraction 0.02 --output "$out/truth.h5"
 echo "--- synthetic pairs (analytic spectral model, two noisy replicas per design) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5"
 echo "--- summary ---"

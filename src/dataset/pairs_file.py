@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from layout.atomic import atomic_output
-from layout.library_file import software_version, write_attrs
+from layout.library_file import decode_attr, open_versioned, software_version, write_attrs
 
 SCHEMA = "metascan.pairs"
 SCHEMA_VERSION = 1
@@ -207,38 +207,10 @@ def write_pairs(path: Path, pairs: Pairs, provenance: dict[str, Any] | None = No
         f.create_dataset("split", data=pairs.split)
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def read_pairs(path: Path) -> Pairs:
     """The pairs in ``path``, checked on the way in; provenance attributes come back decoded."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pairs file {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path} is not a readable HDF5 pairs file ({exc})") from None
-    with f:
-        schema = f.attrs.get("schema")
-        if schema != SCHEMA:
-            raise ValueError(f"{path}: not a pairs file (schema={schema!r}, expected {SCHEMA!r})")
-        found = int(f.attrs["schema_version"])
-        if found > SCHEMA_VERSION:
-            raise ValueError(
-                f"{path}: pairs schema_version {found} is newer than supported {SCHEMA_VERSION}"
-            )
-        provenance = {k: _decode(v) for k, v in f.attrs.items() if k not in _RESERVED}
+    with open_versioned(path, SCHEMA, SCHEMA_VERSION, "pairs file") as f:
+        provenance = {k: decode_attr(v) for k, v in f.attrs.items() if k not in _RESERVED}
         return Pairs.build(
             np.asarray(f["geometry"][()], dtype=np.uint8).view(np.bool_),
             f["params"][()],

@@ -9,7 +9,9 @@ Layout of a library group (the root of ``designs.h5``, or ``/designs`` inside a 
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,44 @@ def write_attrs(group: h5py.Group | h5py.File, attrs: dict[str, Any]) -> None:
     """Scalars as HDF5 attributes, anything else (configs, lists) as JSON text."""
     for key, value in attrs.items():
         group.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
+
+
+def decode_attr(value: Any) -> Any:
+    """The inverse of :func:`write_attrs`: JSON text back to lists and dicts, numpy scalars to
+    Python ones."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@contextlib.contextmanager
+def open_versioned(path: Path, schema: str, schema_version: int, what: str) -> Iterator[h5py.File]:
+    """Open one of the project's HDF5 files for reading, refusing with one line a missing file,
+    a file that is not HDF5, another schema, or a newer schema version than this code knows."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable HDF5 {what} ({exc})") from None
+    with f:
+        found_schema = f.attrs.get("schema")
+        if found_schema != schema:
+            raise ValueError(f"{path}: not a {what} (schema={found_schema!r}, expected {schema!r})")
+        found = int(f.attrs["schema_version"])
+        if found > schema_version:
+            raise ValueError(
+                f"{path}: {what} schema_version {found} is newer than supported {schema_version}"
+            )
+        yield f
 
 
 def write_library_group(

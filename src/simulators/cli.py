@@ -117,3 +117,76 @@ def _floats(option: str, text: str) -> tuple[float, ...]:
             f"{option} {text!r} must be comma-separated numbers, e.g. 150,178"
         ) from None
     return values
+
+
+@app.command("truth")
+def truth_cmd(
+    manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Chip manifest (chip.h5).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Truth file to write (.h5).")],
+    model: Annotated[str, typer.Option(help="Spectral model: analytic or rcwa.")] = "analytic",
+    seed: Annotated[int, typer.Option(help="Seed for pad dilations and defects.")] = 0,
+    bandwidth: Annotated[
+        str, typer.Option(help="Filter bandwidth mode the bands are averaged over.")
+    ] = "narrow",
+    bias_nm: Annotated[float, typer.Option(help="Per-chip mean size bias (nm).")] = 4.0,
+    dilation_sd_nm: Annotated[
+        float, typer.Option(help="Per-pad random dilation spread, standard deviation (nm).")
+    ] = 10.0,
+    defect_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Fraction of one replica's dataset pads made defective (half missing, "
+            "half contaminated)."
+        ),
+    ] = 0.0,
+    material: Annotated[
+        str, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>.")
+    ] = "a-Si:H",
+) -> None:
+    """Write the ground truth of a simulated chip: every pad's band-averaged transmission."""
+    from dataset.truth_file import Defect, write_truth  # keeps `metascan --help` fast
+    from instruments.protocols import BandwidthMode
+    from layout.manifest import read_manifest
+    from simulators.spectral import MODEL_NAMES, get_model
+    from simulators.virtual_chip import FabricationConfig, VirtualChip, make_truth
+
+    modes = {m.value: m for m in BandwidthMode if m is not BandwidthMode.BLACK}
+    if bandwidth.lower() not in modes:
+        raise ValueError(
+            f"--bandwidth {bandwidth!r} is not a passband; use one of: {', '.join(modes)}"
+        )
+    if model not in MODEL_NAMES:
+        raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
+    if seed < 0:
+        raise ValueError(f"--seed {seed} must be >= 0")
+    if not -50.0 <= bias_nm <= 50.0:
+        raise ValueError(f"--bias-nm {bias_nm} must be in [-50, 50]")
+    if not 0.0 <= dilation_sd_nm <= 50.0:
+        raise ValueError(f"--dilation-sd-nm {dilation_sd_nm} must be in [0, 50]")
+    if not 0.0 <= defect_fraction <= 1.0:
+        raise ValueError(f"--defect-fraction {defect_fraction} must be in [0, 1]")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    chip_manifest = read_manifest(manifest)
+    fabrication = FabricationConfig(
+        seed=seed,
+        mean_bias_nm=bias_nm,
+        dilation_sd_nm=dilation_sd_nm,
+        missing_fraction=defect_fraction / 2,
+        contamination_fraction=defect_fraction / 2,
+    )
+    options: dict[str, object] = {"progress": True} if model == "rcwa" else {}
+    try:
+        spectral = get_model(model, **options)
+    except ImportError as exc:  # the optional rcwa backend: say how to install it, in one line
+        raise ValueError(str(exc)) from None
+    chip = VirtualChip(chip_manifest, spectral, fabrication, material=material)
+    mode = modes[bandwidth.lower()]
+    truth = make_truth(chip, mode=mode, progress=True, provenance={"manifest": str(manifest)})
+    write_truth(output, truth)
+    planted = int((truth.defect != Defect.NONE).sum())
+    typer.echo(
+        f"wrote truth for {len(truth)} pads x 2 polarizations x {truth.band_center_nm.size} "
+        f"{mode.value} bands to {output} ({planted} defects planted"
+        + (f" on replica {chip.defect_replica})" if planted else ")")
+    )
