@@ -2,8 +2,8 @@
 # The end-to-end demo on the simulated bench; grows with every stage.
 # Today: design library -> chip layout with replicas + manifest -> KLayout DRC -> previews -> summary,
 # then the simulated bench: every driver against its emulator, in-process and over 127.0.0.1 TCP,
-# the virtual chip's ground-truth spectra, and synthetic geometry-spectrum pairs straight from the
-# analytic spectral model.
+# the virtual chip's ground-truth spectra, synthetic geometry-spectrum pairs straight from the
+# analytic spectral model, and a small contrastive model trained and evaluated on them.
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
@@ -28,6 +28,11 @@ echo "--- virtual chip: passband-averaged ground truth of every pad (defects on 
 metascan sim truth --manifest "$out/chip.h5" --defect-fraction 0.02 --output "$out/truth.h5"
 echo "--- synthetic pairs (analytic spectral model, two noisy replicas per design) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5"
+metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0 --output "$out/pairs_true.h5"
+echo "--- contrastive model: train metascan-small on CPU, evaluate against the noise-free oracle ---"
+rm -rf "$out/runs/small"
+metascan train --pairs "$out/pairs.h5" --config metascan-small --epochs 6 --output "$out/runs/small"
+metascan evaluate --model "$out/runs/small" --pairs "$out/pairs.h5" --truth-pairs "$out/pairs_true.h5"
 echo "--- summary ---"
 metascan layout info "$out/chip.h5"
 echo "files:"

@@ -12,6 +12,7 @@ import typer
 from acquisition.cli import check_cmd
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
+from models.cli import evaluate_cmd, train_cmd
 from simulators.cli import app as sim_app
 
 app = typer.Typer(
@@ -23,6 +24,8 @@ app.add_typer(layout_app, name="layout")
 instruments_app.command("check")(check_cmd)
 app.add_typer(instruments_app, name="instruments")
 app.add_typer(sim_app, name="sim")
+app.command("train")(train_cmd)
+app.command("evaluate")(evaluate_cmd)
 
 _USER_ERRORS = (
     ValueError,

@@ -1,2 +1,4 @@
-"""Encoders, the contrastive model, training, evaluation and inverse design. Filled by the model
-issue; empty until then."""
+"""Encoders, the contrastive model and loss (the library), training and evaluation (the harness).
+
+Import from the submodules (``models.model``, ``models.train``...): this package file stays empty
+so that importing one piece never pulls in torch for a caller that only wants the CLI."""

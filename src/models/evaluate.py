@@ -1,0 +1,187 @@
+"""Retrieval quality of a trained model, and of the oracle that bounds it.
+
+The oracle represents each geometry by its noise-free true spectrum and retrieves by Euclidean
+distance between the measured spectrum and those true spectra: it is what a perfect geometry
+encoder could achieve, limited only by measurement noise and by designs whose spectra look
+alike. The pairs format has no true spectra, so they come from a second pairs file,
+``truth_pairs``, with the same designs in the same order (``metascan sim pairs`` with the same
+count and seed and ``--noise 0``); its design ids must match row for row. Without it the
+oracle is reported as null.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from dataset.pairs_file import SPLIT_NAMES, Pairs, read_pairs
+from models.model_dir import load_model, save_json
+from models.retrieval import cosine_scores, embed, negative_distance, ranks_of_truth, recall_at
+
+log = logging.getLogger(__name__)
+
+KS = (1, 5, 10)
+CURVE_KS = range(1, 21)
+EVALUATION_FILE = "evaluation.json"
+
+
+@dataclass(frozen=True)
+class _Gallery:
+    rows: np.ndarray[Any, np.dtype[np.int64]]  # rows of the pairs file
+    label: str
+
+
+def _recalls(ranks: np.ndarray[Any, np.dtype[np.int64]]) -> dict[str, float]:
+    return {f"R@{k}": v for k, v in recall_at(ranks, KS).items()}
+
+
+def _ratio(model: dict[str, float], oracle: dict[str, float] | None) -> dict[str, float] | None:
+    if oracle is None:
+        return None
+    return {k: (model[k] / oracle[k] if oracle[k] > 0 else float("nan")) for k in model}
+
+
+def evaluate(
+    model_dir: Path,
+    pairs_path: Path,
+    split: str = "test",
+    gallery_size: int = 10_000,
+    truth_pairs: Path | None = None,
+    seed: int = 0,
+    output: Path | None = None,
+) -> dict[str, Any]:
+    """R@1/5/10 both ways on ``split`` (whole split, and a seeded ``gallery_size`` subset when
+    the split is larger), the oracle where true spectra are given, JSON and PNGs into
+    ``output`` (default: the model directory)."""
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLIT_NAMES)}")
+    if gallery_size < 2:
+        raise ValueError(f"gallery={gallery_size} must be >= 2")
+    model = load_model(model_dir)
+    pairs = read_pairs(pairs_path)
+    truth = _read_truth(truth_pairs, pairs) if truth_pairs is not None else None
+    rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index(split)).astype(np.int64)
+    if rows.size < 2:
+        raise ValueError(f"{pairs_path} has {rows.size} pairs in split {split!r}; need >= 2")
+    g_all, s_all = embed(
+        model,
+        torch.from_numpy(np.ascontiguousarray(pairs.geometry[rows]).view(np.uint8)),
+        torch.from_numpy(pairs.params[rows].astype(np.float32)),
+        torch.from_numpy(pairs.spectra[rows].astype(np.float32)),
+    )
+    galleries = [_Gallery(np.arange(rows.size), f"whole {split} split")]
+    if rows.size > gallery_size:
+        pick = np.sort(np.random.default_rng(seed).choice(rows.size, gallery_size, replace=False))
+        galleries.append(_Gallery(pick, f"seeded {gallery_size} subset"))
+    results: list[dict[str, Any]] = []
+    curves: dict[str, list[float]] = {}
+    for gal in galleries:
+        ids = pairs.design_id[rows[gal.rows]]
+        g, s = g_all[gal.rows], s_all[gal.rows]
+        scores = cosine_scores(s, g)
+        s2g = ranks_of_truth(scores, ids, ids)
+        g2s = ranks_of_truth(scores.T.contiguous(), ids, ids)
+        entry: dict[str, Any] = {
+            "gallery": gal.label,
+            "size": int(gal.rows.size),
+            "spectrum_to_geometry": _recalls(s2g),
+            "geometry_to_spectrum": _recalls(g2s),
+            "oracle": None,
+        }
+        if truth is not None:
+            measured = torch.from_numpy(pairs.spectra[rows[gal.rows]].reshape(gal.rows.size, -1))
+            true = torch.from_numpy(truth[rows[gal.rows]].reshape(gal.rows.size, -1))
+            dist = negative_distance(measured, true)
+            o_s2g = ranks_of_truth(dist, ids, ids)
+            o_g2s = ranks_of_truth(dist.T.contiguous(), ids, ids)
+            entry["oracle"] = {
+                "spectrum_to_geometry": _recalls(o_s2g),
+                "geometry_to_spectrum": _recalls(o_g2s),
+            }
+            if gal is galleries[-1]:
+                curves["oracle s→g"] = list(recall_at(o_s2g, CURVE_KS).values())
+        entry["model_over_oracle"] = _ratio(
+            entry["spectrum_to_geometry"],
+            entry["oracle"]["spectrum_to_geometry"] if entry["oracle"] else None,
+        )
+        results.append(entry)
+        if gal is galleries[-1]:
+            curves["model s→g"] = list(recall_at(s2g, CURVE_KS).values())
+            curves["model g→s"] = list(recall_at(g2s, CURVE_KS).values())
+    report = {
+        "model": str(model_dir),
+        "pairs": str(pairs_path),
+        "truth_pairs": str(truth_pairs) if truth_pairs else None,
+        "split": split,
+        "seed": seed,
+        "results": results,
+    }
+    out = Path(output) if output is not None else Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(report, out / EVALUATION_FILE)
+    n = min(64, rows.size)
+    _plot_similarity(cosine_scores(s_all[:n], g_all[:n]).numpy(), out / "similarity.png")
+    _plot_recall_curve(curves, galleries[-1].label, out / "recall_at_k.png")
+    metrics = Path(model_dir) / "metrics.csv"
+    if metrics.is_file():
+        _plot_training(metrics, out / "training.png")
+    return report
+
+
+def _read_truth(path: Path, pairs: Pairs) -> np.ndarray[Any, np.dtype[np.float64]]:
+    truth = read_pairs(path)
+    if len(truth) != len(pairs) or not np.array_equal(truth.design_id, pairs.design_id):
+        raise ValueError(
+            f"truth pairs {path} do not hold the same designs in the same order as the pairs"
+        )
+    if truth.spectra.shape != pairs.spectra.shape:
+        raise ValueError(f"truth pairs {path} spectra shape differs from the pairs'")
+    return truth.spectra.astype(np.float64)
+
+
+def _plot_similarity(sim: np.ndarray[Any, Any], path: Path) -> None:
+    fig = Figure(figsize=(5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(sim, cmap="viridis", vmin=-1, vmax=1)
+    ax.set_xlabel("geometry")
+    ax.set_ylabel("spectrum")
+    ax.set_title(f"cosine similarity, {sim.shape[0]} samples")
+    fig.colorbar(im, ax=ax)
+    fig.savefig(path, dpi=100)
+
+
+def _plot_recall_curve(curves: dict[str, list[float]], label: str, path: Path) -> None:
+    fig = Figure(figsize=(5, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    for name, values in curves.items():
+        ax.plot(list(CURVE_KS), values, marker=".", label=name)
+    ax.set_xlabel("K")
+    ax.set_ylabel("R@K")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"retrieval, {label}")
+    ax.legend()
+    fig.savefig(path, dpi=100)
+
+
+def _plot_training(metrics_csv: Path, path: Path) -> None:
+    with metrics_csv.open() as f:
+        rows = list(csv.DictReader(f))
+    epoch = [float(r["epoch"]) for r in rows]
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax_loss, ax_r1 = fig.subplots(1, 2)
+    ax_loss.plot(epoch, [float(r["train_loss"]) for r in rows], marker=".")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("train loss")
+    ax_r1.plot(epoch, [float(r["val_r1"]) for r in rows], marker=".", label="val R@1")
+    ax_r1.plot(epoch, [float(r["val_r5"]) for r in rows], marker=".", label="val R@5")
+    ax_r1.set_xlabel("epoch")
+    ax_r1.set_ylim(0, 1.02)
+    ax_r1.legend()
+    fig.savefig(path, dpi=100)

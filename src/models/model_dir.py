@@ -1,0 +1,96 @@
+"""The model directory (contract 6 of DESIGN.md) and atomic checkpoint files.
+
+``model.pt`` holds only a ``state_dict`` (loadable with ``weights_only=True``, so opening a model
+from someone else never runs their code), ``config.json`` the architecture and the training
+settings, ``normalization.json`` the input statistics; with these three the model is rebuilt
+with no other file. Every file is written to a temporary name and renamed into place, so a
+crash mid-write leaves the previous version, never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.config import ModelConfig
+from models.model import ContrastiveModel, Normalization
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+NORMALIZATION_FILE = "normalization.json"
+LATEST_FILE = "latest.pt"
+FORMAT = "metascan.model"
+FORMAT_VERSION = 1
+
+
+def _replace_into(path: Path, write: Any) -> None:
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    try:
+        write(tmp)
+        tmp.replace(path)  # os.replace: atomic on one filesystem
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` through a temporary file and ``os.replace``."""
+    _replace_into(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_json(obj: Any, path: Path) -> None:
+    """JSON through a temporary file and ``os.replace``."""
+    _replace_into(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def write_model_dir(
+    folder: Path,
+    model: ContrastiveModel,
+    train_config: dict[str, Any] | None = None,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write config, normalization and weights (``weights`` or the model's own)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_json(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": model.cfg.to_dict(),
+            "train": train_config or {},
+        },
+        folder / CONFIG_FILE,
+    )
+    save_json(model.normalization().to_dict(), folder / NORMALIZATION_FILE)
+    state = weights if weights is not None else model.state_dict()
+    save_torch({k: v.detach().cpu().clone() for k, v in state.items()}, folder / MODEL_FILE)
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} is not a model directory (no {CONFIG_FILE})")
+    data: dict[str, Any] = json.loads(path.read_text())
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a metascan model config (format={data.get('format')!r})")
+    if int(data.get("format_version", 0)) > FORMAT_VERSION:
+        raise ValueError(f"{path}: model format_version is newer than supported {FORMAT_VERSION}")
+    return data
+
+
+def load_model(folder: Path, map_location: str | torch.device = "cpu") -> ContrastiveModel:
+    """Rebuild the model from its directory alone, in eval mode."""
+    folder = Path(folder)
+    data = read_config(folder)
+    for name in (MODEL_FILE, NORMALIZATION_FILE):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"model directory {folder} has no {name}")
+    cfg = ModelConfig.from_dict(data["model"])
+    norm = Normalization.from_dict(json.loads((folder / NORMALIZATION_FILE).read_text()))
+    model = ContrastiveModel(cfg, norm)
+    state = torch.load(folder / MODEL_FILE, map_location=map_location, weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()

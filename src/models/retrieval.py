@@ -1,0 +1,71 @@
+"""Retrieval metrics shared by validation, evaluation and the oracle.
+
+A hit is judged by ``design_id``, not by row: replicas of one design share a geometry, so
+retrieving any replica's geometry for a spectrum is correct, and counting it wrong would cap
+R@1 below 1 for reasons that have nothing to do with the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor
+
+from models.model import ContrastiveModel
+
+
+@torch.no_grad()
+def embed(
+    model: ContrastiveModel,
+    geometry: Tensor,
+    params_um: Tensor,
+    spectra: Tensor,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Unit geometry and spectra features (N, D) on the CPU, encoded in eval mode."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    gs, ss = [], []
+    for start in range(0, geometry.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
+        gs.append(model.encode_geometry(geometry[sl].to(device), params_um[sl].to(device)).cpu())
+        ss.append(model.encode_spectra(spectra[sl].to(device)).cpu())
+    model.train(was_training)
+    dim = model.cfg.embed_dim
+    empty = torch.empty(0, dim)
+    return (torch.cat(gs) if gs else empty), (torch.cat(ss) if ss else empty)
+
+
+def ranks_of_truth(
+    scores: Tensor, query_ids: NDArray[np.int64], gallery_ids: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """For each query row of ``scores`` (Q, G), higher is better, the 1-based rank of the
+    best-scoring gallery item with the query's design_id (ties count against the query)."""
+    q = torch.as_tensor(query_ids)
+    g = torch.as_tensor(gallery_ids)
+    match = q[:, None] == g[None, :]
+    best_true = torch.where(match, scores, torch.tensor(-torch.inf)).max(dim=1).values
+    # Every non-matching item scoring at least as high as the best match ranks ahead of it.
+    ahead = ((scores >= best_true[:, None]) & ~match).sum(dim=1)
+    ranks: NDArray[np.int64] = (ahead + 1).numpy().astype(np.int64)
+    return ranks
+
+
+def recall_at(ranks: NDArray[np.int64], ks: tuple[int, ...] | range) -> dict[int, float]:
+    """R@K for each K: the fraction of queries whose truth ranks within the top K."""
+    if ranks.size == 0:
+        return {int(k): float("nan") for k in ks}
+    return {int(k): float(np.mean(ranks <= k)) for k in ks}
+
+
+def cosine_scores(queries: Tensor, gallery: Tensor) -> Tensor:
+    """Similarity (Q, G) of unit vectors, computed in float64 so ties are real ties."""
+    return queries.double() @ gallery.double().T
+
+
+def negative_distance(queries: Tensor, gallery: Tensor) -> Tensor:
+    """Negative Euclidean distance (Q, G): the oracle's score between raw spectra."""
+    return -torch.cdist(queries.double(), gallery.double())

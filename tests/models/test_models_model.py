@@ -1,0 +1,105 @@
+"""Encoders, loss and augmentations: shapes, norms, a hand-computed loss, the physics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.augment import random_circular_shift, random_transpose
+from models.config import get_config, list_models
+from models.loss import ClipLoss
+from models.model import ContrastiveModel, Normalization
+
+
+def test_named_configs_are_listed_and_unknown_names_list_them() -> None:
+    assert {"moclip", "metascan-small"} <= set(list_models())
+    moclip = get_config("moclip")
+    assert moclip.geometry.depths == (2, 2, 2, 2) and moclip.spectra.hidden == (100, 200)
+    with pytest.raises(ValueError, match="known: metascan-small, moclip"):
+        get_config("resnet-9000")
+
+
+@pytest.mark.parametrize("name", ["metascan-small", "moclip"])
+def test_features_are_unit_vectors_of_the_shared_size(name: str) -> None:
+    torch.manual_seed(0)
+    model = ContrastiveModel(get_config(name)).eval()
+    image = (torch.rand(3, 128, 128) > 0.5).to(torch.uint8)
+    params = torch.tensor([[0.4, 0.178]] * 3)
+    spectra = torch.rand(3, 2, 29)
+    g, s, scale = model(image, params, spectra)
+    assert g.shape == s.shape == (3, 64)
+    torch.testing.assert_close(g.norm(dim=1), torch.ones(3))
+    torch.testing.assert_close(s.norm(dim=1), torch.ones(3))
+    assert float(scale.detach()) == pytest.approx(1 / 0.07, rel=1e-5)
+
+
+def test_the_temperature_is_clamped_like_clip() -> None:
+    model = ContrastiveModel(get_config("metascan-small")).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)
+    _, _, scale = model(torch.zeros(2, 128, 128), torch.ones(2, 2), torch.rand(2, 2, 29))
+    assert float(scale.detach()) == 100.0
+
+
+def test_parameters_change_the_geometry_features() -> None:
+    torch.manual_seed(0)
+    model = ContrastiveModel(get_config("metascan-small")).eval()
+    for p in model.geometry_encoder.conds.parameters():  # FiLM starts as identity: wake it up
+        torch.nn.init.normal_(p, std=0.5)
+    image = (torch.rand(1, 128, 128) > 0.5).repeat(2, 1, 1)
+    g = model.encode_geometry(image, torch.tensor([[0.3, 0.15], [0.6, 0.195]]))
+    assert not torch.allclose(g[0], g[1])
+
+
+def test_loss_matches_a_hand_computed_value_and_is_symmetric() -> None:
+    g = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    s = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    loss = ClipLoss()(g, s, torch.tensor(1.0))
+    # logits = s @ g.T = s; rows (spectrum → geometry) and columns (geometry → spectrum).
+    rows = math.log1p(math.exp(-1.0)) + math.log1p(math.exp(-0.2))
+    cols = math.log1p(math.exp(-0.4)) + math.log1p(math.exp(-0.8))
+    assert float(loss) == pytest.approx((rows / 2 + cols / 2) / 2, rel=1e-6)
+    assert float(ClipLoss()(s, g, torch.tensor(1.0))) == pytest.approx(float(loss), rel=1e-6)
+
+
+def test_circular_shift_is_a_per_sample_roll() -> None:
+    gen = torch.Generator().manual_seed(3)
+    image = torch.arange(4 * 8 * 8).reshape(4, 8, 8)
+    shifted = random_circular_shift(image, gen)
+    gen = torch.Generator().manual_seed(3)
+    dy = torch.randint(0, 8, (4,), generator=gen)
+    dx = torch.randint(0, 8, (4,), generator=gen)
+    for i in range(4):
+        expected = torch.roll(image[i], (int(dy[i]), int(dx[i])), dims=(0, 1))
+        torch.testing.assert_close(shifted[i], expected)
+    assert not torch.equal(shifted, image)
+
+
+def test_transpose_swaps_x_and_y_spectra_and_shift_leaves_them() -> None:
+    gen = torch.Generator().manual_seed(0)
+    image = (torch.rand(64, 16, 16) > 0.5).to(torch.uint8)
+    spectra = torch.rand(64, 2, 29)
+    out_img, out_spec = random_transpose(image, spectra, gen, probability=0.5)
+    flipped = ~torch.all(out_spec == spectra, dim=(1, 2))
+    assert 10 < int(flipped.sum()) < 54  # about half
+    torch.testing.assert_close(out_img[flipped], image[flipped].transpose(1, 2))
+    torch.testing.assert_close(out_spec[flipped], spectra[flipped][:, [1, 0]])
+    torch.testing.assert_close(out_img[~flipped], image[~flipped])
+    # A shift moves pixels, not the spectra: augment() passes spectra through untouched.
+    from models.augment import AugmentConfig, augment
+
+    _, spec = augment(image, spectra, AugmentConfig(transpose=False), gen)
+    assert spec is spectra
+
+
+def test_normalization_standardizes_and_survives_json() -> None:
+    rng = np.random.default_rng(0)
+    params = rng.uniform(0.1, 0.6, (50, 2))
+    spectra = rng.uniform(0, 1, (50, 2, 29))
+    spectra[:, 0, 0] = 0.5  # a constant input standardizes to zero, not to nan
+    norm = Normalization.fit(params, spectra)
+    assert Normalization.from_dict(norm.to_dict()) == norm
+    assert norm.spectra_std[0] == 1.0

@@ -1,0 +1,111 @@
+"""Training end to end: the model directory, learning, reproducibility, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import torch
+
+from models.model_dir import load_model
+from models.train import TrainConfig, lr_multiplier, train
+
+if TYPE_CHECKING:
+    from conftest import Cli
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(folder / "latest.pt", weights_only=True)
+    state: dict[str, torch.Tensor] = ckpt["model"]
+    return state
+
+
+def test_train_command_writes_a_model_directory_that_beats_chance(
+    tmp_path: Path, pairs_h5: Path, cli: Cli
+) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = cli("train", "--pairs", str(pairs_h5), "--output", str(out),
+                            "--epochs", "2", "--batch-size", "32", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert "trained 2 epochs" in stdout
+    for name in ("model.pt", "config.json", "normalization.json", "metrics.csv",
+                 "metrics.json", "latest.pt", "best.pt"):  # fmt: skip
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    # 20 validation designs: chance R@1 is 0.05.
+    assert max(m["val_r1"] for m in metrics) > 0.1
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["name"] == "metascan-small" and config["train"]["train"]["epochs"] == 2
+    model = load_model(out)  # from the directory alone
+    g = model.encode_geometry(torch.zeros(2, 128, 128), torch.tensor([[0.4, 0.178]] * 2))
+    assert g.shape == (2, 64)
+    assert model.spectra_mean.abs().sum() > 0  # normalization came back from its JSON
+
+
+def test_same_seed_gives_the_same_loss_curve(tmp_path: Path, pairs_h5: Path) -> None:
+    cfg = TrainConfig(epochs=1, batch_size=32, seed=5)
+    a = train(pairs_h5, tmp_path / "a", cfg, progress=False)
+    b = train(pairs_h5, tmp_path / "b", cfg, progress=False)
+    assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
+    for key, value in _weights(tmp_path / "a").items():
+        torch.testing.assert_close(_weights(tmp_path / "b")[key], value, rtol=0, atol=0)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, pairs_h5: Path) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=32, seed=1)
+    full = train(pairs_h5, tmp_path / "full", cfg, progress=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first(epoch: int, row: dict[str, float]) -> None:
+        if epoch == 1:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(pairs_h5, tmp_path / "cut", cfg, progress=False, on_epoch_end=crash_after_first)
+    resumed = train(pairs_h5, tmp_path / "cut", cfg, resume=True, progress=False)
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    for key, value in _weights(tmp_path / "full").items():
+        torch.testing.assert_close(_weights(tmp_path / "cut")[key], value, rtol=0, atol=0)
+
+
+def test_schedules() -> None:
+    assert [lr_multiplier("moclip", s, 10, 0) for s in (0, 4, 5, 7, 8, 9)] == [
+        1.0, 1.0, 0.5, 0.5, 0.3, 0.3,
+    ]  # fmt: skip
+    assert lr_multiplier("cosine", 0, 100, 10) == pytest.approx(0.1)
+    assert lr_multiplier("cosine", 10, 100, 10) == pytest.approx(1.0)
+    assert lr_multiplier("cosine", 99, 100, 10) < 0.01
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pairs", "missing.h5"], "pairs file missing.h5 does not exist"),
+        (["--config", "nope"], "unknown model config 'nope'; known: metascan-small, moclip"),
+        (["--epochs", "0"], "epochs=0 must be >= 1"),
+        (["--schedule", "linear"], "schedule 'linear' not in cosine, moclip"),
+    ],
+)
+def test_bad_input_is_one_line(
+    tmp_path: Path, pairs_h5: Path, cli: Cli, args: list[str], message: str
+) -> None:
+    base = {"--pairs": str(pairs_h5), "--output": str(tmp_path / "run")}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    code, _, err = cli("train", *[x for kv in base.items() for x in kv], "--no-progress")
+    assert code == 2
+    assert err.strip() == f"error: {message}"
+
+
+def test_a_second_run_into_the_same_directory_needs_resume(
+    tmp_path: Path, pairs_h5: Path, cli: Cli
+) -> None:
+    (tmp_path / "run").mkdir()
+    code, _, err = cli("train", "--pairs", str(pairs_h5), "--output", str(tmp_path / "run"),
+                       "--resume", "--no-progress")  # fmt: skip
+    assert code == 2 and "nothing to resume" in err
