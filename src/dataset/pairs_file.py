@@ -20,7 +20,6 @@ because a replica in the test split of a design trained on would flatter every m
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from layout.atomic import atomic_output
-from layout.library_file import decode_attr, open_versioned, software_version, write_attrs
+from layout.library_file import decode_attr, open_versioned, write_header
 
 SCHEMA = "metascan.pairs"
 SCHEMA_VERSION = 1
@@ -182,16 +181,10 @@ def assign_splits(
 def write_pairs(path: Path, pairs: Pairs, provenance: dict[str, Any] | None = None) -> None:
     """Write ``pairs`` atomically; ``provenance`` is merged over ``pairs.provenance``."""
     attrs = {**pairs.provenance, **(provenance or {})}
-    clash = sorted(_RESERVED & attrs.keys())
-    if clash:
-        raise ValueError(f"provenance keys {clash} are reserved by the pairs format")
     n, size = len(pairs), pairs.geometry.shape[1]
     with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["schema"] = SCHEMA
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["software_version"] = software_version()
-        f.attrs["split_names"] = json.dumps(list(SPLIT_NAMES))
-        write_attrs(f, attrs)
+        fixed = {"split_names": list(SPLIT_NAMES)}
+        write_header(f, SCHEMA, SCHEMA_VERSION, fixed, attrs, _RESERVED, "pairs")
         f.create_dataset(
             "geometry",
             data=pairs.geometry.view(np.uint8),

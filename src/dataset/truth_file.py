@@ -24,7 +24,6 @@ anything else as JSON).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -35,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from layout.atomic import atomic_output
-from layout.library_file import decode_attr, open_versioned, software_version, write_attrs
+from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import Role
 
 SCHEMA = "metascan.truth"
@@ -117,17 +116,13 @@ class Truth:
 def write_truth(path: Path, truth: Truth, provenance: dict[str, Any] | None = None) -> None:
     """Write ``truth`` atomically; ``provenance`` is merged over ``truth.provenance``."""
     attrs = {**truth.provenance, **(provenance or {})}
-    clash = sorted(_RESERVED & attrs.keys())
-    if clash:
-        raise ValueError(f"provenance keys {clash} are reserved by the truth format")
     with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["schema"] = SCHEMA
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["software_version"] = software_version()
-        f.attrs["bandwidth_mode"] = truth.bandwidth_mode
-        f.attrs["roles"] = json.dumps({r.name.lower(): int(r) for r in Role})
-        f.attrs["defects"] = json.dumps({d.name.lower(): int(d) for d in Defect})
-        write_attrs(f, attrs)
+        fixed = {
+            "bandwidth_mode": truth.bandwidth_mode,
+            "roles": {r.name.lower(): int(r) for r in Role},
+            "defects": {d.name.lower(): int(d) for d in Defect},
+        }
+        write_header(f, SCHEMA, SCHEMA_VERSION, fixed, attrs, _RESERVED, "truth")
         for name in _PAD_COLUMNS:
             f.create_dataset(name, data=getattr(truth, name))
         f.create_dataset(

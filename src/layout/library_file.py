@@ -37,6 +37,28 @@ def write_attrs(group: h5py.Group | h5py.File, attrs: dict[str, Any]) -> None:
         group.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
 
 
+def write_header(
+    f: h5py.File,
+    schema: str,
+    schema_version: int,
+    fixed: dict[str, Any],
+    provenance: dict[str, Any],
+    reserved: set[str],
+    what: str,
+) -> None:
+    """The attributes every versioned project file starts with: schema, schema version,
+    software version, the format's own ``fixed`` attributes, then the caller's provenance,
+    which may not shadow any ``reserved`` name (the reader separates provenance by them)."""
+    clash = sorted(reserved & provenance.keys())
+    if clash:
+        raise ValueError(f"provenance keys {clash} are reserved by the {what} format")
+    f.attrs["schema"] = schema
+    f.attrs["schema_version"] = schema_version
+    f.attrs["software_version"] = software_version()
+    write_attrs(f, fixed)
+    write_attrs(f, provenance)
+
+
 def decode_attr(value: Any) -> Any:
     """The inverse of :func:`write_attrs`: JSON text back to lists and dicts, numpy scalars to
     Python ones."""
