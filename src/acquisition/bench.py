@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from instruments.ascii_instrument import AsciiInstrument
 from instruments.config import InstrumentsConfig, instruments_config, read_toml
 from instruments.protocols import Camera, PolarizationRotator, Stage, TunableFilter
-from instruments.registry import connect_serial, open_camera, serial_driver_class
+from instruments.registry import connect_serial, open_camera
 from simulators.devices.adapter import EmulatorAdapter
 from simulators.devices.emulator import Emulator
 from simulators.devices.pylon_emulation import enable_pylon_emulation
@@ -54,6 +55,22 @@ def _close_all(closers: list[Callable[[], None]]) -> None:
             log.warning("while closing the bench: %s", exc)
 
 
+def _emulator_link(
+    emulator: Emulator, timeout_s: float
+) -> Callable[[type[AsciiInstrument]], EmulatorAdapter]:
+    """An in-process link with the driver's own framing, as a serial port would have."""
+
+    def make(cls: type[AsciiInstrument]) -> EmulatorAdapter:
+        return EmulatorAdapter(
+            emulator,
+            write_termination=cls.WRITE_TERMINATION,
+            read_termination=cls.READ_TERMINATION,
+            timeout_ms=round(timeout_s * 1000),
+        )
+
+    return make
+
+
 def connect(instruments: InstrumentsConfig, simulation: SimulationConfig | None = None) -> Bench:
     """Construct every driver and run its connect-time queries (``initialize``)."""
     # Without a [simulation] table nothing is emulated but devices explicitly at address "sim".
@@ -65,16 +82,9 @@ def connect(instruments: InstrumentsConfig, simulation: SimulationConfig | None 
     try:
         serial: dict[str, Any] = {}
         for role, device in instruments.serial_devices.items():
-            adapter = None
-            if role in emulators:
-                cls = serial_driver_class(device.driver)
-                adapter = EmulatorAdapter(
-                    emulators[role],
-                    write_termination=cls.WRITE_TERMINATION,
-                    read_termination=cls.READ_TERMINATION,
-                    timeout_ms=round(device.timeout_s * 1000),
-                )
-            driver = connect_serial(device, adapter)
+            emulator = emulators.get(role)
+            make_adapter = None if emulator is None else _emulator_link(emulator, device.timeout_s)
+            driver = connect_serial(device, make_adapter)
             closers.append(driver.adapter.close)
             driver.initialize()
             serial[role] = driver

@@ -5,6 +5,7 @@ A new device model is one driver file plus one line here (and, for tests, one em
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from instruments.ascii_instrument import AsciiInstrument, RetryPolicy
@@ -27,20 +28,23 @@ def serial_driver_class(name: str) -> type[AsciiInstrument]:
         raise ValueError(f"unknown driver {name!r}; known: {sorted(SERIAL_DRIVERS)}") from None
 
 
-def connect_serial(config: SerialDeviceConfig, adapter: Any = None) -> Any:
-    """The configured driver on ``adapter``, or on the config's VISA address when None.
+def connect_serial(
+    config: SerialDeviceConfig, make_adapter: Callable[[type[AsciiInstrument]], Any] | None = None
+) -> Any:
+    """The configured driver on the config's VISA address, or on ``make_adapter(driver_class)``
+    (which gets the class so it can copy its framing, e.g. for an in-process emulator link).
 
     Returns the driver as ``Any``: callers hold it as the device protocol their role needs.
     """
-    cls = serial_driver_class(getattr(config, "driver", ""))
+    cls = serial_driver_class(config.driver)
     options: dict[str, Any] = {
         "timeout_s": config.timeout_s,
         "retry": RetryPolicy(attempts=config.attempts),
         **config.driver_options(),
     }
-    if adapter is None:
+    if make_adapter is None:
         return cls(config.address, visa_library=config.visa_library, **options)
-    return cls(adapter, **options)
+    return cls(make_adapter(cls), **options)
 
 
 def open_camera(config: CameraConfig) -> BaslerCamera:

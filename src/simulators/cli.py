@@ -26,13 +26,12 @@ def serve_cmd(
     ] = None,
 ) -> None:
     """Serve the bench's emulated serial devices on 127.0.0.1 and print their VISA names."""
-    from simulators.devices.serve import plan_ports, serve_bench  # keeps `metascan --help` fast
+    from simulators.devices.serve import serve_bench  # keeps `metascan --help` fast
 
-    plan = plan_ports(config, base_port)
-    with serve_bench(config, base_port) as servers:
-        for role, server in servers.items():
+    with serve_bench(config, base_port) as served:
+        for role, server in served.servers.items():
             typer.echo(f"{role:<10} {server.emulator.name:<20} {server.resource_name}")
-        for role, address in plan.skipped.items():
+        for role, address in served.skipped.items():
             typer.echo(f"{role:<10} not emulated: real device at {address}")
         typer.echo(
             "cameras    emulated by pylon in the client process (PYLON_CAMEMU), not served here"

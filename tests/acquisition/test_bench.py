@@ -66,7 +66,8 @@ def test_sim_bench_connects_and_every_device_works(tmp_path: Path) -> None:
 
 def test_bench_over_tcp_through_sim_serve(tmp_path: Path) -> None:
     config = fast_sim_bench(tmp_path)
-    with serve_bench(config) as servers:
+    with serve_bench(config) as served:
+        servers = served.servers
         assert set(servers) == {"filter", "rotator", "stage"}
         text = config.read_text()
         for role, server in servers.items():

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from instruments.config import instruments_config, read_toml
+from instruments.config import InstrumentsConfig, instruments_config, read_toml
 from simulators.devices.sim_config import SimulationConfig, build_emulators, simulation_config
 from simulators.devices.tcp_server import LOOPBACK, EmulatorServer
 
@@ -20,10 +20,9 @@ class ServePlan:
     skipped: dict[str, str]
 
 
-def plan_ports(config_path: Path, base_port: int | None = None) -> ServePlan:
+def plan_ports(instruments: InstrumentsConfig, base_port: int | None = None) -> ServePlan:
     """A device is served if its address is ``sim`` or a socket on 127.0.0.1; a serial port or a
     remote host is a real device and is left alone."""
-    instruments = instruments_config(read_toml(config_path), config_path)
     ports: dict[str, int] = {}
     skipped: dict[str, str] = {}
     for index, (role, device) in enumerate(instruments.serial_devices.items()):
@@ -37,21 +36,27 @@ def plan_ports(config_path: Path, base_port: int | None = None) -> ServePlan:
     return ServePlan(ports, skipped)
 
 
+@dataclass(frozen=True)
+class Served:
+    """The running servers by role, and the roles left to real devices (role → address)."""
+
+    servers: dict[str, EmulatorServer]
+    skipped: dict[str, str]
+
+
 @contextlib.contextmanager
-def serve_bench(
-    config_path: Path, base_port: int | None = None
-) -> Iterator[dict[str, EmulatorServer]]:
+def serve_bench(config_path: Path, base_port: int | None = None) -> Iterator[Served]:
     """Start one TCP server per served device; stop them all on exit."""
     raw = read_toml(config_path)
     instruments = instruments_config(raw, config_path)
     simulation = simulation_config(raw, config_path) or SimulationConfig(pylon_cameras=0)
-    plan = plan_ports(config_path, base_port)
+    plan = plan_ports(instruments, base_port)
     emulators = build_emulators(instruments, simulation, only_emulated=False)
     servers: dict[str, EmulatorServer] = {}
     try:
         for role, port in plan.ports.items():
             servers[role] = EmulatorServer(emulators[role], port).start()
-        yield servers
+        yield Served(servers, plan.skipped)
     finally:
         for server in servers.values():
             server.stop()
