@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from acquisition.cli import check_cmd
+from dataset.cli import app as pairs_app
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
 from models.cli import evaluate_cmd, train_cmd
@@ -24,6 +25,7 @@ app.add_typer(layout_app, name="layout")
 instruments_app.command("check")(check_cmd)
 app.add_typer(instruments_app, name="instruments")
 app.add_typer(sim_app, name="sim")
+app.add_typer(pairs_app, name="pairs")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from dataset.pairs_file import SPLIT_NAMES, Pairs, read_pairs
+from dataset.pairs_file import SPLIT_NAMES, Pairs
+from dataset.pairs_io import load_pairs
 from models.model_dir import load_model, save_json
 from models.retrieval import cosine_scores, embed, negative_distance, ranks_of_truth, recall_at
 
@@ -65,7 +66,7 @@ def evaluate(
     if gallery_size < 2:
         raise ValueError(f"gallery={gallery_size} must be >= 2")
     model = load_model(model_dir)
-    pairs = read_pairs(pairs_path)
+    pairs = load_pairs(pairs_path)
     truth = _read_truth(truth_pairs, pairs) if truth_pairs is not None else None
     rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index(split)).astype(np.int64)
     if rows.size < 2:
@@ -136,7 +137,7 @@ def evaluate(
 
 
 def _read_truth(path: Path, pairs: Pairs) -> np.ndarray[Any, np.dtype[np.float64]]:
-    truth = read_pairs(path)
+    truth = load_pairs(path)
     if len(truth) != len(pairs) or not np.array_equal(truth.design_id, pairs.design_id):
         raise ValueError(
             f"truth pairs {path} do not hold the same designs in the same order as the pairs"

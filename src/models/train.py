@@ -30,7 +30,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
-from dataset.pairs_file import TRAIN, VAL, Pairs, read_pairs
+from dataset.pairs_file import TRAIN, VAL, Pairs
+from dataset.pairs_io import load_pairs
 from models.augment import AugmentConfig, augment
 from models.config import ModelConfig, get_config
 from models.loss import ClipLoss
@@ -222,7 +223,7 @@ def train(
     """
     output = Path(output)
     arch = model_config or get_config(cfg.model)
-    pairs = read_pairs(pairs_path)
+    pairs = load_pairs(pairs_path)
     if pairs.spectra.shape[2] != arch.num_wavelengths:
         arch = replace(arch, num_wavelengths=int(pairs.spectra.shape[2]))
     if pairs.geometry.shape[1] != arch.image_size:

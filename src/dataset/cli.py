@@ -1,0 +1,123 @@
+"""``metascan pairs …``: import and export the public MOCLIP ``.npz`` layout, and summaries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from dataset.moclip_npz import read_moclip_npz, write_moclip_npz
+from dataset.pairs_file import SPLIT_NAMES, Pairs, write_pairs
+from dataset.pairs_io import is_moclip_npz, load_pairs
+
+app = typer.Typer(
+    help="Pairs files: import/export the MOCLIP .npz layout, and summaries.",
+    no_args_is_help=True,
+)
+
+_MOCLIP_CELL_PX, _MOCLIP_BANDS = 128, 29
+_MAX_VALUE_CHARS = 160  # long provenance values (whole configs) are cut in the summary
+
+Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
+SplitSeed = Annotated[
+    int, typer.Option("--split-seed", help="Seed for the design-grouped splits of an .npz.")
+]
+
+
+def _check_output(path: Path, force: bool) -> None:
+    """Fail before any reading when the output cannot or may not be written."""
+    if path.is_dir():
+        raise IsADirectoryError(f"output {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output directory {path.parent} does not exist")
+    if path.exists() and not force:
+        raise FileExistsError(f"output {path} exists; pass --force to overwrite it")
+
+
+def _split_summary(pairs: Pairs) -> str:
+    parts = []
+    for code, name in enumerate(SPLIT_NAMES):
+        rows = pairs.split == code
+        designs = np.unique(pairs.design_id[rows]).size
+        parts.append(f"{name} {int(rows.sum())} pairs / {designs} designs")
+    return ", ".join(parts)
+
+
+@app.command("import-moclip")
+def import_moclip_cmd(
+    source: Annotated[Path, typer.Argument(help="MOCLIP-layout .npz to read.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Pairs file to write (.h5).")],
+    split_seed: SplitSeed = 0,
+    clip_spectra: Annotated[
+        bool,
+        typer.Option(
+            "--clip-spectra", help="Clip transmission outside [0, 1] instead of refusing."
+        ),
+    ] = False,
+    force: Force = False,
+) -> None:
+    """Convert a MOCLIP .npz into a pairs file: design ids hashed from content, splits drawn."""
+    _check_output(output, force)
+    pairs = read_moclip_npz(source, split_seed=split_seed, clip_spectra=clip_spectra)
+    write_pairs(output, pairs)
+    designs = np.unique(pairs.design_id).size
+    typer.echo(
+        f"wrote {len(pairs)} pairs of {designs} designs to {output} ({_split_summary(pairs)})"
+    )
+
+
+@app.command("export-moclip")
+def export_moclip_cmd(
+    source: Annotated[Path, typer.Argument(help="Pairs file (.h5, or an .npz) to read.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="MOCLIP-layout .npz to write.")],
+    force: Force = False,
+) -> None:
+    """Write pairs in the MOCLIP .npz layout (design ids, splits and provenance are dropped)."""
+    _check_output(output, force)
+    pairs = load_pairs(source)
+    write_moclip_npz(output, pairs)
+    size, bands = pairs.geometry.shape[1], pairs.wavelength_nm.size
+    note = ""
+    if (size, bands) != (_MOCLIP_CELL_PX, _MOCLIP_BANDS):
+        note = (
+            f"; note: {size} px and {bands} bands, MOCLIP's own model expects "
+            f"{_MOCLIP_CELL_PX} px and {_MOCLIP_BANDS} bands"
+        )
+    typer.echo(f"wrote {len(pairs)} pairs to {output}{note}")
+
+
+def _show(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+@app.command("info")
+def info_cmd(
+    path: Annotated[Path, typer.Argument(help="Pairs file (.h5) or MOCLIP .npz.")],
+    split_seed: SplitSeed = 0,
+) -> None:
+    """Count, cell size, bands, params, splits, designs and provenance of a pairs file."""
+    pairs = load_pairs(path, split_seed=split_seed)
+    w = pairs.wavelength_nm
+    period, thickness = pairs.params[:, 0], pairs.params[:, 1]
+    designs = np.unique(pairs.design_id).size
+    layout = "MOCLIP npz (ids hashed, splits drawn on reading)" if is_moclip_npz(path) else "HDF5"
+    lines = [
+        f"{path}: {layout}",
+        f"pairs        {len(pairs)}",
+        f"designs      {designs} ({len(pairs) / designs:.2f} pairs per design)",
+        f"geometry     {pairs.geometry.shape[1]}x{pairs.geometry.shape[2]} px, "
+        f"fill {pairs.geometry.mean():.3f}",
+        f"wavelengths  {w.size} bands, {w[0]:g}..{w[-1]:g} nm",
+        f"period       {period.min():g}..{period.max():g} um",
+        f"thickness    {thickness.min():g}..{thickness.max():g} um",
+        f"spectra      {pairs.spectra.dtype}, {pairs.spectra.min():.3f}..{pairs.spectra.max():.3f}",
+        f"splits       {_split_summary(pairs)}",
+    ]
+    if pairs.provenance:
+        lines.append("provenance")
+        lines += [f"  {k}: {_show(v)}" for k, v in sorted(pairs.provenance.items())]
+    typer.echo("\n".join(lines))
