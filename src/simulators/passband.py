@@ -211,12 +211,40 @@ def band_weights(
             f"fine grid step {np.diff(lam).max():g} nm is coarser than the narrowest "
             f"passband's sigma {sigma.min():.2f} nm"
         )
-    # Trapezoid-rule interval widths, so a non-uniform grid integrates correctly too.
+    w = _weights(lam, c, mode, cfg)
+    out: FloatArray = w / w.sum(axis=1, keepdims=True)
+    return out
+
+
+def _weights(
+    lam: FloatArray, c: FloatArray, mode: BandwidthMode, cfg: PassbandConfig
+) -> FloatArray:
+    """Unnormalised F_i(lambda) S(lambda) d lambda on the grid (trapezoid interval widths)."""
     dl = np.concatenate(
         [[0.5 * (lam[1] - lam[0])], 0.5 * (lam[2:] - lam[:-2]), [0.5 * (lam[-1] - lam[-2])]]
     )
-    w = filter_transmission(lam, c, mode, cfg) * source_weight(lam, cfg)[None, :] * dl[None, :]
-    out: FloatArray = w / w.sum(axis=1, keepdims=True)
+    out: FloatArray = (
+        filter_transmission(lam, c, mode, cfg) * source_weight(lam, cfg)[None, :] * dl[None, :]
+    )
+    return out
+
+
+def band_throughput_nm(
+    fine_wavelength_nm: ArrayLike,
+    centers_nm: ArrayLike,
+    mode: BandwidthMode,
+    config: PassbandConfig | None = None,
+) -> FloatArray:
+    """integral F_i S d lambda per centre (B,), in nm of peak-normalised lamp x QE: the light a
+    band delivers, which sets camera signal levels (0 for BLACK). Only ratios between bands on
+    the same grid mean anything, since ``source_weight`` is normalised on that grid.
+    """
+    cfg = config or PassbandConfig()
+    lam = np.asarray(fine_wavelength_nm, dtype=np.float64)
+    c = np.atleast_1d(np.asarray(centers_nm, dtype=np.float64))
+    if mode is BandwidthMode.BLACK:
+        return np.zeros(c.size)
+    out: FloatArray = _weights(lam, c, mode, cfg).sum(axis=1)
     return out
 
 

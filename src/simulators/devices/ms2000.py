@@ -11,7 +11,8 @@ encoder frame, in which the travel limits hold and in which :attr:`Ms2000Emulato
 reports for the virtual microscope) and a reported frame that ``H`` (HERE, set origin) shifts.
 
 Each completed move lands a seeded Gaussian distance from its target on every moved axis
-(``position_error_sigma_um``), and ``W`` reports that true landing point rounded to 0.1 µm, as an
+(``position_error_sigma_um``), drawn from a generator keyed by the target so the same move lands
+at the same place in every run (a resumed scan sees the stage where the first run saw it), and ``W`` reports that true landing point rounded to 0.1 µm, as an
 encoder would. Error codes other than -1 (unknown command) and -21 (halted) are UNVERIFIED and
 are config fields. Commands are upper-cased on arrival, so lower-case input is accepted too (an
 assumption: the reference only shows upper case, which is what the driver sends).
@@ -22,10 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from simulators.devices.emulator import Emulator, Reply
 from simulators.devices.faults import FaultInjector
+from simulators.keyed_random import keyed_normal, quantize
 
 _TENTHS_PER_UM = 10.0
 _UM_PER_MM = 1000.0
@@ -142,7 +142,6 @@ class Ms2000Emulator(Emulator):
         self._motions = {axis: _Motion(0.0, 0.0, 0.0, 0.0) for axis in self._axes}
         self._speeds = {axis: self.config.speed_mm_per_s(axis) for axis in self._axes}
         self._origin_um = dict.fromkeys(self._axes, 0.0)
-        self._rng = np.random.default_rng(self.config.seed)
         self._move_count = 0
 
     # --- state for the virtual microscope and tests ---------------------------------------------
@@ -330,6 +329,8 @@ class Ms2000Emulator(Emulator):
         for axis, target in targets.items():
             start = self._motions[axis].at(now)
             duration = abs(target - start) / (self._speeds[axis] * _UM_PER_MM)
-            landing = target + (float(self._rng.normal(0.0, sigma)) if sigma > 0 else 0.0)
+            # Keyed by the commanded target, so a resumed scan lands where the first run did.
+            error = keyed_normal(self.config.seed, "land", axis, quantize(target, 0.01))
+            landing = target + (sigma * error if sigma > 0 else 0.0)
             self._motions[axis] = _Motion(start, landing, now, now + duration)
         self._move_count += 1
