@@ -12,19 +12,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from instruments.ascii_instrument import AsciiInstrument
-from instruments.config import InstrumentsConfig, instruments_config, read_toml
+from instruments.config import CameraConfig, InstrumentsConfig, instruments_config, read_toml
 from instruments.protocols import Camera, PolarizationRotator, Stage, TunableFilter
 from instruments.registry import connect_serial, open_camera
+from layout.manifest import ChipManifest
 from simulators.devices.adapter import EmulatorAdapter
+from simulators.devices.ell14 import Ell14Emulator
 from simulators.devices.emulator import Emulator
+from simulators.devices.kurios import KuriosEmulator
+from simulators.devices.ms2000 import Ms2000Emulator
 from simulators.devices.pylon_emulation import enable_pylon_emulation
 from simulators.devices.sim_config import SimulationConfig, build_emulators, simulation_config
+from simulators.microscope.bench_setup import build_microscope
+from simulators.microscope.cameras import PylonImageFeed, SimCamera
+from simulators.microscope.microscope import Role
+from simulators.microscope.states import EmulatorStates
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +80,29 @@ def _emulator_link(
     return make
 
 
-def connect(instruments: InstrumentsConfig, simulation: SimulationConfig | None = None) -> Bench:
-    """Construct every driver and run its connect-time queries (``initialize``)."""
+def connect(
+    instruments: InstrumentsConfig,
+    simulation: SimulationConfig | None = None,
+    manifest: ChipManifest | None = None,
+) -> Bench:
+    """Construct every driver and run its connect-time queries (``initialize``).
+
+    On a simulated bench given the chip's ``manifest``, both cameras see the virtual microscope
+    (through pylon's emulation and the real driver, or as in-process SimCameras, as
+    ``[simulation.microscope] camera_feed`` says); without one they show pylon's test image.
+    """
     # Without a [simulation] table nothing is emulated but devices explicitly at address "sim".
     simulation = simulation or SimulationConfig(pylon_cameras=0)
     emulators = build_emulators(instruments, simulation)
+    render = manifest is not None and simulation.pylon_cameras > 0
+    missing = [role for role in ("filter", "rotator", "stage") if role not in emulators]
+    if render and missing:
+        # Checked before connecting anything: TCP-served emulators live in another process.
+        raise ValueError(
+            f"the simulated cameras need in-process emulators, but {', '.join(missing)} "
+            "is not at address 'sim'; use configs/sim-bench.toml, or a real bench without "
+            "[simulation] pylon_cameras"
+        )
     if simulation.pylon_cameras > 0:
         enable_pylon_emulation(simulation.pylon_cameras)
     closers: list[Callable[[], None]] = []
@@ -88,10 +115,15 @@ def connect(instruments: InstrumentsConfig, simulation: SimulationConfig | None 
             closers.append(driver.adapter.close)
             driver.initialize()
             serial[role] = driver
-        camera = open_camera(instruments.camera)
-        closers.append(camera.close)
-        reference = open_camera(instruments.reference_camera)
-        closers.append(reference.close)
+        if render and manifest is not None:
+            camera, reference = _microscope_cameras(
+                instruments, simulation, manifest, emulators, closers
+            )
+        else:
+            camera = open_camera(instruments.camera)
+            closers.append(camera.close)
+            reference = open_camera(instruments.reference_camera)
+            closers.append(reference.close)
     except BaseException:
         _close_all(closers)
         raise
@@ -100,11 +132,58 @@ def connect(instruments: InstrumentsConfig, simulation: SimulationConfig | None 
     )
 
 
+def _microscope_cameras(
+    instruments: InstrumentsConfig,
+    simulation: SimulationConfig,
+    manifest: ChipManifest,
+    emulators: dict[str, Emulator],
+    closers: list[Callable[[], None]],
+) -> tuple[Camera, Camera]:
+    """Sample and reference cameras that render the virtual chip from the emulators' states."""
+    table = simulation.microscope
+    microscope = build_microscope(manifest, table, simulation.seed)
+    closers.append(microscope.close)
+    kurios, ell14, ms2000 = emulators["filter"], emulators["rotator"], emulators["stage"]
+    if not (
+        isinstance(kurios, KuriosEmulator)
+        and isinstance(ell14, Ell14Emulator)
+        and isinstance(ms2000, Ms2000Emulator)
+    ):
+        raise TypeError("the virtual microscope reads Kurios, ELL14 and MS-2000 emulators")
+    states = EmulatorStates(kurios, ell14, ms2000)
+    cameras: list[Camera] = []
+    roles: tuple[tuple[Role, CameraConfig], ...] = (
+        ("sample", instruments.camera),
+        ("reference", instruments.reference_camera),
+    )
+    for role, device in roles:
+        if table.camera_feed == "direct":
+            cameras.append(
+                SimCamera(
+                    microscope,
+                    states,
+                    role,
+                    serial=device.serial,
+                    bit_depth=device.bit_depth,
+                    time_scale=simulation.time_scale,
+                )
+            )
+            continue
+        driver = open_camera(device)
+        closers.append(driver.close)
+        folder = tempfile.TemporaryDirectory(prefix=f"metascan-{role}-feed-")
+        closers.append(folder.cleanup)
+        cameras.append(PylonImageFeed(driver, microscope, states, role, Path(folder.name)))
+    return cameras[0], cameras[1]
+
+
 @contextlib.contextmanager
-def connected_bench(config_path: Path) -> Iterator[Bench]:
+def connected_bench(config_path: Path, manifest: ChipManifest | None = None) -> Iterator[Bench]:
     """Connect the bench a config file describes; close every device on exit."""
     raw = read_toml(config_path)
-    bench = connect(instruments_config(raw, config_path), simulation_config(raw, config_path))
+    bench = connect(
+        instruments_config(raw, config_path), simulation_config(raw, config_path), manifest
+    )
     try:
         yield bench
     finally:

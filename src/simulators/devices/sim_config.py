@@ -19,6 +19,7 @@ from simulators.devices.emulator import Emulator
 from simulators.devices.faults import FaultInjector, FaultRates
 from simulators.devices.kurios import KuriosEmulator, KuriosEmulatorConfig
 from simulators.devices.ms2000 import Ms2000Emulator, Ms2000EmulatorConfig
+from simulators.microscope.bench_setup import MicroscopeTable
 
 
 class _Strict(BaseModel):
@@ -47,6 +48,7 @@ class SimulationConfig(_Strict):
     filter: DeviceSimulation = DeviceSimulation()
     rotator: DeviceSimulation = DeviceSimulation()
     stage: DeviceSimulation = DeviceSimulation()
+    microscope: MicroscopeTable = MicroscopeTable()
 
 
 def simulation_config(raw: dict[str, Any], path: Path) -> SimulationConfig | None:
