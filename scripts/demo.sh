@@ -2,7 +2,8 @@
 # The end-to-end demo on the simulated bench; grows with every stage.
 # Today: design library -> chip layout with replicas + manifest -> KLayout DRC -> previews -> summary,
 # then the simulated bench: every driver against its emulator, in-process and over 127.0.0.1 TCP,
-# the virtual chip's ground-truth spectra, synthetic geometry-spectrum pairs straight from the
+# the virtual chip's ground-truth spectra, frames the virtual microscope renders of it (previews),
+# synthetic geometry-spectrum pairs straight from the
 # analytic spectral model, and a small contrastive model trained and evaluated on them.
 set -euo pipefail
 out="${1:-demo_out}"
@@ -26,6 +27,8 @@ metascan instruments check --config configs/sim-bench-tcp.toml
 kill "$serve_pid"
 echo "--- virtual chip: passband-averaged ground truth of every pad (defects on one replica) ---"
 metascan sim truth --manifest "$out/chip.h5" --defect-fraction 0.02 --output "$out/truth.h5"
+echo "--- virtual microscope: a rendered frame, false-colour RGB and measured vs true spectra ---"
+metascan sim preview --manifest "$out/chip.h5" --output "$out/previews"
 echo "--- synthetic pairs (analytic spectral model, two noisy replicas per design) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0 --output "$out/pairs_true.h5"

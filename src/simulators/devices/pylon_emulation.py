@@ -101,5 +101,5 @@ def write_emulator_image(path: str | os.PathLike[str], image: npt.NDArray[np.uin
         )
     target = Path(path)
     with atomic_output(target) as temporary:
-        Image.fromarray(np.ascontiguousarray(array)).save(temporary, format="PNG")
+        Image.fromarray(np.ascontiguousarray(array)).save(temporary, format="PNG", compress_level=0)
     return target

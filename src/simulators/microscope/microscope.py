@@ -149,7 +149,7 @@ class VirtualMicroscope:
         view = self._views.get(key)
         if view is None:
             sigma = self.sigma_um(730.0, stage_um)
-            view = self.scene.view(self.pixel_map(stage_um), sigma, self.threads)
+            view = self.scene.view(self.pixel_map(stage_um), sigma, self.threads, self._executor)
             if len(self._views) >= 4:
                 self._views.pop(next(iter(self._views)))
             self._views[key] = view

@@ -174,7 +174,13 @@ class ChipScene:
 
     # -- geometry -------------------------------------------------------------------------------
 
-    def view(self, pixels: PixelMap, max_sigma_um: float, blocks: int = 1) -> View:
+    def view(
+        self,
+        pixels: PixelMap,
+        max_sigma_um: float,
+        blocks: int = 1,
+        executor: Executor | None = None,
+    ) -> View:
         """Which features fall in the frame, and per-pixel cell indices for the pad grids.
 
         Each grid's window is cut into ``blocks`` row bands that render independently (threads).
@@ -185,7 +191,7 @@ class ChipScene:
                 f"blur sigma {max_sigma_um:.3g} µm is too wide for a {self.pitch_um:g} µm pad "
                 "pitch: the renderer needs 5 sigma + 2 pixels < half a pitch"
             )
-        grids = []
+        parts: list[tuple[_Grid, slice, slice]] = []
         for grid in self.grids:
             x0, y0 = grid.origin_um
             x1, y1 = x0 + grid.cols * self.pitch_um, y0 + grid.rows * self.pitch_um
@@ -194,7 +200,14 @@ class ChipScene:
                 rows, cols = window
                 for part in row_blocks(rows.stop - rows.start, blocks):
                     band = slice(rows.start + part.start, rows.start + part.stop)
-                    grids.append(self._grid_view(pixels, grid, band, cols))
+                    parts.append((grid, band, cols))
+        grids: list[_GridView | None] = [None] * len(parts)
+
+        def build(index: int) -> None:
+            grid, band, cols = parts[index]
+            grids[index] = self._grid_view(pixels, grid, band, cols)
+
+        run_blocks(executor, build, range(len(parts)))
         fiducials = []
         for row, rect in self.fiducial_rects:
             window = self._window(
@@ -203,7 +216,7 @@ class ChipScene:
             if window is not None:
                 u, v = pixels.chip_coords(*window)
                 fiducials.append((window[0], window[1], u, v, rect, row))
-        return View(pixels, grids, fiducials)
+        return View(pixels, [g for g in grids if g is not None], fiducials)
 
     @staticmethod
     def _window(
