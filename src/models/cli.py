@@ -12,7 +12,9 @@ import typer
 
 
 def train_cmd(
-    pairs: Annotated[Path, typer.Option("--pairs", help="Pairs file (HDF5, contract 5) or MOCLIP .npz.")],
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help="Pairs file (HDF5, contract 5) or MOCLIP .npz.")
+    ],
     output: Annotated[Path, typer.Option("--output", help="Model directory to write.")],
     config: Annotated[str, typer.Option("--config", help="Architecture name.")] = "metascan-small",
     epochs: Annotated[int, typer.Option("--epochs")] = 10,
@@ -59,7 +61,9 @@ def train_cmd(
 
 def evaluate_cmd(
     model: Annotated[Path, typer.Option("--model", help="Model directory.")],
-    pairs: Annotated[Path, typer.Option("--pairs", help="Pairs file (HDF5, contract 5) or MOCLIP .npz.")],
+    pairs: Annotated[
+        Path, typer.Option("--pairs", help="Pairs file (HDF5, contract 5) or MOCLIP .npz.")
+    ],
     split: Annotated[str, typer.Option("--split")] = "test",
     gallery: Annotated[int, typer.Option("--gallery", help="Size of the seeded gallery.")] = 10_000,
     truth_pairs: Annotated[
