@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from acquisition.cli import check_cmd
+from acquisition.cli import check_cmd, scan_cmd
 from dataset.cli import app as pairs_app
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
@@ -28,6 +28,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(pairs_app, name="pairs")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("scan")(scan_cmd)
 
 _USER_ERRORS = (
     ValueError,

@@ -115,6 +115,20 @@ class MountConfig:
         _check("offset_x_um", self.offset_x_um, -1e5, 1e5)
         _check("offset_y_um", self.offset_y_um, -1e5, 1e5)
 
+    def chip_to_stage(self, u_um: float, v_um: float) -> tuple[float, float]:
+        """Where to move the stage to bring chip point (u, v) under the optical axis."""
+        t = math.radians(self.rotation_deg)
+        return (
+            math.cos(t) * u_um - math.sin(t) * v_um + self.offset_x_um,
+            math.sin(t) * u_um + math.cos(t) * v_um + self.offset_y_um,
+        )
+
+    def stage_to_chip(self, x_um: float, y_um: float) -> tuple[float, float]:
+        """The chip point under the optical axis when the stage reads (x, y)."""
+        t = math.radians(self.rotation_deg)
+        dx, dy = x_um - self.offset_x_um, y_um - self.offset_y_um
+        return math.cos(t) * dx + math.sin(t) * dy, -math.sin(t) * dx + math.cos(t) * dy
+
 
 @dataclass(frozen=True)
 class LampConfig:

@@ -116,19 +116,11 @@ class VirtualMicroscope:
 
     def mount_to_chip(self, stage_x_um: float, stage_y_um: float) -> tuple[float, float]:
         """The chip point under the optical axis when the stage reads (x, y)."""
-        m = self.config.mount
-        t = math.radians(m.rotation_deg)
-        dx, dy = stage_x_um - m.offset_x_um, stage_y_um - m.offset_y_um
-        return math.cos(t) * dx + math.sin(t) * dy, -math.sin(t) * dx + math.cos(t) * dy
+        return self.config.mount.stage_to_chip(stage_x_um, stage_y_um)
 
     def chip_to_stage(self, u_um: float, v_um: float) -> tuple[float, float]:
         """Where to move the stage to bring chip point (u, v) under the optical axis."""
-        m = self.config.mount
-        t = math.radians(m.rotation_deg)
-        return (
-            math.cos(t) * u_um - math.sin(t) * v_um + m.offset_x_um,
-            math.sin(t) * u_um + math.cos(t) * v_um + m.offset_y_um,
-        )
+        return self.config.mount.chip_to_stage(u_um, v_um)
 
     def pixel_map(self, stage_um: tuple[float, ...]) -> PixelMap:
         """Pixel -> chip µm for the sample camera at a stage position (rows grow downwards)."""

@@ -1,0 +1,199 @@
+"""The scan plan: tiling, message order, exposures flowing from AutoExpose, one band per key."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from acquisition.plan import (
+    Acquire,
+    AcquireDark,
+    AutoExpose,
+    Checkpoint,
+    CloseTile,
+    Message,
+    Move,
+    OpenFlat,
+    OpenTile,
+    Rotate,
+    SetExposure,
+    SetMode,
+    SetWavelength,
+    scan_plan,
+    tiles_for_array,
+)
+from acquisition.scan_config import ScanConfig, scan_config
+from instruments.protocols import BandwidthMode
+from layout.affine import Affine2D
+from layout.chip import ChipConfig, plan_chip
+from layout.generator import generate
+from layout.manifest import ChipManifest
+
+SHIFT = Affine2D.from_similarity(1.0, 0.2, (100.0, -50.0))
+
+
+@pytest.fixture(scope="module")
+def manifest() -> ChipManifest:
+    """A0R0/A0R1 are 10x10 pads of 6 µm (60 µm), A0C is 3x3."""
+    config = ChipConfig(thickness_nm=178, arrays=1, rows=10, cols=10, replicas=2, companion_size=3)
+    return plan_chip(generate(100, seed=3), config)
+
+
+def small_config(**scan: object) -> ScanConfig:
+    """A 40 x 30 µm field, three bands, x and y."""
+    raw = {
+        "optics": {"um_per_px": 1.0, "width_px": 40, "height_px": 30},
+        "scan": {"bands_nm": [450.0, 550.0, 650.0], "frames": 2, "reference_frames": 3, **scan},
+        "exposure": {"min_s": 1e-3, "max_s": 1.0},
+    }
+    return scan_config(raw, "test.toml")  # type: ignore[arg-type]
+
+
+def exposure_for(pol: str, wl: float) -> float:
+    """A different auto-exposure answer per band, two bands sharing one ladder value."""
+    return {450.0: 0.2, 550.0: 0.02, 650.0: 0.0201}[wl] * (2.0 if pol == "y" else 1.0)
+
+
+def run(manifest: ChipManifest, config: ScanConfig, arrays: list[str] | None) -> list[Message]:
+    plan = scan_plan(manifest, config, SHIFT, arrays, flat_chip_um=(-200.0, -200.0), settle_s=0.07)
+    messages: list[Message] = []
+    answer: float | None = None
+    try:
+        while True:
+            message = plan.send(answer)
+            messages.append(message)
+            answer = (
+                exposure_for(message.polarization, message.wavelength_nm)
+                if isinstance(message, AutoExpose)
+                else None
+            )
+    except StopIteration:
+        return messages
+
+
+def test_an_array_that_fits_is_one_centred_tile(manifest: ChipManifest) -> None:
+    tiles = tiles_for_array(manifest, "A0C", (40.0, 30.0), 5.0)
+    assert len(tiles) == 1
+    k = manifest.arrays.name.index("A0C")
+    a = manifest.arrays
+    width = 3 * manifest.pad_pitch_um - (manifest.pad_pitch_um - manifest.pad_size_um)
+    assert np.allclose(
+        tiles[0].centre_um, (a.origin_x_um[k] + width / 2, a.origin_y_um[k] + width / 2)
+    )
+    assert len(tiles[0].pads) == 9
+
+
+def test_a_large_array_is_a_grid_covering_every_pad(manifest: ChipManifest) -> None:
+    fov, overlap = (40.0, 30.0), 5.0
+    tiles = tiles_for_array(manifest, "A0R1", fov, overlap)
+    rows = {t.row for t in tiles}
+    cols = {t.col for t in tiles}
+    # 60 µm of pads: 5 pads (30 µm) per 40 µm field in x, 4 per 30 µm field in y.
+    assert len(cols) == 2 and len(rows) == 3 and len(tiles) == 6
+    k = manifest.arrays.name.index("A0R1")
+    p = manifest.pads
+    mine = set(
+        np.flatnonzero(
+            (p.array_id == manifest.arrays.array_id[k])
+            & (p.replica == manifest.arrays.replica[k])
+            & (p.row >= 0)
+        ).tolist()
+    )
+    covered = set().union(*(t.pads for t in tiles))
+    assert covered == mine
+    half = manifest.pad_size_um / 2
+    for t in tiles:
+        for i in t.pads:
+            assert abs(p.x_um[i] - t.centre_um[0]) + half <= fov[0] / 2 + 1e-9
+            assert abs(p.y_um[i] - t.centre_um[1]) + half <= fov[1] / 2 + 1e-9
+    by_index = {t.index: t for t in tiles}
+    step_x = by_index[0, 1].centre_um[0] - by_index[0, 0].centre_um[0]
+    step_y = by_index[1, 0].centre_um[1] - by_index[0, 0].centre_um[1]
+    assert fov[0] - step_x >= overlap and fov[1] - step_y >= overlap
+    with pytest.raises(ValueError, match="cannot hold one"):
+        tiles_for_array(manifest, "A0R1", (8.0, 8.0), 5.0)
+    with pytest.raises(ValueError, match="arrays are A0R0, A0R1, A0C"):
+        tiles_for_array(manifest, "A9R0", fov, overlap)
+
+
+def test_message_order_and_exposures(manifest: ChipManifest) -> None:
+    config = small_config()
+    messages = run(manifest, config, ["A0R1", "A0C"])
+    kinds = [type(m).__name__ for m in messages]
+    assert kinds[:4] == ["OpenFlat", "Move", "SetMode", "Rotate"]
+    assert messages[1] == Move(*SHIFT.apply((-200.0, -200.0)))
+    # The flat: every band auto-exposed on glass, quantised, then acquired.
+    flat = [m for m in messages if isinstance(m, Acquire) and m.section == "flat"]
+    assert len(flat) == 2 * 3 and all(m.array is None and m.tile is None for m in flat)
+    ladder = config.exposure
+    expected = {
+        (pol, wl): ladder.quantise(exposure_for(pol, wl))
+        for pol in "xy"
+        for wl in (450.0, 550.0, 650.0)
+    }
+    # Darks in BLACK at each distinct exposure, after the flat and before any tile.
+    first_tile = kinds.index("OpenTile")
+    darks = [m for m in messages[:first_tile] if isinstance(m, AcquireDark)]
+    assert sorted(d.exposure_s for d in darks) == sorted(set(expected.values()))
+    assert len(darks) == 4  # 550 and 650 nm share a ladder value
+    black = kinds.index("AcquireDark") - 2
+    assert messages[black] == SetMode(BandwidthMode.BLACK)
+    assert messages[first_tile - 1] == SetMode(BandwidthMode.NARROW)
+    # Every tile band runs at its flat's exposure, retuned and settled first, checkpointed after.
+    tiles = 0
+    current = {}
+    for i, m in enumerate(messages):
+        if isinstance(m, Rotate):
+            current["pol"] = "x" if m.angle_deg == 0.0 else "y"
+        if isinstance(m, OpenTile):
+            tiles += 1
+            assert messages[i + 1] == Move(*SHIFT.apply(m.centre_chip_um))
+        if isinstance(m, Acquire):
+            assert m.polarization == current["pol"]
+            assert messages[i - 1] == SetExposure(expected[m.polarization, m.wavelength_nm])
+            if m.section == "flat":
+                assert messages[i - 2] == AutoExpose("flat", m.polarization, m.wavelength_nm)
+            back = 3 if m.section == "flat" else 2
+            assert messages[i - back] == SetWavelength(m.wavelength_nm, 0.07)
+            assert isinstance(messages[i + 1], Checkpoint)
+            assert (m.frames, m.reference_frames) == (2, 3)
+    assert tiles == 6 + 1
+    assert kinds.count("CloseTile") == tiles and isinstance(messages[-1], CloseTile)
+    assert kinds.count("Checkpoint") == kinds.count("Acquire") + kinds.count("AcquireDark")
+
+
+def test_every_band_of_every_tile_appears_once(manifest: ChipManifest) -> None:
+    config = small_config()
+    messages = run(manifest, config, None)
+    keys = Counter(
+        (m.array, m.tile, m.polarization, m.wavelength_nm)
+        for m in messages
+        if isinstance(m, Acquire) and m.section == "signal"
+    )
+    assert set(keys.values()) == {1}
+    expected = {
+        (name, t.index, pol, wl)
+        for name in manifest.arrays.name
+        for t in tiles_for_array(manifest, name, config.optics.fov_um, config.scan.overlap_um)
+        for pol in ("x", "y")
+        for wl in config.scan.wavelengths_nm
+    }
+    assert set(keys) == expected
+    labels = [m.label for m in messages if isinstance(m, Checkpoint)]
+    assert len(labels) == len(set(labels))  # a checkpoint names exactly one step
+
+
+def test_flat_per_array_and_unanswered_autoexpose(manifest: ChipManifest) -> None:
+    messages = run(manifest, small_config(flat_per_array=True), ["A0R0", "A0C"])
+    flats = [m for m in messages if isinstance(m, OpenFlat)]
+    assert [f.array for f in flats] == ["A0R0", "A0C"]
+    darks = {m.array for m in messages if isinstance(m, AcquireDark)}
+    assert darks == {"A0R0", "A0C"}
+    plan = scan_plan(manifest, small_config(), SHIFT, None, flat_chip_um=(0.0, 0.0), settle_s=0.0)
+    message = next(plan)
+    while not isinstance(message, AutoExpose):
+        message = next(plan)
+    with pytest.raises(ValueError, match="not answered"):
+        next(plan)
