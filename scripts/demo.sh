@@ -29,6 +29,8 @@ echo "--- virtual chip: passband-averaged ground truth of every pad (defects on 
 metascan sim truth --manifest "$out/chip.h5" --defect-fraction 0.02 --output "$out/truth.h5"
 echo "--- virtual microscope: a rendered frame, false-colour RGB and measured vs true spectra ---"
 metascan sim preview --manifest "$out/chip.h5" --output "$out/previews"
+echo "--- scan plan on the simulated bench: validated and timed, nothing moves ---"
+metascan scan --config configs/sim-bench.toml --manifest "$out/chip.h5" --output "$out/scans" --dry-run
 echo "--- synthetic pairs (analytic spectral model, two noisy replicas per design) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0 --output "$out/pairs_true.h5"
