@@ -39,6 +39,7 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dataset.columns import check_pad_columns
 from dataset.quality import PadFlag, describe
 from layout.atomic import atomic_output
 from layout.library_file import decode_attr, open_versioned, write_header
@@ -114,13 +115,7 @@ class ArraySpectra:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        n = self.array_id.shape[0] if self.array_id.ndim == 1 else -1
-        for name, dtype in _PAD_COLUMNS.items():
-            col = getattr(self, name)
-            if col.shape != (n,) or col.dtype != dtype:
-                raise ValueError(
-                    f"{name} must be ({n},) {np.dtype(dtype).name}, got {col.shape} {col.dtype}"
-                )
+        n = check_pad_columns(self, _PAD_COLUMNS)
         if n and not np.all(np.isin(self.role, [r.value for r in Role])):
             raise ValueError(f"role codes must be in {[int(r) for r in Role]}")
         if not (np.all(np.isfinite(self.x_um)) and np.all(np.isfinite(self.y_um))):

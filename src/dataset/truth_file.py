@@ -33,6 +33,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
+from dataset.columns import check_pad_columns
 from layout.atomic import atomic_output
 from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import Role
@@ -40,7 +41,7 @@ from layout.manifest import Role
 SCHEMA = "metascan.truth"
 SCHEMA_VERSION = 1
 _RESERVED = {"schema", "schema_version", "software_version", "bandwidth_mode", "roles", "defects"}
-_PAD_COLUMNS = {
+_PAD_COLUMNS: dict[str, type[np.generic]] = {
     "array_id": np.int32,
     "replica": np.int32,
     "row": np.int32,
@@ -79,13 +80,7 @@ class Truth:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        n = self.array_id.shape[0] if self.array_id.ndim == 1 else -1
-        for name, dtype in _PAD_COLUMNS.items():
-            col = getattr(self, name)
-            if col.shape != (n,) or col.dtype != dtype:
-                raise ValueError(
-                    f"{name} must be ({n},) {np.dtype(dtype).name}, got {col.shape} {col.dtype}"
-                )
+        n = check_pad_columns(self, _PAD_COLUMNS)
         b = self.band_center_nm
         if b.ndim != 1 or b.size == 0 or np.any(np.diff(b) <= 0):
             raise ValueError("band_center_nm must be a non-empty strictly increasing 1-D array")

@@ -33,6 +33,7 @@ from simulators.microscope.config import (
     SensorConfig,
 )
 from simulators.microscope.microscope import OpticalState, VirtualMicroscope
+from simulators.microscope.preview import glass_exposure_s
 from simulators.microscope.scene import box_blur_profile
 from simulators.microscope.states import EmulatorStates
 from simulators.spectral import AnalyticModel
@@ -90,14 +91,6 @@ def mean_frames(
     return np.mean(np.array(images, dtype=np.float64), axis=0)
 
 
-def glass_exposure_s(mic: VirtualMicroscope, wavelength_nm: float) -> float:
-    """The exposure that fills 60 % of the full well on glass (what auto-exposure will aim at)."""
-    light = (
-        mic.lamp.relative_light(wavelength_nm, NARROW) * mic.config.lamp.unit_transmission_e_per_s
-    )
-    return 0.6 * mic.config.sensor.full_well_e / light
-
-
 def measured_transmission(
     mic: VirtualMicroscope, wavelength_nm: float, rotator_deg: float, truth: Truth
 ) -> dict[int, float]:
@@ -105,7 +98,7 @@ def measured_transmission(
     stage = array_centre_stage(mic)
     flat = (*mic.chip_to_stage(-40.0, -40.0), 0.0)  # bare glass, far from pads and fiducials
     state = OpticalState(wavelength_nm, NARROW, rotator_deg, stage)
-    exposure_s = glass_exposure_s(mic, wavelength_nm)
+    exposure_s = glass_exposure_s(mic, wavelength_nm, fill=0.6)
     sample = mean_frames(mic, state, exposure_s=exposure_s)
     glass = mean_frames(mic, replace(state, stage_um=flat), exposure_s=exposure_s)
     dark = mean_frames(mic, replace(state, mode=BandwidthMode.BLACK), exposure_s=exposure_s)

@@ -7,13 +7,13 @@ settings that differ from the reference figures (e.g. a Kurios without NARROW mo
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from instruments.config import InstrumentsConfig, validation_message
+from simulators.config_tables import dataclass_from_table
 from simulators.devices.ell14 import Ell14Emulator, Ell14EmulatorConfig
 from simulators.devices.emulator import Emulator
 from simulators.devices.faults import FaultInjector, FaultRates
@@ -61,16 +61,6 @@ def simulation_config(raw: dict[str, Any], path: Path) -> SimulationConfig | Non
         raise ValueError(validation_message(path, exc, "simulation")) from None
 
 
-def _emulator_config(cls: type[Any], fields: dict[str, Any], table: str, **fixed: Any) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(
-            f"[simulation.{table}.emulator] has unknown field(s) {unknown}; known: {sorted(known)}"
-        )
-    return cls(**{**fields, **fixed})
-
-
 def build_emulators(
     instruments: InstrumentsConfig, simulation: SimulationConfig, *, only_emulated: bool = True
 ) -> dict[str, Emulator]:
@@ -91,16 +81,24 @@ def build_emulators(
             "name": f"emulated {role}",
         }
         if role == "filter":
-            config = _emulator_config(KuriosEmulatorConfig, sim.emulator, role)
+            config = dataclass_from_table(
+                KuriosEmulatorConfig, sim.emulator, f"simulation.{role}.emulator"
+            )
             emulators[role] = KuriosEmulator(config, **common)
         elif role == "rotator":
-            config = _emulator_config(
-                Ell14EmulatorConfig, sim.emulator, role, address=instruments.rotator.bus_address
+            config = dataclass_from_table(
+                Ell14EmulatorConfig,
+                sim.emulator,
+                f"simulation.{role}.emulator",
+                address=instruments.rotator.bus_address,
             )
             emulators[role] = Ell14Emulator(config, **common)
         else:
-            config = _emulator_config(
-                Ms2000EmulatorConfig, sim.emulator, role, has_z=instruments.stage.has_z
+            config = dataclass_from_table(
+                Ms2000EmulatorConfig,
+                sim.emulator,
+                f"simulation.{role}.emulator",
+                has_z=instruments.stage.has_z,
             )
             emulators[role] = Ms2000Emulator(config, **common)
     return emulators

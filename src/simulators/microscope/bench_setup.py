@@ -8,12 +8,12 @@ frames: this is refused with a message saying so rather than showing a blank fie
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from layout.manifest import ChipManifest
+from simulators.config_tables import dataclass_from_table
 from simulators.microscope.config import (
     LampConfig,
     MicroscopeConfig,
@@ -46,26 +46,16 @@ class MicroscopeTable(BaseModel):
     fabrication: dict[str, Any] = Field(default_factory=dict)
 
 
-def _dataclass(cls: type[Any], fields: dict[str, Any], table: str, **fixed: Any) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ValueError(
-            f"[simulation.microscope.{table}] has unknown field(s) {unknown}; known: {sorted(known)}"
-        )
-    return cls(**{**fields, **fixed})
-
-
 def microscope_config(table: MicroscopeTable, seed: int) -> MicroscopeConfig:
     return MicroscopeConfig(
-        optics=_dataclass(OpticsConfig, table.optics, "optics"),
-        mount=_dataclass(MountConfig, table.mount, "mount"),
-        lamp=_dataclass(LampConfig, table.lamp, "lamp"),
-        sensor=_dataclass(SensorConfig, table.sensor, "sensor"),
-        reference_sensor=_dataclass(
+        optics=dataclass_from_table(OpticsConfig, table.optics, "simulation.microscope.optics"),
+        mount=dataclass_from_table(MountConfig, table.mount, "simulation.microscope.mount"),
+        lamp=dataclass_from_table(LampConfig, table.lamp, "simulation.microscope.lamp"),
+        sensor=dataclass_from_table(SensorConfig, table.sensor, "simulation.microscope.sensor"),
+        reference_sensor=dataclass_from_table(
             SensorConfig,
             {"width_px": 64, "height_px": 64, **table.reference_sensor},
-            "reference_sensor",
+            "simulation.microscope.reference_sensor",
         ),
         seed=seed,
     )
@@ -75,6 +65,8 @@ def build_microscope(
     manifest: ChipManifest, table: MicroscopeTable, seed: int
 ) -> VirtualMicroscope:
     """The virtual chip of ``manifest`` as fabricated, under the configured microscope."""
-    fabrication = _dataclass(FabricationConfig, {"seed": seed, **table.fabrication}, "fabrication")
+    fabrication = dataclass_from_table(
+        FabricationConfig, {"seed": seed, **table.fabrication}, "simulation.microscope.fabrication"
+    )
     chip = VirtualChip(manifest, get_model(table.spectral_model), fabrication)
     return VirtualMicroscope(chip, microscope_config(table, seed), threads=table.threads)

@@ -21,10 +21,10 @@ from simulators.keyed_random import KeyPart, keyed_rng
 from simulators.microscope.config import LampConfig
 from simulators.passband import (
     DEFAULT_BAND_CENTERS_NM,
-    FWHM_TO_SIGMA,
     PassbandConfig,
     band_throughput_nm,
     band_weights,
+    fine_grid,
 )
 
 FloatArray = NDArray[np.float64]
@@ -36,20 +36,11 @@ def global_fine_grid(
 ) -> FloatArray:
     """One wavelength grid covering every passband the filter can be tuned to (WIDE at its ends).
 
-    It is aligned to multiples of the step like :func:`simulators.passband.fine_grid`, so band
-    averages on it equal the truth file's to rounding: the extra points carry zero weight.
+    It is :func:`simulators.passband.fine_grid` of the range's ends, so it is aligned to the
+    same multiples of the step as the truth file's grid: band averages on it equal the truth's to
+    rounding, the extra points carrying zero weight.
     """
-    step = config.fine_step_nm
-    half_low = (
-        config.truncate_sigma * FWHM_TO_SIGMA * float(config.fwhm_nm(BandwidthMode.WIDE, low_nm))
-    )
-    half_high = (
-        config.truncate_sigma * FWHM_TO_SIGMA * float(config.fwhm_nm(BandwidthMode.WIDE, high_nm))
-    )
-    lo = math.floor((low_nm - half_low) / step)
-    hi = math.ceil((high_nm + half_high) / step)
-    out: FloatArray = np.arange(lo, hi + 1) * step
-    return out
+    return fine_grid(np.array([low_nm, high_nm]), BandwidthMode.WIDE, config)
 
 
 class Lamp:

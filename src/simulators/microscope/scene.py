@@ -95,7 +95,6 @@ def box_blur_profile(
 class _Grid:
     """One placed array as a pad grid, with the pad-table row of each cell."""
 
-    name: str
     origin_um: tuple[float, float]
     rows: int
     cols: int
@@ -148,7 +147,7 @@ class ChipScene:
         self.n_pads = len(pads)
         self.grids: list[_Grid] = []
         a = manifest.arrays
-        for k, name in enumerate(a.name):
+        for k in range(len(a.name)):
             sel = np.flatnonzero(
                 (pads.array_id == a.array_id[k])
                 & (pads.replica == a.replica[k])
@@ -157,7 +156,7 @@ class ChipScene:
             table = np.full((int(a.rows[k]), int(a.cols[k])), self.n_pads, dtype=np.int64)
             table[pads.row[sel], pads.col[sel]] = sel
             self.grids.append(
-                _Grid(name, (float(a.origin_x_um[k]), float(a.origin_y_um[k])), *table.shape, table)
+                _Grid((float(a.origin_x_um[k]), float(a.origin_y_um[k])), *table.shape, table)
             )
         arm, width = _fiducial_shape(manifest.attrs)
         self.fiducial_rows = np.flatnonzero(pads.role == Role.FIDUCIAL)

@@ -1,0 +1,15 @@
+"""Config dataclasses built from TOML tables that list only the fields that differ."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+def dataclass_from_table(cls: type[Any], fields: dict[str, Any], table: str, **fixed: Any) -> Any:
+    """``cls(**fields, **fixed)``, refusing unknown fields with a one-line error naming ``[table]``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"[{table}] has unknown field(s) {unknown}; known: {sorted(known)}")
+    return cls(**{**fields, **fixed})
