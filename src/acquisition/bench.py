@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acquisition.scan_config import OpticsConfig, scan_config
 from instruments.ascii_instrument import AsciiInstrument
 from instruments.config import CameraConfig, InstrumentsConfig, instruments_config, read_toml
 from instruments.protocols import Camera, PolarizationRotator, Stage, TunableFilter
@@ -32,7 +33,7 @@ from simulators.devices.pylon_emulation import enable_pylon_emulation
 from simulators.devices.sim_config import SimulationConfig, build_emulators, simulation_config
 from simulators.microscope.bench_setup import build_microscope
 from simulators.microscope.cameras import PylonImageFeed, SimCamera
-from simulators.microscope.microscope import Role
+from simulators.microscope.microscope import Role, VirtualMicroscope
 from simulators.microscope.states import EmulatorStates
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class Bench:
     camera: Camera
     reference_camera: Camera
     emulators: dict[str, Emulator] = field(default_factory=dict)
+    # The simulated bench's microscope (None on a real bench): fault injection (lamp outages)
+    # and ground truth reach it through here, never through the drivers.
+    microscope: VirtualMicroscope | None = None
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -84,12 +88,14 @@ def connect(
     instruments: InstrumentsConfig,
     simulation: SimulationConfig | None = None,
     manifest: ChipManifest | None = None,
+    optics: OpticsConfig | None = None,
 ) -> Bench:
     """Construct every driver and run its connect-time queries (``initialize``).
 
     On a simulated bench given the chip's ``manifest``, both cameras see the virtual microscope
     (through pylon's emulation and the real driver, or as in-process SimCameras, as
     ``[simulation.microscope] camera_feed`` says); without one they show pylon's test image.
+    The scan's ``optics`` (``[optics]``) set the simulated camera's pixel size and sensor.
     """
     # Without a [simulation] table nothing is emulated but devices explicitly at address "sim".
     simulation = simulation or SimulationConfig(pylon_cameras=0)
@@ -115,9 +121,10 @@ def connect(
             closers.append(driver.adapter.close)
             driver.initialize()
             serial[role] = driver
+        microscope = None
         if render and manifest is not None:
-            camera, reference = _microscope_cameras(
-                instruments, simulation, manifest, emulators, closers
+            microscope, camera, reference = _microscope_cameras(
+                instruments, simulation, manifest, emulators, closers, optics or OpticsConfig()
             )
         else:
             camera = open_camera(instruments.camera)
@@ -128,7 +135,14 @@ def connect(
         _close_all(closers)
         raise
     return Bench(
-        serial["filter"], serial["rotator"], serial["stage"], camera, reference, emulators, closers
+        serial["filter"],
+        serial["rotator"],
+        serial["stage"],
+        camera,
+        reference,
+        emulators,
+        microscope,
+        closers,
     )
 
 
@@ -138,10 +152,17 @@ def _microscope_cameras(
     manifest: ChipManifest,
     emulators: dict[str, Emulator],
     closers: list[Callable[[], None]],
-) -> tuple[Camera, Camera]:
+    optics: OpticsConfig,
+) -> tuple[VirtualMicroscope, Camera, Camera]:
     """Sample and reference cameras that render the virtual chip from the emulators' states."""
     table = simulation.microscope
-    microscope = build_microscope(manifest, table, simulation.seed)
+    microscope = build_microscope(
+        manifest,
+        table,
+        simulation.seed,
+        um_per_px=optics.um_per_px,
+        sensor_px=(optics.width_px, optics.height_px),
+    )
     closers.append(microscope.close)
     kurios, ell14, ms2000 = emulators["filter"], emulators["rotator"], emulators["stage"]
     if not (
@@ -174,7 +195,7 @@ def _microscope_cameras(
         folder = tempfile.TemporaryDirectory(prefix=f"metascan-{role}-feed-")
         closers.append(folder.cleanup)
         cameras.append(PylonImageFeed(driver, microscope, states, role, Path(folder.name)))
-    return cameras[0], cameras[1]
+    return microscope, cameras[0], cameras[1]
 
 
 @contextlib.contextmanager
@@ -182,7 +203,10 @@ def connected_bench(config_path: Path, manifest: ChipManifest | None = None) -> 
     """Connect the bench a config file describes; close every device on exit."""
     raw = read_toml(config_path)
     bench = connect(
-        instruments_config(raw, config_path), simulation_config(raw, config_path), manifest
+        instruments_config(raw, config_path),
+        simulation_config(raw, config_path),
+        manifest,
+        scan_config(raw, config_path).optics,
     )
     try:
         yield bench

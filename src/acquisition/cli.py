@@ -1,10 +1,10 @@
 """``metascan instruments check`` (connect to every device of a bench config and report) and
-``metascan scan`` (for now its ``--dry-run``: validate and estimate a scan, touching no device)."""
+``metascan scan`` (run or resume a scan; ``--dry-run`` validates and estimates it, touching no
+device)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -62,56 +62,28 @@ def check_cmd(
     typer.echo("all devices answered")
 
 
-def _simulated_mounting(
-    raw: dict[str, object], path: Path
-) -> Callable[[float, float], tuple[float, float]] | None:
-    """Chip µm -> stage µm of the simulated bench's chip, or None for a bench without a
-    ``[simulation]`` table: only the simulator knows where it put the chip."""
-    from simulators.devices.sim_config import simulation_config  # only a simulated bench
-    from simulators.microscope.bench_setup import microscope_config
-
-    simulation = simulation_config(dict(raw), path)
-    if simulation is None:
-        return None
-    return microscope_config(simulation.microscope, simulation.seed).mount.chip_to_stage
-
-
 def scan_dry_run(
     config_path: Path, manifest_path: Path, output: Path, arrays: list[str] | None
 ) -> DryRunReport:
     """Everything ``scan --dry-run`` does short of printing: read, align, plan, check, estimate."""
     from dataclasses import replace
 
-    from acquisition.alignment import align_from_config
     from acquisition.estimate import DeviceLimits, dry_run
-    from acquisition.plan import array_index
-    from acquisition.scan_config import default_flat_point, scan_config
-    from instruments.config import instruments_config, read_toml
-    from layout.manifest import read_manifest
+    from acquisition.scan_setup import scan_setup
 
-    raw = read_toml(config_path)
-    instruments = instruments_config(raw, config_path)
-    config = scan_config(raw, config_path)
-    manifest = read_manifest(manifest_path)
-    for name in arrays or []:
-        array_index(manifest, name)
-    fit = align_from_config(manifest, config.alignment, _simulated_mounting(raw, config_path))
-    flat = config.flat
-    if flat.x_um is not None and flat.y_um is not None:
-        flat_chip_um = (flat.x_um, flat.y_um)
-    else:
-        flat_chip_um = default_flat_point(manifest, flat.clearance_um, config.optics.fov_um)
+    setup = scan_setup(config_path, manifest_path, arrays)
     report = dry_run(
-        manifest,
-        config,
-        DeviceLimits.from_config(instruments, config),
-        fit.transform,
+        setup.manifest,
+        setup.config,
+        DeviceLimits.from_config(setup.instruments, setup.config),
+        setup.alignment.transform,
         output,
-        arrays,
-        flat_chip_um=flat_chip_um,
-        settle_s=config.scan.settle_s,
-        mode=config.scan.mode(),
+        setup.arrays,
+        flat_chip_um=setup.flat_chip_um,
+        settle_s=setup.settle_s,
+        mode=setup.config.scan.mode(),
     )
+    fit = setup.alignment
     return replace(report, alignment_rms_um=fit.rms_residual, alignment_max_um=fit.max_residual)
 
 
@@ -136,20 +108,51 @@ def scan_cmd(
         bool,
         typer.Option(
             "--dry-run",
-            help="Validate the whole plan and estimate time and disk without moving anything. "
-            "Required for now: executing a scan arrives with the runner.",
+            help="Validate the whole plan and estimate time and disk without moving anything.",
         ),
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the scan in --output from what is on disk."),
+    ] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Scan a chip's arrays: darks, flat, and every tile in every band and polarisation."""
-    if not dry_run:
-        raise ValueError(
-            "scan execution arrives with the runner (not implemented yet); "
-            "use --dry-run to validate the plan and estimate its time"
+    """Scan a chip's arrays: flat, darks, and every tile in every band and polarisation."""
+    names = _arrays_option(arrays)
+    if dry_run:
+        _print_dry_run(scan_dry_run(config, manifest, output, names))
+        return
+    from acquisition.executor import ScanFault
+    from acquisition.runner import run_scan
+
+    try:
+        summary = run_scan(config, manifest, output, arrays=names, resume=resume, progress=progress)
+    except ScanFault as exc:
+        typer.echo(f"error: scan stopped: {exc}", err=True)
+        typer.echo(
+            f"everything completed is on disk; continue with: metascan scan --config {config} "
+            f"--manifest {manifest} --output {output} --resume",
+            err=True,
         )
+        raise typer.Exit(1) from None
+    s = summary.stats
+    typer.echo(
+        f"scanned {len(summary.arrays)} array(s), {summary.tiles} tile(s): "
+        f"{s.bands_acquired} bands acquired, {s.bands_skipped} already on disk, "
+        f"{s.flagged_bands} flagged, {s.retries} step retries, "
+        f"{s.lamp_interruptions} lamp interruptions"
+    )
+    typer.echo(
+        f"wall {summary.wall_s:.1f} s for {s.modeled_s:.1f} s of modeled device time; "
+        f"files in {summary.folder}"
+    )
+    for path in summary.quicklooks:
+        typer.echo(f"quick-look {path}")
+
+
+def _print_dry_run(report: DryRunReport) -> None:
     from acquisition.estimate import format_duration
 
-    report = scan_dry_run(config, manifest, output, _arrays_option(arrays))
     tiles = ", ".join(f"{name} {report.tiles.get(name, 0)}" for name in report.arrays)
     typer.echo(f"arrays     {len(report.arrays)}: {', '.join(report.arrays)}")
     typer.echo(f"tiles      {sum(report.tiles.values())} ({tiles}); {report.pads} pads inside")

@@ -10,17 +10,18 @@ what benchmarks/bench_acquisition.py measures):
   when the angle does not change; the first counts from 0 degrees.
 * ``SetWavelength``: its ``settle_s``; ``SetMode``: the filter's settle time.
 * ``AutoExpose``: ``autoexpose_frames`` x (exposure + ``frame_readout_s``), at the estimated
-  exposure.
+  exposure (both cameras at once; the reference camera is assumed at the same exposure).
 * ``Acquire``: max(frames, reference frames) x (exposure + readout): both cameras are triggered
-  together. ``AcquireDark``: frames x (exposure + readout).
+  together. ``AcquireDark``: frames x (exposure + readout), one camera at a time.
 
 The exposure of every band is one estimate: ``[exposure] expected_exposure_s`` or, without it,
 the geometric mean of ``min_s`` and ``max_s``, on the ladder. A dry run has no light to measure;
 the simulated bench's glass needs ~20 ms in bright bands and ~12x that in the blue.
 
 Disk model: every tile file and every flat file is preallocated at full size (contract 3):
-P x B x H x W float32 for the section, plus D x H x W float32 darks (D distinct exposures); the
-per-band scalars are negligible.
+P x B x H x W float32 for the section, plus D x H x W float32 darks (D distinct sample-camera
+exposures; each tile and the flat hold their own); the per-band scalars and the reference
+camera's dark means are negligible.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from acquisition.plan import (
     Acquire,
     AcquireDark,
     AutoExpose,
+    Exposures,
     Message,
     Move,
     OpenFlat,
@@ -47,6 +49,7 @@ from acquisition.plan import (
     scan_plan,
 )
 from acquisition.scan_config import ScanConfig
+from acquisition.time_model import DeviceTimeModel
 from instruments.config import InstrumentsConfig
 from instruments.protocols import BandwidthMode
 from layout.affine import Affine2D
@@ -151,6 +154,7 @@ def dry_run(
         manifest, config, transform, arrays, flat_chip_um=flat_chip_um, settle_s=settle, mode=mode
     )
     d = config.dry_run
+    model = DeviceTimeModel(d, limits.filter_settle_s, limits.rotator_pause_s)
     estimate_s = config.exposure.estimated_s
     lo_nm, hi_nm = limits.wavelength_range_nm
     violations = _Violations()
@@ -163,7 +167,7 @@ def dry_run(
     angle = 0.0
     exposure_s = estimate_s
     darks: set[float] = set()
-    answer: float | None = None
+    answer: Exposures | None = None
     while True:
         try:
             message: Message = plan.send(answer)
@@ -183,13 +187,10 @@ def dry_run(
                     f"({x:.1f}, {y:.1f}) µm vs x {list(limits.x_limits_um)}, "
                     f"y {list(limits.y_limits_um)}",
                 )
-            distance = max(abs(x - position[0]), abs(y - position[1]))
-            cost = distance / (d.stage_speed_mm_per_s * 1000.0) + d.stage_settle_s
+            cost = model.move_s(position, (x, y))
             position = (x, y)
         elif isinstance(message, Rotate):
-            if message.angle_deg != angle:
-                cost = abs(message.angle_deg - angle) / d.rotator_speed_deg_per_s
-                cost += limits.rotator_pause_s
+            cost = model.rotate_s(angle, message.angle_deg)
             angle = message.angle_deg
         elif isinstance(message, SetWavelength):
             wl = message.wavelength_nm
@@ -202,16 +203,16 @@ def dry_run(
         elif isinstance(message, SetMode):
             cost = limits.filter_settle_s
         elif isinstance(message, AutoExpose):
-            cost = d.autoexpose_frames * (estimate_s + d.frame_readout_s)
-            answer = estimate_s
+            cost = model.frames_s(d.autoexpose_frames, estimate_s)
+            answer = Exposures(estimate_s, estimate_s)
         elif isinstance(message, SetExposure):
             exposure_s = message.exposure_s
         elif isinstance(message, Acquire):
-            frames = max(message.frames, message.reference_frames)
-            cost = frames * (exposure_s + d.frame_readout_s)
+            cost = model.frames_s(max(message.frames, message.reference_frames), exposure_s)
         elif isinstance(message, AcquireDark):
-            darks.add(message.exposure_s)
-            cost = message.frames * (message.exposure_s + d.frame_readout_s)
+            if message.camera == "sample":
+                darks.add(message.exposure_s)
+            cost = model.frames_s(message.frames, message.exposure_s)
         elif isinstance(message, OpenTile):
             tiles[message.array] += 1
             pads.update(message.pads)

@@ -10,9 +10,15 @@ Semantics the runner implements:
 * ``SetWavelength``: retune, then wait ``settle_s`` before the next acquisition (settling is part
   of the message, so the plan cannot forget it).
 * ``SetMode``: the filter's bandwidth mode; BLACK blocks the beam for darks.
-* ``AutoExpose``: the runner finds an exposure for the current band on bare glass and sends it
-  back (``generator.send(exposure_s)``); the plan quantises it to the exposure ladder and uses it
-  for every tile's band (the same light through glass, so pads are never over-exposed).
+* ``AutoExpose``: the runner finds exposures for the current band on bare glass, for the sample
+  camera and for the reference camera (which watches the same filtered lamp), and sends them back
+  (``generator.send(Exposures(sample_s, reference_s))``); the plan quantises both to the exposure
+  ladder and uses them for every tile's band (the same light through glass, so pads are never
+  over-exposed).
+* ``SetExposure``: both cameras' exposures for the next acquisitions.
+* ``AcquireDark``: the filter is in BLACK; average ``frames`` frames of one camera at one
+  exposure. Every tile takes its own darks at every exposure its bands use (dark current and
+  offset drift with sensor temperature over a long scan), and so does the flat.
 * ``Acquire``: trigger both cameras together, average ``frames`` sample frames, record the
   reference reading over ``reference_frames``; ``Acquire`` carries every identifier of the band
   (section, array, tile, polarisation, wavelength), so a resumed runner skips a band already on
@@ -21,9 +27,10 @@ Semantics the runner implements:
   the last one.
 
 Order: flat (bare glass, once per scan or per array) with an auto-exposure per polarisation and
-band; darks at every distinct exposure; then for each tile of each array (serpentine, so the stage
-never flies back across the array): move, and for each polarisation: rotate, then for each band:
-retune and settle, set the flat's exposure, acquire, checkpoint.
+band, then its darks at every distinct exposure; then for each tile of each array (serpentine, so
+the stage never flies back across the array): move, darks at the same exposures, and for each
+polarisation: rotate, then for each band: retune and settle, set the flat's exposures, acquire,
+checkpoint.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from layout.affine import Affine2D
 from layout.manifest import ChipManifest
 
 Section = Literal["signal", "flat"]
+CameraRole = Literal["sample", "reference"]
 TileIndex = tuple[int, int]
 Key = tuple[str, float]  # (polarization, wavelength_nm)
 # Pad edges within this of a field edge count as inside (coordinates are on a 1 nm grid).
@@ -71,14 +79,25 @@ class Rotate:
 
 @dataclass(frozen=True)
 class AutoExpose:
-    section: Section
+    """Find exposures on bare glass for one band of the flat of ``array`` (None: scan-wide)."""
+
+    array: str | None
     polarization: str
     wavelength_nm: float
 
 
 @dataclass(frozen=True)
+class Exposures:
+    """The answer to ``AutoExpose``: both cameras' exposures for one band."""
+
+    sample_s: float
+    reference_s: float
+
+
+@dataclass(frozen=True)
 class SetExposure:
     exposure_s: float
+    reference_exposure_s: float
 
 
 @dataclass(frozen=True)
@@ -96,10 +115,12 @@ class Acquire:
 
 @dataclass(frozen=True)
 class AcquireDark:
-    """Darks (filter in BLACK) at one exposure; ``array`` None for the scan-wide set."""
+    """One camera's dark (filter in BLACK) at one exposure, in the flat (``tile`` None) or a
+    tile's file."""
 
     array: str | None
     tile: TileIndex | None
+    camera: CameraRole
     exposure_s: float
     frames: int
 
@@ -111,11 +132,13 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class OpenFlat:
-    """Start of the flat: bare glass at ``centre_chip_um``; ``array`` None for a scan-wide flat."""
+    """Start of the flat's file, once every band's exposures are known (its darks are taken
+    at them): bare glass at ``centre_chip_um``; ``array`` None for a scan-wide flat."""
 
     array: str | None
     centre_chip_um: tuple[float, float]
     centre_stage_um: tuple[float, float]
+    exposures: tuple[tuple[str, float, Exposures], ...]  # (polarization, wavelength_nm, ...)
 
 
 @dataclass(frozen=True)
@@ -155,7 +178,7 @@ Message = (
     | OpenTile
     | CloseTile
 )
-Plan = Generator[Message, float | None, None]
+Plan = Generator[Message, Exposures | None, None]
 
 
 @dataclass(frozen=True)
@@ -262,7 +285,7 @@ def scan_plan(
     ``arrays`` defaults to every array of the manifest; ``flat_chip_um`` is the bare-glass point
     (``[flat]`` or :func:`acquisition.scan_config.default_flat_point`), ``settle_s`` the wait after
     a retune (``[scan] settle_s`` or the filter's), ``mode`` the resolved bandwidth mode.
-    Every ``AutoExpose`` must be answered with ``send(exposure_s)``.
+    Every ``AutoExpose`` must be answered with ``send(Exposures(...))``.
     """
     names = list(manifest.arrays.name) if arrays is None else list(arrays)
     for name in names:
@@ -272,47 +295,70 @@ def scan_plan(
     bands = s.wavelengths_nm
     flat_stage = _stage(transform, flat_chip_um)
 
-    def flat_and_darks(array: str | None) -> Generator[Message, float | None, dict[Key, float]]:
-        exposures: dict[Key, float] = {}
-        yield OpenFlat(array, flat_chip_um, flat_stage)
+    def darks(
+        array: str | None, tile: TileIndex | None, exposures: dict[Key, Exposures]
+    ) -> Generator[Message, Exposures | None, None]:
+        yield SetMode(BandwidthMode.BLACK)
+        label = f"{array or '*'}/{'flat' if tile is None else f'{tile[0]},{tile[1]}'}"
+        per_camera: tuple[tuple[CameraRole, set[float]], ...] = (
+            ("sample", {e.sample_s for e in exposures.values()}),
+            ("reference", {e.reference_s for e in exposures.values()}),
+        )
+        for camera, values in per_camera:
+            for exposure in sorted(values):
+                yield AcquireDark(array, tile, camera, exposure, s.dark_frames)
+                yield Checkpoint(f"dark/{label}/{camera}/{exposure:.6g}")
+        yield SetMode(mode)
+
+    def flat(array: str | None) -> Generator[Message, Exposures | None, dict[Key, Exposures]]:
+        exposures: dict[Key, Exposures] = {}
         yield Move(*flat_stage)
         yield SetMode(mode)
+        # Every band's exposures first: the flat's file is laid out with its darks' exposures.
         for pol, angle in s.polarizations.items():
             yield Rotate(angle)
             for wl in bands:
                 yield SetWavelength(wl, settle_s)
-                answer = yield AutoExpose("flat", pol, wl)
-                if answer is None:
-                    raise ValueError(f"AutoExpose({pol}, {wl:g} nm) was not answered with send()")
-                exposure = config.exposure.quantise(float(answer))
-                exposures[pol, wl] = exposure
-                yield SetExposure(exposure)
+                answer = yield AutoExpose(array, pol, wl)
+                if not isinstance(answer, Exposures):
+                    raise ValueError(
+                        f"AutoExpose({pol}, {wl:g} nm) was not answered with send(Exposures)"
+                    )
+                exposures[pol, wl] = Exposures(
+                    config.exposure.quantise(answer.sample_s),
+                    config.exposure.quantise(answer.reference_s),
+                )
+        listed = tuple((pol, wl, e) for (pol, wl), e in exposures.items())
+        yield OpenFlat(array, flat_chip_um, flat_stage, listed)
+        for pol, angle in s.polarizations.items():
+            yield Rotate(angle)
+            for wl in bands:
+                yield SetWavelength(wl, settle_s)
+                chosen = exposures[pol, wl]
+                yield SetExposure(chosen.sample_s, chosen.reference_s)
                 yield Acquire("flat", array, None, pol, wl, s.frames, s.reference_frames)
                 yield Checkpoint(f"flat/{array or '*'}/{pol}/{wl:g}")
+        yield from darks(array, None, exposures)
         yield CloseFlat(array)
-        yield SetMode(BandwidthMode.BLACK)
-        for exposure in sorted(set(exposures.values())):
-            yield SetExposure(exposure)
-            yield AcquireDark(array, None, exposure, s.dark_frames)
-            yield Checkpoint(f"dark/{array or '*'}/{exposure:.6g}")
-        yield SetMode(mode)
         return exposures
 
-    exposures: dict[Key, float] = {}
+    exposures: dict[Key, Exposures] = {}
     if not s.flat_per_array:
-        exposures = yield from flat_and_darks(None)
+        exposures = yield from flat(None)
     for name in names:
         if s.flat_per_array:
-            exposures = yield from flat_and_darks(name)
+            exposures = yield from flat(name)
         for tile in serpentine(tiles_for_array(manifest, name, fov, s.overlap_um)):
             stage = _stage(transform, tile.centre_um)
             yield OpenTile(name, tile.index, tile.centre_um, stage, tile.pads)
             yield Move(*stage)
+            yield from darks(name, tile.index, exposures)
             for pol, angle in s.polarizations.items():
                 yield Rotate(angle)
                 for wl in bands:
                     yield SetWavelength(wl, settle_s)
-                    yield SetExposure(exposures[pol, wl])
+                    chosen = exposures[pol, wl]
+                    yield SetExposure(chosen.sample_s, chosen.reference_s)
                     yield Acquire("signal", name, tile.index, pol, wl, s.frames, s.reference_frames)
                     yield Checkpoint(f"signal/{name}/{tile.row},{tile.col}/{pol}/{wl:g}")
             yield CloseTile(name, tile.index)

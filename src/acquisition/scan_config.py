@@ -22,7 +22,7 @@ from instruments.config import validation_message
 from instruments.protocols import BandwidthMode
 from layout.manifest import ChipManifest
 
-SCAN_TABLES = ("optics", "scan", "exposure", "flat", "alignment", "dry_run")
+SCAN_TABLES = ("optics", "scan", "exposure", "flat", "alignment", "runner", "dry_run")
 Corner = Literal["lower_left", "lower_right", "upper_left", "upper_right"]
 # Above this many bands a config is surely a unit mistake (step_nm in µm, say), not a scan.
 MAX_BANDS = 2000
@@ -214,6 +214,40 @@ class AlignmentConfig(_Strict):
         return self.automatic or len(self.fiducials) >= 3
 
 
+class RunnerConfig(_Strict):
+    """``[runner]``: how the runner meets faults, and how it watches the lamp.
+
+    Drivers already retry a lost or garbled reply (instruments.ascii_instrument.RetryPolicy);
+    the runner retries a whole *step* (an absolute move, a retune, a grab) when it still fails
+    with a transient fault or a motion that did not end in time, ``step_attempts`` times in all,
+    and otherwise stops the scan in a resumable state. The lamp watch compares each band's
+    reference reading with what the auto-exposure saw on glass at that band.
+    """
+
+    step_attempts: int = Field(3, ge=1, le=10)
+    step_backoff_s: float = Field(0.2, ge=0, le=60)
+    device_timeout_s: float = Field(30.0, gt=0, le=600, description="Per motion or retune.")
+    lamp_collapse_fraction: float = Field(
+        0.5, gt=0, lt=1, description="Reference below this fraction of expected: lamp out."
+    )
+    lamp_recover_fraction: float = Field(
+        0.9, gt=0, le=1, description="Back above this fraction (twice in a row): lamp back."
+    )
+    lamp_poll_s: float = Field(0.5, gt=0, le=60)
+    lamp_max_wait_s: float = Field(600.0, gt=0, le=86400, description="Then stop the scan.")
+    lamp_retakes: int = Field(3, ge=1, le=100, description="Re-takes of one band at most.")
+    durable: bool = Field(True, description="fsync each band (survives a power cut).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RunnerConfig:
+        if not self.lamp_collapse_fraction < self.lamp_recover_fraction:
+            raise ValueError(
+                f"lamp_collapse_fraction={self.lamp_collapse_fraction} must be < "
+                f"lamp_recover_fraction={self.lamp_recover_fraction}"
+            )
+        return self
+
+
 class DryRunConfig(_Strict):
     """``[dry_run]``: device figures a dry run uses instead of asking the devices (it touches none).
 
@@ -242,6 +276,7 @@ class ScanConfig(_Strict):
     exposure: ExposureConfig = ExposureConfig()
     flat: FlatConfig = FlatConfig()
     alignment: AlignmentConfig = AlignmentConfig()
+    runner: RunnerConfig = RunnerConfig()
     dry_run: DryRunConfig = DryRunConfig()
 
 

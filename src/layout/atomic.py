@@ -7,6 +7,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 
 @contextlib.contextmanager
@@ -28,3 +29,13 @@ def atomic_output(path: Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class _Figure(Protocol):
+    def savefig(self, fname: Path, *, dpi: int, format: str) -> None: ...
+
+
+def save_png(figure: _Figure, path: Path, dpi: int = 110) -> None:
+    """A matplotlib figure as a PNG, written atomically (a plot is an output like any other)."""
+    with atomic_output(Path(path)) as tmp:
+        figure.savefig(tmp, dpi=dpi, format="png")

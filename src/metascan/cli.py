@@ -11,6 +11,7 @@ import typer
 
 from acquisition.cli import check_cmd, scan_cmd
 from dataset.cli import app as pairs_app
+from dataset.curate_cli import curate_cmd
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
 from models.cli import evaluate_cmd, train_cmd
@@ -29,6 +30,7 @@ app.add_typer(pairs_app, name="pairs")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("scan")(scan_cmd)
+app.command("curate")(curate_cmd)
 
 _USER_ERRORS = (
     ValueError,

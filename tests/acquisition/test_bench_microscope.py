@@ -18,7 +18,6 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MICROSCOPE = """
 [simulation.microscope]
 camera_feed = "{feed}"
-sensor = {{ width_px = 160, height_px = 160 }}
 lamp = {{ drift_rms = 0.0, flicker_rms = 0.0 }}
 """
 
@@ -31,6 +30,7 @@ def manifest() -> ChipManifest:
 
 def bench_file(tmp_path: Path, feed: str) -> Path:
     text = (CONFIGS / "sim-bench.toml").read_text().replace("time_scale = 1.0", "time_scale = 0.01")
+    text = text.replace("width_px = 512", "width_px = 160").replace("height_px = 512", "height_px = 160")
     path = tmp_path / "bench.toml"
     path.write_text(text + MICROSCOPE.format(feed=feed))
     return path

@@ -59,17 +59,18 @@ def test_time_estimate_matches_a_hand_computation(manifest: ChipManifest, tmp_pa
     report = run(manifest, tiny(), tmp_path)
     frame = 0.016 + 0.01  # 16 ms is on the 2**(k/4) ms ladder
     move = (1900.0 / 5000.0 + 0.05) + (max(1012.0 - 700.0, 2012.0 - 1900.0) / 5000.0 + 0.05)
-    rotate = 3 * (45.0 / 430.0 + 0.1)  # flat x at 0 is no move; then y, x, y
-    retune = 8 * 0.07  # 2 polarisations x 2 bands x (flat + tile)
-    modes = 3 * 0.05  # narrowest, black, narrowest
+    # x at 0 is no move; then y (exposure sweep), x, y (flat), x, y (tile)
+    rotate = 5 * (45.0 / 430.0 + 0.1)
+    retune = 12 * 0.07  # 2 polarisations x 2 bands x (sweep + flat + tile)
+    modes = 5 * 0.05  # narrowest, then black and narrowest around the flat's and the tile's darks
     autoexpose = 4 * 3 * frame
     acquire = 8 * 3 * frame  # max(2 sample, 3 reference) frames
-    dark = 1 * 4 * frame
+    dark = 4 * 4 * frame  # sample and reference camera, at the flat and at the tile
     expected = move + rotate + retune + modes + autoexpose + acquire + dark
     assert report.duration_s == pytest.approx(expected, rel=1e-12)
     assert report.seconds_by_kind["Move"] == pytest.approx(move)
     assert report.tiles == {"A0R0": 1} and report.pads == 16
-    assert report.steps["Acquire"] == 8 and report.steps["AcquireDark"] == 1
+    assert report.steps["Acquire"] == 8 and report.steps["AcquireDark"] == 4
     assert report.exposures_s == (0.016,)
     image = 40 * 40 * 4
     assert report.bytes_needed == 2 * (2 * 2 * image + 1 * image)  # one tile file, one flat file
@@ -82,10 +83,10 @@ def test_every_violation_is_reported_in_one_line(manifest: ChipManifest, tmp_pat
     message = str(info.value)
     assert "\n" not in message
     assert "2 moves outside the stage soft limits" in message
-    # 400 and 740 nm, each in 2 polarisations x (flat + tile)
-    assert "8 wavelengths outside the filter range: 400 nm vs 420-730 nm" in message
-    assert "(+6 more)" in message
-    assert message.startswith("dry run found 10 problem(s)")
+    # 400 and 740 nm, each in 2 polarisations x (exposure sweep + flat + tile)
+    assert "12 wavelengths outside the filter range: 400 nm vs 420-730 nm" in message
+    assert "(+10 more)" in message
+    assert message.startswith("dry run found 14 problem(s)")
 
 
 def test_disk_shortfall_is_reported(
@@ -122,5 +123,3 @@ def test_cli_prints_the_figures(manifest: ChipManifest, tmp_path: Path, cli: Cli
     assert code == 2 and out == ""
     assert err.strip() == "error: array 'A7R3' is not on chip 'chip'; arrays are A0R0"
 
-    code, out, err = cli(*args)
-    assert code == 2 and "arrives with the runner" in err and len(err.strip().splitlines()) == 1

@@ -13,6 +13,7 @@ from acquisition.plan import (
     AutoExpose,
     Checkpoint,
     CloseTile,
+    Exposures,
     Message,
     Move,
     OpenFlat,
@@ -56,16 +57,24 @@ def exposure_for(pol: str, wl: float) -> float:
     return {450.0: 0.2, 550.0: 0.02, 650.0: 0.0201}[wl] * (2.0 if pol == "y" else 1.0)
 
 
+def reference_for(pol: str, wl: float) -> float:
+    """The reference camera sees the lamp, not the sample: one answer per wavelength."""
+    return {450.0: 0.05, 550.0: 0.005, 650.0: 0.004}[wl]
+
+
 def run(manifest: ChipManifest, config: ScanConfig, arrays: list[str] | None) -> list[Message]:
     plan = scan_plan(manifest, config, SHIFT, arrays, flat_chip_um=(-200.0, -200.0), settle_s=0.07)
     messages: list[Message] = []
-    answer: float | None = None
+    answer: Exposures | None = None
     try:
         while True:
             message = plan.send(answer)
             messages.append(message)
             answer = (
-                exposure_for(message.polarization, message.wavelength_nm)
+                Exposures(
+                    exposure_for(message.polarization, message.wavelength_nm),
+                    reference_for(message.polarization, message.wavelength_nm),
+                )
                 if isinstance(message, AutoExpose)
                 else None
             )
@@ -122,26 +131,42 @@ def test_message_order_and_exposures(manifest: ChipManifest) -> None:
     config = small_config()
     messages = run(manifest, config, ["A0R1", "A0C"])
     kinds = [type(m).__name__ for m in messages]
-    assert kinds[:4] == ["OpenFlat", "Move", "SetMode", "Rotate"]
-    assert messages[1] == Move(*SHIFT.apply((-200.0, -200.0)))
-    # The flat: every band auto-exposed on glass, quantised, then acquired.
-    flat = [m for m in messages if isinstance(m, Acquire) and m.section == "flat"]
-    assert len(flat) == 2 * 3 and all(m.array is None and m.tile is None for m in flat)
+    assert kinds[:3] == ["Move", "SetMode", "Rotate"]
+    assert messages[0] == Move(*SHIFT.apply((-200.0, -200.0)))
     ladder = config.exposure
     expected = {
-        (pol, wl): ladder.quantise(exposure_for(pol, wl))
+        (pol, wl): Exposures(
+            ladder.quantise(exposure_for(pol, wl)), ladder.quantise(reference_for(pol, wl))
+        )
         for pol in "xy"
         for wl in (450.0, 550.0, 650.0)
     }
-    # Darks in BLACK at each distinct exposure, after the flat and before any tile.
+    # Every band auto-exposed on glass before the flat's file opens with those exposures.
+    opened = kinds.index("OpenFlat")
+    sweep = [m for m in messages[:opened] if isinstance(m, AutoExpose)]
+    assert [(m.polarization, m.wavelength_nm) for m in sweep] == list(expected)
+    assert "Acquire" not in kinds[:opened]
+    flat_open = messages[opened]
+    assert isinstance(flat_open, OpenFlat) and flat_open.array is None
+    assert {(pol, wl): e for pol, wl, e in flat_open.exposures} == expected
+    flat = [m for m in messages if isinstance(m, Acquire) and m.section == "flat"]
+    assert len(flat) == 2 * 3 and all(m.array is None and m.tile is None for m in flat)
+    # Darks in BLACK for each camera at each distinct exposure: after the flat, and in each tile.
+    sample = sorted({e.sample_s for e in expected.values()})
+    reference = sorted({e.reference_s for e in expected.values()})
+    assert len(sample) == 4  # 550 and 650 nm share a ladder value
     first_tile = kinds.index("OpenTile")
-    darks = [m for m in messages[:first_tile] if isinstance(m, AcquireDark)]
-    assert sorted(d.exposure_s for d in darks) == sorted(set(expected.values()))
-    assert len(darks) == 4  # 550 and 650 nm share a ladder value
-    black = kinds.index("AcquireDark") - 2
+    flat_darks = [m for m in messages[:first_tile] if isinstance(m, AcquireDark)]
+    assert [(d.camera, d.exposure_s) for d in flat_darks] == [
+        *(("sample", e) for e in sample),
+        *(("reference", e) for e in reference),
+    ]
+    assert all(d.tile is None for d in flat_darks)
+    black = kinds.index("AcquireDark") - 1
     assert messages[black] == SetMode(BandwidthMode.BLACK)
-    assert messages[first_tile - 1] == SetMode(BandwidthMode.NARROW)
-    # Every tile band runs at its flat's exposure, retuned and settled first, checkpointed after.
+    tile_darks = [m for m in messages[first_tile:] if isinstance(m, AcquireDark)]
+    assert len(tile_darks) == 7 * len(flat_darks)  # every tile takes its own
+    # Every tile band runs at its flat's exposures, retuned and settled first, checkpointed after.
     tiles = 0
     current = {}
     for i, m in enumerate(messages):
@@ -150,13 +175,12 @@ def test_message_order_and_exposures(manifest: ChipManifest) -> None:
         if isinstance(m, OpenTile):
             tiles += 1
             assert messages[i + 1] == Move(*SHIFT.apply(m.centre_chip_um))
+            assert messages[i + 2] == SetMode(BandwidthMode.BLACK)
         if isinstance(m, Acquire):
             assert m.polarization == current["pol"]
-            assert messages[i - 1] == SetExposure(expected[m.polarization, m.wavelength_nm])
-            if m.section == "flat":
-                assert messages[i - 2] == AutoExpose("flat", m.polarization, m.wavelength_nm)
-            back = 3 if m.section == "flat" else 2
-            assert messages[i - back] == SetWavelength(m.wavelength_nm, 0.07)
+            e = expected[m.polarization, m.wavelength_nm]
+            assert messages[i - 1] == SetExposure(e.sample_s, e.reference_s)
+            assert messages[i - 2] == SetWavelength(m.wavelength_nm, 0.07)
             assert isinstance(messages[i + 1], Checkpoint)
             assert (m.frames, m.reference_frames) == (2, 3)
     assert tiles == 6 + 1

@@ -46,12 +46,39 @@ class MicroscopeTable(BaseModel):
     fabrication: dict[str, Any] = Field(default_factory=dict)
 
 
-def microscope_config(table: MicroscopeTable, seed: int) -> MicroscopeConfig:
+def microscope_config(
+    table: MicroscopeTable,
+    seed: int,
+    *,
+    um_per_px: float | None = None,
+    sensor_px: tuple[int, int] | None = None,
+) -> MicroscopeConfig:
+    """The microscope of ``[simulation.microscope]``; ``um_per_px`` and ``sensor_px`` (width,
+    height) come from the scan's ``[optics]`` on a bench that scans, so the pixel the scan plans
+    with and the pixel the simulator renders are one setting, never two that can disagree."""
+    fixed_optics: dict[str, Any] = {} if um_per_px is None else {"um_per_px": um_per_px}
+    fixed_sensor: dict[str, Any] = (
+        {} if sensor_px is None else {"width_px": sensor_px[0], "height_px": sensor_px[1]}
+    )
+    for name, fields, fixed in (
+        ("optics", table.optics, fixed_optics),
+        ("sensor", table.sensor, fixed_sensor),
+    ):
+        clash = sorted(set(fields) & set(fixed))
+        if clash:
+            raise ValueError(
+                f"[simulation.microscope.{name}] sets {', '.join(clash)}, which the scan's "
+                "[optics] table sets for the simulated bench too; set it once, in [optics]"
+            )
     return MicroscopeConfig(
-        optics=dataclass_from_table(OpticsConfig, table.optics, "simulation.microscope.optics"),
+        optics=dataclass_from_table(
+            OpticsConfig, table.optics, "simulation.microscope.optics", **fixed_optics
+        ),
         mount=dataclass_from_table(MountConfig, table.mount, "simulation.microscope.mount"),
         lamp=dataclass_from_table(LampConfig, table.lamp, "simulation.microscope.lamp"),
-        sensor=dataclass_from_table(SensorConfig, table.sensor, "simulation.microscope.sensor"),
+        sensor=dataclass_from_table(
+            SensorConfig, table.sensor, "simulation.microscope.sensor", **fixed_sensor
+        ),
         reference_sensor=dataclass_from_table(
             SensorConfig,
             {"width_px": 64, "height_px": 64, **table.reference_sensor},
@@ -61,12 +88,26 @@ def microscope_config(table: MicroscopeTable, seed: int) -> MicroscopeConfig:
     )
 
 
-def build_microscope(
-    manifest: ChipManifest, table: MicroscopeTable, seed: int
-) -> VirtualMicroscope:
-    """The virtual chip of ``manifest`` as fabricated, under the configured microscope."""
+def bench_chip(manifest: ChipManifest, table: MicroscopeTable, seed: int) -> VirtualChip:
+    """The chip the simulated bench renders: ``manifest`` through the table's spectral model,
+    fabricated with its ``fabrication`` settings and the simulation seed. The one way to build
+    it, so ``metascan sim truth --config`` scores a scan against the very chip it imaged."""
     fabrication = dataclass_from_table(
         FabricationConfig, {"seed": seed, **table.fabrication}, "simulation.microscope.fabrication"
     )
-    chip = VirtualChip(manifest, get_model(table.spectral_model), fabrication)
-    return VirtualMicroscope(chip, microscope_config(table, seed), threads=table.threads)
+    return VirtualChip(manifest, get_model(table.spectral_model), fabrication)
+
+
+def build_microscope(
+    manifest: ChipManifest,
+    table: MicroscopeTable,
+    seed: int,
+    *,
+    um_per_px: float | None = None,
+    sensor_px: tuple[int, int] | None = None,
+) -> VirtualMicroscope:
+    """The virtual chip of ``manifest`` as fabricated, under the configured microscope (pixel
+    size and sensor from the scan's ``[optics]`` when given, see :func:`microscope_config`)."""
+    chip = bench_chip(manifest, table, seed)
+    config = microscope_config(table, seed, um_per_px=um_per_px, sensor_px=sensor_px)
+    return VirtualMicroscope(chip, config, threads=table.threads)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
@@ -99,6 +100,7 @@ class VirtualMicroscope:
         self._views: dict[tuple[int, ...], View] = {}
         self._mean_key: tuple[object, ...] | None = None
         self._mean: F32 | None = None
+        self._lamp_off_until = -math.inf
 
     def close(self) -> None:
         """Stop the render threads."""
@@ -111,6 +113,18 @@ class VirtualMicroscope:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def lamp_outage(self, duration_s: float) -> None:
+        """Fault injection: the lamp goes dark for ``duration_s`` wall seconds from now (a bulb
+        failing and being swapped, a shutter closed by a colleague); both cameras see it, as
+        they would. Wall time rather than a frame count, because the scan's lamp watch has to
+        wait it out."""
+        if not (math.isfinite(duration_s) and duration_s >= 0):
+            raise ValueError(f"duration_s={duration_s} must be a finite number >= 0")
+        self._lamp_off_until = time.monotonic() + duration_s
+
+    def lamp_is_on(self) -> bool:
+        return time.monotonic() >= self._lamp_off_until
 
     # -- geometry -------------------------------------------------------------------------------
 
@@ -235,7 +249,7 @@ class VirtualMicroscope:
                 if light == 0
                 else self._spot * np.float32(light * self.config.lamp.reference_e_per_s)
             )
-        rate = None if base is None else base * np.float32(lamp)
+        rate = None if base is None or not self.lamp_is_on() else base * np.float32(lamp)
         if rate is not None and window is not None:
             rate = rate[window]
         rng = keyed_rng(

@@ -42,6 +42,7 @@ from matplotlib.patches import Rectangle
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from dataset.false_colour import RGB_CENTERS_NM, RGB_SIGMA_NM, rgb_weights
 from dataset.truth_file import Truth
 from instruments.protocols import BandwidthMode
 from layout.atomic import atomic_output
@@ -62,8 +63,6 @@ GLASS_FILL = 0.7
 FRAME_MARGIN_UM = 30.0
 MAX_SENSOR_PX = 2048
 PAD_CORE_FRACTION = 0.5
-RGB_CENTERS_NM = (610.0, 550.0, 465.0)
-RGB_SIGMA_NM = 25.0
 WAVELENGTH_RANGE_NM = (420.0, 730.0)
 BIT_DEPTH = 12
 _FLAT_CLEARANCE_UM = 50.0
@@ -136,14 +135,6 @@ def bare_glass_center_um(microscope: VirtualMicroscope) -> tuple[float, float]:
         float(pads.x_um.min()) - reach - half_fov,
         float(0.5 * (pads.y_um.min() + pads.y_um.max())),
     )
-
-
-def rgb_weights(centers_nm: FloatArray) -> FloatArray:
-    """(3, B) band weights for R, G, B: Gaussians at :data:`RGB_CENTERS_NM`, each summing to 1."""
-    c = np.asarray(centers_nm, dtype=np.float64)
-    w = np.exp(-0.5 * ((c[None, :] - np.array(RGB_CENTERS_NM)[:, None]) / RGB_SIGMA_NM) ** 2)
-    out: FloatArray = w / w.sum(axis=1, keepdims=True)
-    return out
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""A quick-look PNG per scanned array: false-colour RGB of every band and one band in grey.
+
+Made from the hypercubes as they are on disk the moment the array's last tile closes, so a
+person sees within seconds whether focus, exposure and registration look right, long before
+processing. Tiles are placed on a grid by their tile index (the small overlap between tiles is
+shown twice: a quick-look, not a stitch). Transmission here is the same flat-fielded,
+lamp-compensated ratio processing computes (:func:`dataset.transmission.band_transmission`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+
+from acquisition.scan_folder import tile_name
+from dataset.false_colour import false_colour
+from dataset.hypercube_file import read_flat, read_hypercube
+from dataset.transmission import band_transmission
+from layout.atomic import save_png
+
+log = logging.getLogger(__name__)
+GREY_BAND_NM = 550.0
+
+
+def _tile_images(
+    path: Path, polarization: str
+) -> tuple[NDArray[np.float32], NDArray[np.float64], int, int]:
+    """(B, H, W) transmission of one tile at ``polarization``, its bands, and its grid index."""
+    with read_hypercube(path) as ds, read_flat(path) as flat:
+        p = [str(v) for v in ds.polarization.values].index(polarization)
+        wavelengths = np.asarray(ds.wavelength.values, dtype=np.float64)
+        stack = np.stack(
+            [band_transmission(ds, flat, p, b) for b in range(wavelengths.size)]
+        ).astype(np.float32)
+        return stack, wavelengths, int(ds.attrs["tile_row"]), int(ds.attrs["tile_col"])
+
+
+def write_quicklook(folder: Path, array: str, output: Path, polarization: str = "x") -> Path:
+    """Write the quick-look of ``array`` from the tile files in ``folder`` to ``output``."""
+    paths = sorted(Path(folder).glob(tile_name(array, (0, 0)).replace("r0c0", "r*c*")))
+    if not paths:
+        raise FileNotFoundError(f"no tile of array {array} in {folder}")
+    tiles = [_tile_images(p, polarization) for p in paths]
+    wavelengths = tiles[0][1]
+    _, h, w = tiles[0][0].shape
+    rows = 1 + max(t[2] for t in tiles)
+    cols = 1 + max(t[3] for t in tiles)
+    cube = np.full((wavelengths.size, rows * h, cols * w), np.nan, dtype=np.float32)
+    for stack, _, r, c in tiles:
+        top = (rows - 1 - r) * h  # tile row grows with chip y, image rows grow downwards
+        cube[:, top : top + h, c * w : (c + 1) * w] = stack
+    rgb = false_colour(cube, wavelengths)
+    grey_b = int(np.argmin(np.abs(wavelengths - GREY_BAND_NM)))
+    done = int(np.count_nonzero(np.isfinite(cube).any(axis=(1, 2))))
+    fig = Figure(figsize=(11, 5.2))
+    axes = fig.subplots(1, 2)
+    axes[0].imshow(rgb, interpolation="nearest")
+    axes[0].set_title(f"{array}: false colour, {polarization} polarisation (white = glass)")
+    im = axes[1].imshow(cube[grey_b], cmap="gray", vmin=0.0, vmax=1.2)
+    axes[1].set_title(f"{wavelengths[grey_b]:g} nm, transmission")
+    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(
+        f"quick-look {array} ({len(tiles)} tile(s), {done}/{wavelengths.size} bands)", fontsize=10
+    )
+    fig.tight_layout()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    save_png(fig, output)
+    return output

@@ -1,0 +1,277 @@
+"""``metascan scan``: run a whole scan, or resume one, with its run record, log and quick-looks.
+
+The executor (:mod:`acquisition.executor`) does the work message by message; this module sets
+the scene around it: the scan folder and its identity (:mod:`acquisition.scan_folder`), the
+connected bench, the run record that is always closed, a log file beside the data, a progress
+bar, SIGTERM treated like Ctrl-C, the stage halted when a scan stops early, and one quick-look
+per array as soon as its tiles are done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tqdm import tqdm
+
+from acquisition.bench import Bench, connect
+from acquisition.executor import ExecutorStats, FileContext, PlanExecutor
+from acquisition.plan import Acquire, tiles_for_array
+from acquisition.quicklook import write_quicklook
+from acquisition.run_record import RunRecord
+from acquisition.scan_folder import (
+    LOG_FILE,
+    QUICKLOOK,
+    RUN_RECORD,
+    ScanIdentity,
+    config_digest,
+)
+from acquisition.scan_setup import ScanSetup, scan_setup
+from acquisition.time_model import DeviceTimeModel
+from instruments.protocols import Camera
+from simulators.devices.sim_config import simulation_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    folder: Path
+    arrays: tuple[str, ...]
+    tiles: int
+    stats: ExecutorStats
+    wall_s: float
+    quicklooks: tuple[Path, ...]
+
+
+@contextlib.contextmanager
+def scan_log_file(path: Path) -> Iterator[None]:
+    """Log INFO and above to ``path`` for the duration, without making the console chattier:
+    handlers already on the root logger keep seeing only what they saw before."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    previous = root.level
+    quiet = [h for h in root.handlers if h.level == logging.NOTSET]
+    for h in quiet:
+        h.setLevel(previous)
+    root.addHandler(handler)
+    root.setLevel(min(previous, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(previous)
+        for h in quiet:
+            h.setLevel(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """A ``kill`` (SIGTERM) stops the scan like Ctrl-C: the run record closes as aborted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _identity(setup: ScanSetup, manifest_path: Path) -> ScanIdentity:
+    m = setup.alignment.transform.matrix
+    return ScanIdentity(
+        chip_id=setup.manifest.chip_id,
+        manifest=str(manifest_path),
+        config_digest=config_digest(setup.config.model_dump(mode="json")),
+        arrays=setup.arrays,
+        chip_to_stage=tuple(tuple(float(v) for v in row) for row in m),
+    )
+
+
+def _check_folder(output: Path, identity: ScanIdentity, resume: bool) -> None:
+    if resume:
+        found = ScanIdentity.read(output)
+        diff = found.mismatch(identity)
+        if diff is not None:
+            raise ValueError(f"{output} holds another scan ({diff}); resume it with its own config")
+    elif (output / "scan.json").exists():
+        raise FileExistsError(
+            f"{output} already holds a scan; pass --resume to continue it, or choose another folder"
+        )
+
+
+def _band_total(setup: ScanSetup) -> tuple[int, int]:
+    """(bands in the whole plan, tiles) for the progress bar."""
+    s = setup.config.scan
+    per_file = len(s.polarizations) * len(s.wavelengths_nm)
+    tiles = sum(
+        len(tiles_for_array(setup.manifest, a, setup.config.optics.fov_um, s.overlap_um))
+        for a in setup.arrays
+    )
+    flats = len(setup.arrays) if s.flat_per_array else 1
+    return (tiles + flats) * per_file, tiles
+
+
+def _identities(bench: Bench) -> dict[str, str]:
+    return {
+        "filter": bench.filter.identity,
+        "rotator": bench.rotator.identity,
+        "stage": bench.stage.identity,
+        "camera": bench.camera.identity,
+        "reference_camera": bench.reference_camera.identity,
+    }
+
+
+def run_scan(
+    config_path: Path,
+    manifest_path: Path,
+    output: Path,
+    *,
+    arrays: Sequence[str] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    on_connect: Callable[[Bench], None] | None = None,
+) -> ScanSummary:
+    """Scan (or with ``resume`` continue scanning) the chip's arrays into ``output``.
+
+    ``on_connect`` sees the connected bench before the first step (tests inject faults
+    there). Raises :class:`acquisition.executor.ScanFault` when a persistent fault stops the
+    scan; KeyboardInterrupt on Ctrl-C or SIGTERM. Either way the run record is closed and
+    everything completed is on disk for ``--resume``.
+    """
+    setup = scan_setup(config_path, manifest_path, arrays)
+    identity = _identity(setup, manifest_path)
+    output = Path(output)
+    _check_folder(output, identity, resume)
+    output.mkdir(parents=True, exist_ok=True)
+    total_bands, tiles = _band_total(setup)
+    config = setup.config
+    simulation = simulation_config(setup.raw, config_path)
+    quicklooks: list[Path] = []
+    start = time.perf_counter()
+    with scan_log_file(output / LOG_FILE), sigterm_as_interrupt():
+        bench = connect(setup.instruments, simulation, setup.manifest, config.optics)
+        try:
+            match_roi(bench.camera, config.optics.width_px, config.optics.height_px)
+            if on_connect is not None:
+                on_connect(bench)
+            if not resume:
+                identity.write(output)
+            record = RunRecord(output / RUN_RECORD)
+            start_doc: dict[str, Any] = {
+                "resume": resume,
+                "chip_id": identity.chip_id,
+                "manifest": identity.manifest,
+                "arrays": list(setup.arrays),
+                "bands": total_bands,
+                "tiles": tiles,
+                "config": config.model_dump(mode="json"),
+                "instruments": _identities(bench),
+                "alignment_rms_um": setup.alignment.rms_residual,
+            }
+            with (
+                record.run(**start_doc),
+                tqdm(
+                    total=total_bands,
+                    unit="band",
+                    desc="scan",
+                    disable=not progress,
+                    dynamic_ncols=True,
+                ) as bar,
+            ):
+
+                def on_band(message: Acquire, skipped: bool) -> None:
+                    where = message.array or "flat"
+                    if message.tile is not None:
+                        where += f" tile {message.tile[0]},{message.tile[1]}"
+                    bar.set_postfix_str(
+                        f"{where} {message.polarization} {message.wavelength_nm:g} nm",
+                        refresh=False,
+                    )
+                    bar.update(1)
+
+                def on_array_done(array: str) -> None:
+                    path = output / QUICKLOOK / f"{array}.png"
+                    write_quicklook(output, array, path)
+                    quicklooks.append(path)
+                    log.info("quick-look of %s: %s", array, path)
+
+                model = DeviceTimeModel(
+                    config.dry_run,
+                    setup.instruments.filter.settle_s,
+                    setup.instruments.rotator.move_pause_s,
+                )
+                context = FileContext(
+                    chip_id=setup.manifest.chip_id,
+                    pixel_size_um=config.optics.um_per_px,
+                    instruments=_identities(bench),
+                    config=config.model_dump(mode="json"),
+                    chip_to_stage=[list(row) for row in identity.chip_to_stage],
+                )
+                executor = PlanExecutor(
+                    bench,
+                    config,
+                    setup.manifest,
+                    output,
+                    record,
+                    context,
+                    model,
+                    on_band=on_band,
+                    on_array_done=on_array_done,
+                )
+                stats = executor.run(setup.plan())
+                record.emit("summary", **_stats_doc(stats, time.perf_counter() - start))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                bench.stage.halt()
+            raise
+        finally:
+            bench.close()
+    return ScanSummary(
+        output, setup.arrays, tiles, stats, time.perf_counter() - start, tuple(quicklooks)
+    )
+
+
+def match_roi(camera: Camera, width_px: int, height_px: int) -> None:
+    """Give the sample camera the ``[optics]`` ROI, centred in the one it has (the optical axis
+    sits at the sensor's centre); refused when it does not fit."""
+    x, y, w, h = camera.roi
+    if (w, h) == (width_px, height_px):
+        return
+    if width_px > w or height_px > h:
+        raise ValueError(
+            f"[optics] {width_px}x{height_px} px does not fit the sample camera's {w}x{h} px ROI"
+        )
+    camera.roi = (x + (w - width_px) // 2, y + (h - height_px) // 2, width_px, height_px)
+    log.info("sample camera ROI set to %s", camera.roi)
+
+
+def _stats_doc(stats: ExecutorStats, wall_s: float) -> dict[str, Any]:
+    return {
+        "wall_s": wall_s,
+        "modeled_s": stats.modeled_s,
+        "modeled_by_kind": stats.modeled_by_kind,
+        "bands_acquired": stats.bands_acquired,
+        "bands_skipped": stats.bands_skipped,
+        "darks_acquired": stats.darks_acquired,
+        "darks_skipped": stats.darks_skipped,
+        "retries": stats.retries,
+        "lamp_interruptions": stats.lamp_interruptions,
+        "flagged_bands": stats.flagged_bands,
+    }

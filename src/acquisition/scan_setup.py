@@ -1,0 +1,87 @@
+"""Everything a scan needs before the first message: config, manifest, alignment, flat point.
+
+Shared by ``scan --dry-run`` and the runner, so a dry run validates exactly the plan the runner
+will execute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from acquisition.alignment import align_from_config
+from acquisition.plan import Plan, array_index, scan_plan
+from acquisition.scan_config import ScanConfig, default_flat_point, scan_config
+from instruments.config import InstrumentsConfig, instruments_config, read_toml
+from layout.affine import AffineFit
+from layout.manifest import ChipManifest, read_manifest
+
+
+@dataclass(frozen=True)
+class ScanSetup:
+    raw: dict[str, Any]
+    instruments: InstrumentsConfig
+    config: ScanConfig
+    manifest: ChipManifest
+    alignment: AffineFit
+    flat_chip_um: tuple[float, float]
+    arrays: tuple[str, ...]
+
+    @property
+    def settle_s(self) -> float:
+        """The wait after a retune: ``[scan] settle_s``, else the filter's."""
+        s = self.config.scan.settle_s
+        return self.instruments.filter.settle_s if s is None else s
+
+    def plan(self) -> Plan:
+        return scan_plan(
+            self.manifest,
+            self.config,
+            self.alignment.transform,
+            self.arrays,
+            flat_chip_um=self.flat_chip_um,
+            settle_s=self.settle_s,
+            mode=self.config.scan.mode(),
+        )
+
+
+def _simulated_mounting(
+    raw: dict[str, Any], path: Path
+) -> Callable[[float, float], tuple[float, float]] | None:
+    """Chip µm -> stage µm of the simulated bench's chip, or None for a bench without a
+    ``[simulation]`` table: only the simulator knows where it put the chip."""
+    from simulators.devices.sim_config import simulation_config  # only a simulated bench
+    from simulators.microscope.bench_setup import microscope_config
+
+    simulation = simulation_config(dict(raw), path)
+    if simulation is None:
+        return None
+    return microscope_config(simulation.microscope, simulation.seed).mount.chip_to_stage
+
+
+def scan_setup(
+    config_path: Path, manifest_path: Path, arrays: Sequence[str] | None = None
+) -> ScanSetup:
+    """Read and check the bench config and manifest, align the chip, choose the flat point."""
+    raw = read_toml(config_path)
+    instruments = instruments_config(raw, config_path)
+    config = scan_config(raw, config_path)
+    manifest = read_manifest(manifest_path)
+    names = tuple(manifest.arrays.name) if arrays is None else tuple(arrays)
+    for name in names:
+        array_index(manifest, name)
+    bad = sorted(set(config.scan.polarizations) - {"x", "y"})
+    if bad:
+        raise ValueError(
+            f"{config_path}: [scan] polarizations {bad}: hypercubes name polarisations 'x' and "
+            "'y' (the rotator angle that gives each is the value)"
+        )
+    fit = align_from_config(manifest, config.alignment, _simulated_mounting(raw, config_path))
+    flat = config.flat
+    if flat.x_um is not None and flat.y_um is not None:
+        flat_chip_um = (flat.x_um, flat.y_um)
+    else:
+        flat_chip_um = default_flat_point(manifest, flat.clearance_um, config.optics.fov_um)
+    return ScanSetup(raw, instruments, config, manifest, fit, flat_chip_um, names)
