@@ -152,9 +152,10 @@ class PlanExecutor:
         self.stats = ExecutorStats()
         self.want = DeviceState()
         self.have = DeviceState()
-        x_um, y_um = bench.stage.position_um[:2]
+        # Where the devices start, for the time model of the first move and rotation.
+        x_um, y_um = self._step("stage", "where", lambda: bench.stage.position_um)[:2]
         self._stage_at = (float(x_um), float(y_um))
-        self._angle_at = float(bench.rotator.angle_deg)
+        self._angle_at = float(self._step("rotator", "angle", lambda: bench.rotator.angle_deg))
         self._flat: HypercubeWriter | None = None
         self._flat_path: Path | None = None
         self._tile: HypercubeWriter | None = None

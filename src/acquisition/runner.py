@@ -169,6 +169,7 @@ def run_scan(
         bench = connect(setup.instruments, simulation, setup.manifest, config.optics)
         try:
             match_roi(bench.camera, config.optics.width_px, config.optics.height_px)
+            identities = _identities(bench)
             if on_connect is not None:
                 on_connect(bench)
             if not resume:
@@ -182,7 +183,7 @@ def run_scan(
                 "bands": total_bands,
                 "tiles": tiles,
                 "config": config.model_dump(mode="json"),
-                "instruments": _identities(bench),
+                "instruments": identities,
                 "alignment_rms_um": setup.alignment.rms_residual,
             }
             with (
@@ -220,7 +221,7 @@ def run_scan(
                 context = FileContext(
                     chip_id=setup.manifest.chip_id,
                     pixel_size_um=config.optics.um_per_px,
-                    instruments=_identities(bench),
+                    instruments=identities,
                     config=config.model_dump(mode="json"),
                     chip_to_stage=[list(row) for row in identity.chip_to_stage],
                 )

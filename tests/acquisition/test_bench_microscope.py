@@ -30,7 +30,9 @@ def manifest() -> ChipManifest:
 
 def bench_file(tmp_path: Path, feed: str) -> Path:
     text = (CONFIGS / "sim-bench.toml").read_text().replace("time_scale = 1.0", "time_scale = 0.01")
-    text = text.replace("width_px = 512", "width_px = 160").replace("height_px = 512", "height_px = 160")
+    text = text.replace("width_px = 512", "width_px = 160").replace(
+        "height_px = 512", "height_px = 160"
+    )
     path = tmp_path / "bench.toml"
     path.write_text(text + MICROSCOPE.format(feed=feed))
     return path

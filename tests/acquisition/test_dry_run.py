@@ -122,4 +122,3 @@ def test_cli_prints_the_figures(manifest: ChipManifest, tmp_path: Path, cli: Cli
     code, out, err = cli(*args, "--dry-run", "--arrays", "A0R0,A7R3")
     assert code == 2 and out == ""
     assert err.strip() == "error: array 'A7R3' is not on chip 'chip'; arrays are A0R0"
-
