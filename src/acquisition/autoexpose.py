@@ -9,7 +9,8 @@ Method: trigger both cameras together for one trial frame, read a high percentil
 and scale each camera's exposure by ``target / level`` (the response is linear above black). A
 saturated trial says nothing about how far over it is, so the exposure is cut by 8x instead.
 Each camera stops once its level is within ``TOLERANCE`` of the target or its exposure is pinned
-at a limit; at most ``max_iterations`` rounds. The start is fixed (``start_s``), never the
+at a limit; at most ``max_iterations`` rounds. The reference camera's upper limit is the sample's
+exposure (a band takes as long as the longer of the two). The start is fixed (``start_s``), never the
 camera's current setting, so the same band always takes the same trial frames: a resumed scan
 repeats a first run exactly.
 """
@@ -124,11 +125,15 @@ def auto_expose(
         lvl_s, lvl_r = level(sample), level(reference)
         ref_rate = float(reference.data.mean()) / e_r
         done_s = _done(e_s, lvl_s, target, lo_s, hi_s)
-        done_r = _done(e_r, lvl_r, target, lo_r, hi_r)
         if not done_s:
             e_s = _next_exposure(e_s, lvl_s, target, lo_s, hi_s)
+        # The reference never exposes longer than the sample: both are triggered together, so
+        # a longer reference would lengthen every band, and its mean over thousands of pixels
+        # is precise far below the target level.
+        cap_r = max(min(hi_r, e_s), lo_r)
+        done_r = _done(e_r, lvl_r, target, lo_r, cap_r) and e_r <= cap_r
         if not done_r:
-            e_r = _next_exposure(e_r, lvl_r, target, lo_r, hi_r)
+            e_r = _next_exposure(e_r, lvl_r, target, lo_r, cap_r)
     # The levels the chosen exposures should give (linear response; a saturated trial stays 1).
     predicted_s = 1.0 if lvl_s >= SATURATED_LEVEL else lvl_s * e_s / trial_s
     predicted_r = 1.0 if lvl_r >= SATURATED_LEVEL else lvl_r * e_r / trial_r

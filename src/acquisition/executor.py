@@ -105,6 +105,8 @@ class ExecutorStats:
     modeled_s: float = 0.0  # device time of the steps executed (acquisition.time_model)
     exposure_s: float = 0.0  # sum of frames x exposure of the sample camera's band grabs
     band_wall_s: float = 0.0  # wall time from syncing a band's devices to its write returning
+    grab_wall_s: float = 0.0  # of which in the bands' grabs (both cameras, triggered together)
+    write_wall_s: float = 0.0  # of which writing the band to its hypercube
     modeled_by_kind: dict[str, float] = field(default_factory=dict)
 
     def add_model(self, kind: str, seconds: float) -> None:
@@ -491,7 +493,9 @@ class PlanExecutor:
         start = time.perf_counter()
         for attempt in range(runner.lamp_retakes + 1):
             self._sync()
+            grab_start = time.perf_counter()
             sample, reference = self._grab_pair(m.frames, m.reference_frames)
+            self.stats.grab_wall_s += time.perf_counter() - grab_start
             self.stats.add_model(
                 "acquire",
                 max(
@@ -517,6 +521,7 @@ class PlanExecutor:
         exposure_s, reference_s = self.want.exposure_s, self.want.reference_exposure_s
         if exposure_s is None or reference_s is None:
             raise ValueError(f"the plan acquired {m} before any SetExposure")
+        written = time.perf_counter()
         writer.write_band(
             "signal",
             m.polarization,
@@ -531,6 +536,7 @@ class PlanExecutor:
         )
         wall = time.perf_counter() - start
         s = self.stats
+        s.write_wall_s += time.perf_counter() - written
         s.bands_acquired += 1
         s.flagged_bands += int(flags != BandFlag.NONE)
         s.exposure_s += sample.exposure_s * sample.frames_averaged

@@ -305,8 +305,11 @@ def scan_plan(
             ("reference", {e.reference_s for e in exposures.values()}),
         )
         for camera, values in per_camera:
+            # The reference's dark is one mean over its whole frame: its band's frame count
+            # measures it as well as the band itself.
+            frames = s.dark_frames if camera == "sample" else s.reference_frames
             for exposure in sorted(values):
-                yield AcquireDark(array, tile, camera, exposure, s.dark_frames)
+                yield AcquireDark(array, tile, camera, exposure, frames)
                 yield Checkpoint(f"dark/{label}/{camera}/{exposure:.6g}")
         yield SetMode(mode)
 

@@ -65,7 +65,7 @@ def test_time_estimate_matches_a_hand_computation(manifest: ChipManifest, tmp_pa
     modes = 5 * 0.05  # narrowest, then black and narrowest around the flat's and the tile's darks
     autoexpose = 4 * 3 * frame
     acquire = 8 * 3 * frame  # max(2 sample, 3 reference) frames
-    dark = 4 * 4 * frame  # sample and reference camera, at the flat and at the tile
+    dark = 2 * (4 + 3) * frame  # at the flat and at the tile: sample (4 frames), reference (3)
     expected = move + rotate + retune + modes + autoexpose + acquire + dark
     assert report.duration_s == pytest.approx(expected, rel=1e-12)
     assert report.seconds_by_kind["Move"] == pytest.approx(move)

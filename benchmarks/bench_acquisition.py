@@ -1,0 +1,101 @@
+"""Acquisition throughput on the simulated bench, printed as JSON.
+
+Two scans of one 20x20-pad array (one 128 µm field at 0.25 µm/px on a 512x512 camera, the
+demo's array size), 29 bands x 2 polarisations, 4 frames per band, fsync per band:
+
+* ``zero_latency``: emulators and cameras at 1e-6 of real time, so every second left is
+  software: ``overhead_per_band_ms`` is wall time per band minus exposure x frames (which is ~0
+  here), split into the grabs beyond the exposure (``grab_beyond_exposure_ms``: here the
+  simulator rendering both cameras' frames, a cost the real bench does not have; at real time
+  the readout and a reference exposure longer than the sample's), writing the band
+  (``write_ms``) and the rest of the runner
+  (``runner_ms``: device I/O through the real drivers, the plan, the run record).
+* ``realistic``: emulators and cameras at real time (the ``[dry_run]`` device figures, exposures
+  from the auto-exposure): ``pads_per_min`` and ``wall_over_modeled`` = wall time / the sum of
+  modelled device times of the steps executed (acquisition.time_model), goal <= 1.05.
+
+Run: ``.venv/bin/python benchmarks/bench_acquisition.py [--skip-realistic]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from acquisition.run_record import last_documents
+from acquisition.runner import run_scan
+from layout.chip import ChipConfig, plan_chip
+from layout.generator import generate
+from layout.manifest import write_manifest
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ARRAY = "A0R0"
+
+
+def bench_file(folder: Path, time_scale: float) -> Path:
+    text = (CONFIGS / "sim-bench.toml").read_text()
+    text = text.replace("time_scale = 1.0 ", f"time_scale = {time_scale:g} ")
+    if time_scale < 1:  # the filter's settle is a real-time wait in the runner and driver
+        text = text.replace("settle_s = 0.05", "settle_s = 0.0")
+    path = folder / f"bench_{time_scale:g}.toml"
+    path.write_text(text + '\n[simulation.microscope]\ncamera_feed = "direct"\n')
+    return path
+
+
+def scan(folder: Path, chip: Path, time_scale: float) -> dict[str, Any]:
+    start = time.perf_counter()
+    out = folder / f"scan_{time_scale:g}"
+    summary = run_scan(bench_file(folder, time_scale), chip, out, arrays=[ARRAY])
+    wall = time.perf_counter() - start
+    s = summary.stats
+    bands = s.bands_acquired
+    tile_pads = 20 * 20
+    beyond = s.grab_wall_s - s.exposure_s * time_scale
+    # The tile alone (its darks to its last band): the rate once the scan-wide flat is done.
+    docs = [d for d in last_documents(out / "run.jsonl") if d.get("array") == ARRAY]
+    tile_s = max(d["time_s"] for d in docs) - min(d["time_s"] for d in docs)
+    return {
+        "time_scale": time_scale,
+        "bands": bands,
+        "wall_s": round(wall, 2),
+        "scan_wall_s": round(summary.wall_s, 2),
+        "modeled_s": round(s.modeled_s, 2),
+        "modeled_by_kind_s": {k: round(v, 2) for k, v in sorted(s.modeled_by_kind.items())},
+        "overhead_per_band_ms": round(1e3 * (s.band_wall_s - s.exposure_s * time_scale) / bands, 2),
+        "grab_beyond_exposure_ms": round(1e3 * beyond / bands, 2),
+        "write_ms": round(1e3 * s.write_wall_s / bands, 2),
+        "runner_ms": round(1e3 * (s.band_wall_s - s.grab_wall_s - s.write_wall_s) / bands, 2),
+        "pads_per_min": round(tile_pads / (summary.wall_s / 60.0), 1),
+        "tile_s": round(tile_s, 2),
+        "pads_per_min_per_tile": round(tile_pads / (tile_s / 60.0), 1),
+        "wall_over_modeled": round(summary.wall_s / s.modeled_s, 3) if time_scale == 1 else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-realistic", action="store_true", help="Only the fast scan.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-acquisition-") as tmp:
+        folder = Path(tmp)
+        config = ChipConfig(thickness_nm=500, arrays=1, rows=20, cols=20, replicas=1)
+        chip = folder / "chip.h5"
+        write_manifest(chip, plan_chip(generate(400, seed=7), config))
+        out: dict[str, Any] = {
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "array": f"{ARRAY}: 20x20 pads, 1 tile, 29 bands x 2 polarisations, 4+4 frames",
+            "zero_latency": scan(folder, chip, 1e-6),
+        }
+        if not args.skip_realistic:
+            out["realistic"] = scan(folder, chip, 1.0)
+            out["moclip_pads_per_min"] = 380
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
