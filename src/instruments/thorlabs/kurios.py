@@ -13,9 +13,9 @@ Facts not confirmed on hardware are handled leniently or made constructor argume
   takes whole nanometres): ``wavelength_format`` (an integer format such as ``%d`` rounds);
 * the reply to an out-of-range argument: any ``CMD_*`` line or a line containing "error" is an
   error reply;
-* how long the liquid crystals take to settle: ``wait_until_ready`` polls ``ST?`` every
-  ``poll_interval_s`` and then makes sure at least ``settle_s`` has passed since the last retune
-  (the public pyserial driver sleeps 50 ms after ``WL=``).
+* how long the liquid crystals take to settle: ``wait_until_ready`` first waits until
+  ``settle_s`` has passed since the last retune (the public pyserial driver sleeps 50 ms after
+  ``WL=``), then polls ``ST?`` every ``poll_interval_s`` until READY.
 
 The wavelength range and the passband modes differ between models, so :meth:`Kurios.initialize`
 reads them from the unit (``SP?`` and ``OH?``) and the property validators enforce what it found.
@@ -304,12 +304,18 @@ class Kurios(AsciiInstrument):
     # --- settling -----------------------------------------------------------------------------
 
     def wait_until_ready(self, timeout_s: float) -> None:
-        """Poll ``ST?`` until READY, then pause until ``settle_s`` has passed since the last
-        retune: ``ST?`` going to READY right after a retune is not confirmed on hardware."""
+        """Pause until ``settle_s`` has passed since the last retune, then poll ``ST?`` until
+        READY. Waiting first: ``ST?`` going to READY right after a retune is not confirmed on
+        hardware, and polling a filter that cannot be settled yet only adds a poll interval
+        (up to 20 ms a band) after it is."""
         if not (math.isfinite(timeout_s) and 0 < timeout_s <= 600):
             raise ValueError(f"timeout_s {timeout_s} is outside 0..600 s")
         with self._lock:
             deadline = time.monotonic() + timeout_s
+            if self._last_retune_s is not None:
+                pause = min(self._last_retune_s + self.settle_s, deadline) - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
             while not self.is_ready:
                 now = time.monotonic()
                 if now >= deadline:
@@ -317,10 +323,6 @@ class Kurios(AsciiInstrument):
                         self.name, "ST?", f"filter not ready within {timeout_s:g} s"
                     )
                 time.sleep(min(self.poll_interval_s, deadline - now))
-            if self._last_retune_s is not None:
-                pause = self._last_retune_s + self.settle_s - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
 
     # --- the transaction ----------------------------------------------------------------------
 
