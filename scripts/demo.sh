@@ -2,9 +2,10 @@
 # The end-to-end demo on the simulated bench; grows with every stage.
 # Today: design library -> chip layout with replicas + manifest -> KLayout DRC -> previews -> summary,
 # then the simulated bench: every driver against its emulator, in-process and over 127.0.0.1 TCP,
-# the virtual chip's ground-truth spectra, frames the virtual microscope renders of it (previews),
-# synthetic geometry-spectrum pairs straight from the
-# analytic spectral model, and a small contrastive model trained and evaluated on them.
+# frames the virtual microscope renders (previews), the scan plan's dry run, then a whole scan of the
+# chip (hypercubes, quick-looks) -> per-pad spectra -> curated pairs with a report, checked against
+# the virtual chip's ground truth; synthetic geometry-spectrum pairs straight from the analytic
+# spectral model, and a small contrastive model trained and evaluated on them.
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
@@ -25,12 +26,31 @@ for _ in $(seq 100); do grep -q '^serving' "$out/serve.log" && break; sleep 0.1;
 cat "$out/serve.log"
 metascan instruments check --config configs/sim-bench-tcp.toml
 kill "$serve_pid"
-echo "--- virtual chip: passband-averaged ground truth of every pad (defects on one replica) ---"
-metascan sim truth --manifest "$out/chip.h5" --defect-fraction 0.02 --output "$out/truth.h5"
 echo "--- virtual microscope: a rendered frame, false-colour RGB and measured vs true spectra ---"
 metascan sim preview --manifest "$out/chip.h5" --output "$out/previews"
 echo "--- scan plan on the simulated bench: validated and timed, nothing moves ---"
 metascan scan --config configs/sim-bench.toml --manifest "$out/chip.h5" --output "$out/scans" --dry-run
+# The demo's bench: configs/sim-bench.toml with the devices at 1/1000 of real time (the real-time
+# figures are benchmarks/bench_acquisition.py's), in-process cameras, and defects planted on one
+# replica (1 % of pads missing, 1 % contaminated) for curation to find.
+sed -e 's/^time_scale = 1.0 /time_scale = 0.001/' -e 's/^settle_s = 0.05$/settle_s = 0.0/' \
+    configs/sim-bench.toml >"$out/bench-fast.toml"
+cat >>"$out/bench-fast.toml" <<'TOML'
+
+[simulation.microscope]
+camera_feed = "direct"
+fabrication = { missing_fraction = 0.01, contamination_fraction = 0.01 }
+TOML
+echo "--- virtual chip: passband-averaged ground truth of every pad the bench will image ---"
+metascan sim truth --manifest "$out/chip.h5" --config "$out/bench-fast.toml" --output "$out/truth.h5"
+echo "--- scan every array (replicas included): flat, darks, 29 bands x 2 polarisations per tile ---"
+rm -rf "$out/scans"
+metascan scan --config "$out/bench-fast.toml" --manifest "$out/chip.h5" --output "$out/scans" --no-progress
+ls "$out/scans/quicklook"
+echo "--- per-pad spectra from the hypercubes, then replicas cross-checked into training pairs ---"
+rm -rf "$out/spectra"
+metascan process "$out/scans" --manifest "$out/chip.h5" --output "$out/spectra"
+metascan curate "$out/spectra" --manifest "$out/chip.h5" --output "$out/chip_pairs.h5" --force
 echo "--- synthetic pairs (analytic spectral model, two noisy replicas per design) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0 --output "$out/pairs_true.h5"

@@ -74,8 +74,11 @@ class ExposureResult:
 
 
 def level(frame: Frame) -> float:
-    """The frame's ``LEVEL_PERCENTILE`` as a fraction of full scale."""
-    return float(np.percentile(frame.data, LEVEL_PERCENTILE)) / frame.full_scale_counts
+    """The frame's ``LEVEL_PERCENTILE`` as a fraction of full scale, over every other pixel of
+    every other row (65k samples on a 512x512 frame: the percentile is as well defined, and the
+    search does not add 10 ms per trial to the scan)."""
+    sample = frame.data[::2, ::2] if min(frame.data.shape) >= 64 else frame.data
+    return float(np.percentile(sample, LEVEL_PERCENTILE)) / frame.full_scale_counts
 
 
 def _next_exposure(exposure_s: float, lvl: float, target: float, lo: float, hi: float) -> float:

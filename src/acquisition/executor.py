@@ -23,9 +23,10 @@ The one piece of code that touches hardware during a scan. Design points:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,10 +109,20 @@ class ExecutorStats:
     grab_wall_s: float = 0.0  # of which in the bands' grabs (both cameras, triggered together)
     write_wall_s: float = 0.0  # of which writing the band to its hypercube
     modeled_by_kind: dict[str, float] = field(default_factory=dict)
+    wall_by_kind: dict[str, float] = field(default_factory=dict)  # the same steps, measured
 
     def add_model(self, kind: str, seconds: float) -> None:
         self.modeled_s += seconds
         self.modeled_by_kind[kind] = self.modeled_by_kind.get(kind, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def wall(self, kind: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.wall_by_kind[kind] = self.wall_by_kind.get(kind, 0.0) + elapsed
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,8 @@ class FileContext:
     pixel_size_um: float
     instruments: dict[str, str]
     config: dict[str, Any]
-    chip_to_stage: list[list[float]]
+    chip_to_stage: list[list[float]]  # 2x3 [A | offset]: stage µm = A @ chip µm + offset
+    full_scale_dn: int  # the sample camera's, for saturation per pixel in extraction
 
 
 class PlanExecutor:
@@ -268,13 +280,15 @@ class PlanExecutor:
                 b.stage.move_to(x, y)
                 b.stage.wait_until_idle(timeout)
 
-            self._step("stage", f"move to ({x:.3f}, {y:.3f}) µm", move)
+            with self.stats.wall("move"):
+                self._step("stage", f"move to ({x:.3f}, {y:.3f}) µm", move)
             start = h.position_um or self._stage_at
             self.stats.add_model("move", self.model.move_s(start, w.position_um))
             h.position_um = w.position_um
         if w.angle_deg is not None and w.angle_deg != h.angle_deg:
             angle = w.angle_deg
-            self._step("rotator", f"move to {angle:g} deg", lambda: b.rotator.move_to(angle))
+            with self.stats.wall("rotate"):
+                self._step("rotator", f"move to {angle:g} deg", lambda: b.rotator.move_to(angle))
             start_deg = self._angle_at if h.angle_deg is None else h.angle_deg
             self.stats.add_model("rotate", self.model.rotate_s(start_deg, angle))
             h.angle_deg = angle
@@ -285,7 +299,8 @@ class PlanExecutor:
                 b.filter.bandwidth_mode = mode
                 b.filter.wait_until_ready(timeout)
 
-            self._step("filter", f"bandwidth {mode.value}", set_mode)
+            with self.stats.wall("mode"):
+                self._step("filter", f"bandwidth {mode.value}", set_mode)
             self.stats.add_model("mode", self.model.filter_settle_s)
             h.mode = mode
         if w.wavelength_nm is not None and w.wavelength_nm != h.wavelength_nm:
@@ -299,7 +314,8 @@ class PlanExecutor:
                 if rest > 0:
                     time.sleep(rest)
 
-            self._step("filter", f"wavelength {wl:g} nm", retune)
+            with self.stats.wall("retune"):
+                self._step("filter", f"wavelength {wl:g} nm", retune)
             self.stats.add_model("retune", settle)
             h.wavelength_nm = wl
         self._set_exposure("sample", w.exposure_s)
@@ -372,13 +388,14 @@ class PlanExecutor:
                 )
                 return self._grab_pair(1, 1)
 
-            result = auto_expose(
-                grab_pair,
-                self.config.exposure,
-                c.exposure_range_s,
-                r.exposure_range_s,
-                start_s=self.config.exposure.estimated_s,
-            )
+            with self.stats.wall("autoexpose"):
+                result = auto_expose(
+                    grab_pair,
+                    self.config.exposure,
+                    c.exposure_range_s,
+                    r.exposure_range_s,
+                    start_s=self.config.exposure.estimated_s,
+                )
             self.stats.autoexposures += 1
             self.record.emit(
                 "autoexpose",
@@ -430,6 +447,7 @@ class PlanExecutor:
             "config": c.config,
             "centre_chip_um": [float(chip_um[0]), float(chip_um[1])],
             "chip_to_stage": c.chip_to_stage,
+            "full_scale_dn": c.full_scale_dn,
         }
 
     def _open_flat(self, message: OpenFlat) -> None:
@@ -494,7 +512,8 @@ class PlanExecutor:
         for attempt in range(runner.lamp_retakes + 1):
             self._sync()
             grab_start = time.perf_counter()
-            sample, reference = self._grab_pair(m.frames, m.reference_frames)
+            with self.stats.wall("acquire"):
+                sample, reference = self._grab_pair(m.frames, m.reference_frames)
             self.stats.grab_wall_s += time.perf_counter() - grab_start
             self.stats.add_model(
                 "acquire",
@@ -619,7 +638,8 @@ class PlanExecutor:
         self._sync()
         camera = self.bench.camera if m.camera == "sample" else self.bench.reference_camera
         self._set_exposure(m.camera, m.exposure_s)
-        frame = self._grab(m.camera, camera, m.frames)
+        with self.stats.wall("dark"):
+            frame = self._grab(m.camera, camera, m.frames)
         self.stats.add_model("dark", self.model.frames_s(m.frames, m.exposure_s))
         if m.camera == "sample":
             writer.write_dark(

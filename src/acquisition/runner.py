@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from acquisition.bench import Bench, connect
@@ -94,7 +95,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _identity(setup: ScanSetup, manifest_path: Path) -> ScanIdentity:
-    m = setup.alignment.transform.matrix
+    t = setup.alignment.transform
+    m = np.column_stack([t.matrix, t.offset])  # 2x3: [A | offset], stage = A @ chip + offset
     return ScanIdentity(
         chip_id=setup.manifest.chip_id,
         manifest=str(manifest_path),
@@ -224,6 +226,7 @@ def run_scan(
                     instruments=identities,
                     config=config.model_dump(mode="json"),
                     chip_to_stage=[list(row) for row in identity.chip_to_stage],
+                    full_scale_dn=(1 << bench.camera.bit_depth) - 1,
                 )
                 executor = PlanExecutor(
                     bench,

@@ -48,7 +48,7 @@ class ScanIdentity:
     manifest: str
     config_digest: str
     arrays: tuple[str, ...]
-    chip_to_stage: tuple[tuple[float, ...], ...]  # 2x3 affine of the alignment
+    chip_to_stage: tuple[tuple[float, ...], ...]  # 2x3 [A | offset] of the alignment
 
     def write(self, folder: Path) -> None:
         with atomic_output(folder / IDENTITY) as tmp:

@@ -12,6 +12,7 @@ import typer
 from acquisition.cli import check_cmd, scan_cmd
 from dataset.cli import app as pairs_app
 from dataset.curate_cli import curate_cmd
+from dataset.process_cli import process_cmd
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
 from models.cli import evaluate_cmd, train_cmd
@@ -31,6 +32,7 @@ app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("scan")(scan_cmd)
 app.command("curate")(curate_cmd)
+app.command("process")(process_cmd)
 
 _USER_ERRORS = (
     ValueError,

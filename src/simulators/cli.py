@@ -5,9 +5,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from layout.manifest import ChipManifest
+    from simulators.virtual_chip import VirtualChip
 
 app = typer.Typer(
     help="The simulated bench: device emulators and synthetic data.", no_args_is_help=True
@@ -122,31 +126,48 @@ def _floats(option: str, text: str) -> tuple[float, ...]:
 def truth_cmd(
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Chip manifest (chip.h5).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Truth file to write (.h5).")],
-    model: Annotated[str, typer.Option(help="Spectral model: analytic or rcwa.")] = "analytic",
-    seed: Annotated[int, typer.Option(help="Seed for pad dilations and defects.")] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Simulated bench config (TOML): the truth of the chip its scans image (seed, "
+            "spectral model and [simulation.microscope.fabrication] from the bench).",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Spectral model: analytic or rcwa. [default: analytic]")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for pad dilations and defects. [default: 0]")
+    ] = None,
     bandwidth: Annotated[
         str, typer.Option(help="Filter bandwidth mode the bands are averaged over.")
     ] = "narrow",
-    bias_nm: Annotated[float, typer.Option(help="Per-chip mean size bias (nm).")] = 4.0,
+    bias_nm: Annotated[
+        float | None, typer.Option(help="Per-chip mean size bias (nm). [default: 4.0]")
+    ] = None,
     dilation_sd_nm: Annotated[
-        float, typer.Option(help="Per-pad random dilation spread, standard deviation (nm).")
-    ] = 10.0,
+        float | None,
+        typer.Option(help="Per-pad random dilation spread, standard deviation (nm). [default: 1]"),
+    ] = None,
     defect_fraction: Annotated[
-        float,
+        float | None,
         typer.Option(
             help="Fraction of one replica's dataset pads made defective (half missing, "
-            "half contaminated)."
+            "half contaminated). [default: 0]"
         ),
-    ] = 0.0,
+    ] = None,
     material: Annotated[
-        str, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>.")
-    ] = "a-Si:H",
+        str | None, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>. [default: a-Si:H]")
+    ] = None,
 ) -> None:
     """Write the ground truth of a simulated chip: every pad's band-averaged transmission."""
     from dataset.truth_file import Defect, write_truth  # keeps `metascan --help` fast
     from instruments.protocols import BandwidthMode
     from layout.manifest import read_manifest
     from simulators.spectral import MODEL_NAMES, get_model
+    from simulators.spectral.base import DEFAULT_MATERIAL
     from simulators.virtual_chip import FabricationConfig, VirtualChip, make_truth
 
     modes = {m.value: m for m in BandwidthMode if m is not BandwidthMode.BLACK}
@@ -154,6 +175,27 @@ def truth_cmd(
         raise ValueError(
             f"--bandwidth {bandwidth!r} is not a passband; use one of: {', '.join(modes)}"
         )
+    chip_options = {
+        "--model": model,
+        "--seed": seed,
+        "--bias-nm": bias_nm,
+        "--dilation-sd-nm": dilation_sd_nm,
+        "--defect-fraction": defect_fraction,
+        "--material": material,
+    }
+    if config is not None:
+        given = [name for name, value in chip_options.items() if value is not None]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} cannot be combined with --config: the bench config's "
+                "[simulation] table sets the chip (seed, spectral_model, fabrication)"
+            )
+    model = "analytic" if model is None else model
+    seed = 0 if seed is None else seed
+    bias_nm = 4.0 if bias_nm is None else bias_nm
+    dilation_sd_nm = FabricationConfig.dilation_sd_nm if dilation_sd_nm is None else dilation_sd_nm
+    defect_fraction = 0.0 if defect_fraction is None else defect_fraction
+    material = DEFAULT_MATERIAL if material is None else material
     if model not in MODEL_NAMES:
         raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
     if seed < 0:
@@ -167,21 +209,26 @@ def truth_cmd(
     if not output.parent.is_dir():
         raise FileNotFoundError(f"output directory {output.parent} does not exist")
     chip_manifest = read_manifest(manifest)
-    fabrication = FabricationConfig(
-        seed=seed,
-        mean_bias_nm=bias_nm,
-        dilation_sd_nm=dilation_sd_nm,
-        missing_fraction=defect_fraction / 2,
-        contamination_fraction=defect_fraction / 2,
-    )
-    options: dict[str, object] = {"progress": True} if model == "rcwa" else {}
-    try:
-        spectral = get_model(model, **options)
-    except ImportError as exc:  # the optional rcwa backend: say how to install it, in one line
-        raise ValueError(str(exc)) from None
-    chip = VirtualChip(chip_manifest, spectral, fabrication, material=material)
+    provenance: dict[str, object] = {"manifest": str(manifest)}
+    if config is not None:
+        chip = _bench_chip(config, chip_manifest)
+        provenance["bench_config"] = str(config)
+    else:
+        fabrication = FabricationConfig(
+            seed=seed,
+            mean_bias_nm=bias_nm,
+            dilation_sd_nm=dilation_sd_nm,
+            missing_fraction=defect_fraction / 2,
+            contamination_fraction=defect_fraction / 2,
+        )
+        options: dict[str, object] = {"progress": True} if model == "rcwa" else {}
+        try:
+            spectral = get_model(model, **options)
+        except ImportError as exc:  # the optional rcwa backend: say how to install it, in one line
+            raise ValueError(str(exc)) from None
+        chip = VirtualChip(chip_manifest, spectral, fabrication, material=material)
     mode = modes[bandwidth.lower()]
-    truth = make_truth(chip, mode=mode, progress=True, provenance={"manifest": str(manifest)})
+    truth = make_truth(chip, mode=mode, progress=True, provenance=provenance)
     write_truth(output, truth)
     planted = int((truth.defect != Defect.NONE).sum())
     typer.echo(
@@ -189,6 +236,21 @@ def truth_cmd(
         f"{mode.value} bands to {output} ({planted} defects planted"
         + (f" on replica {chip.defect_replica})" if planted else ")")
     )
+
+
+def _bench_chip(config: Path, manifest: ChipManifest) -> VirtualChip:
+    """The chip a simulated bench config renders (simulators.microscope.bench_setup)."""
+    from instruments.config import read_toml
+    from simulators.devices.sim_config import simulation_config
+    from simulators.microscope.bench_setup import bench_chip
+
+    simulation = simulation_config(read_toml(config), config)
+    if simulation is None:
+        raise ValueError(f"{config} has no [simulation] table: it is not a simulated bench")
+    try:
+        return bench_chip(manifest, simulation.microscope, simulation.seed)
+    except ImportError as exc:  # the optional rcwa backend: say how to install it, in one line
+        raise ValueError(str(exc)) from None
 
 
 @app.command("preview")

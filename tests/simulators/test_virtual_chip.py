@@ -67,7 +67,7 @@ def test_dilation_statistics_match_the_config() -> None:
         design_id=lib.design_id[idx % 4],
     )
     m = ChipManifest("big", 178.0, 6.0, 6.0, None, pads, lib, {})  # type: ignore[arg-type]
-    bias = VirtualChip(m, MODEL, FabricationConfig(seed=3)).size_bias_nm
+    bias = VirtualChip(m, MODEL, FabricationConfig(seed=3, dilation_sd_nm=10.0)).size_bias_nm
     se = 10.0 / np.sqrt(n)
     assert abs(bias.mean() - 4.0) < 4 * se
     assert abs(bias.std() - 10.0) < 4 * 10.0 / np.sqrt(2 * n)

@@ -1,0 +1,266 @@
+"""Proof against ground truth (issue 6): scan a simulated chip with the real runner, process the
+scan, and score the spectra against ``metascan sim truth --config`` of the same bench.
+
+The chip: two replicas of a 6x6 array of 6 µm pads, 29 bands in x and y, one 48 µm tile per
+array. The bench: configs/sim-bench.toml (default lamp drift and flicker, noise, blur,
+illumination fall-off, camera rotation, stage landing error, fabrication bias and spread) with
+in-process cameras, no settling waits, and defects planted on one replica (10 % missing, 10 %
+contaminated). Everything runs through the ``metascan`` entry point once per module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from acquisition.runner import run_scan
+from dataset.array_spectra_file import ArraySpectra, read_array_spectra
+from dataset.quality import PadFlag
+from dataset.registration import METHOD
+from dataset.truth_file import Defect, Truth, read_truth
+from layout.chip import ChipConfig, plan_chip
+from layout.generator import generate
+from layout.manifest import ChipManifest, write_manifest
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SCAN_TABLES = """
+[optics]
+um_per_px = 0.25
+width_px = 192
+height_px = 192
+
+[scan]
+frames = 2
+reference_frames = 2
+dark_frames = 2
+settle_s = 0.0
+
+[alignment]
+automatic = true
+
+[runner]
+durable = false
+step_backoff_s = 0.0
+
+[simulation.microscope]
+camera_feed = "direct"
+
+[simulation.microscope.fabrication]
+missing_fraction = 0.1
+contamination_fraction = 0.1
+"""
+
+
+def manifest() -> ChipManifest:
+    config = ChipConfig(
+        thickness_nm=178, arrays=1, rows=6, cols=6, replicas=2, companion_size=0, chip_id="proof"
+    )
+    return plan_chip(generate(36, seed=3), config)
+
+
+def bench_config(folder: Path) -> Path:
+    """configs/sim-bench.toml's devices at 1e-6 of real time (the least the emulators accept)
+    with no filter settling, plus the scan above."""
+    text = (CONFIGS / "sim-bench.toml").read_text().split("# --- the scan")[0]
+    for old, new in (
+        ("time_scale = 1.0 ", "time_scale = 1e-6 "),
+        ("settle_s = 0.05", "settle_s = 0.0"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / "bench.toml"
+    path.write_text(text + SCAN_TABLES)
+    return path
+
+
+def metascan(*args: str) -> None:
+    """Run the ``metascan`` entry point in-process; it must succeed."""
+    from metascan.cli import main
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["metascan", *args])
+        with pytest.raises(SystemExit) as done:
+            main()
+    assert done.value.code in (0, None), f"metascan {' '.join(args)} exited {done.value.code}"
+
+
+@dataclass(frozen=True)
+class Proof:
+    folder: Path
+    manifest: Path
+    config: Path
+    truth: Truth
+    spectra: ArraySpectra  # with reference compensation
+    plain: ArraySpectra  # --no-reference
+    reference: NDArray[np.float64]  # truth rows of spectra, relative to glass
+    defect: NDArray[np.int8]
+
+    def rmse(self, spectra: ArraySpectra) -> NDArray[np.float64]:
+        out: NDArray[np.float64] = np.sqrt(
+            np.mean((spectra.transmission - self.reference) ** 2, axis=(1, 2))
+        )
+        return out
+
+    @property
+    def good(self) -> NDArray[np.bool_]:
+        out: NDArray[np.bool_] = (self.spectra.flags == 0) & (self.defect == Defect.NONE)
+        return out
+
+
+def read_arrays(folder: Path) -> ArraySpectra:
+    return ArraySpectra.concatenate([read_array_spectra(p) for p in sorted(folder.glob("*.h5"))])
+
+
+@pytest.fixture(scope="module")
+def proof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]:
+    folder = tmp_path_factory.mktemp("proof")
+    chip = folder / "chip.h5"
+    write_manifest(chip, manifest())
+    config = bench_config(folder)
+    run_scan(config, chip, folder / "scans")
+    metascan("sim", "truth", "--manifest", str(chip), "--config", str(config),
+             "--output", str(folder / "truth.h5"))  # fmt: skip
+    for name, extra in (("spectra", []), ("plain", ["--no-reference"])):
+        metascan("process", str(folder / "scans"), "--manifest", str(chip),
+                 "--output", str(folder / name), *extra)  # fmt: skip
+    truth = read_truth(folder / "truth.h5")
+    spectra, plain = read_arrays(folder / "spectra"), read_arrays(folder / "plain")
+    keys = zip(truth.array_id, truth.replica, truth.row, truth.col, strict=True)
+    index = {key: i for i, key in enumerate(keys)}
+    found = zip(spectra.array_id, spectra.replica, spectra.row, spectra.col, strict=True)
+    rows = np.array([index[key] for key in found])
+    yield Proof(
+        folder, chip, config, truth, spectra, plain,
+        truth.relative_transmission()[rows], truth.defect[rows],
+    )  # fmt: skip
+
+
+def quantiles(values: NDArray[np.float64]) -> str:
+    q = np.quantile(values, [0.0, 0.5, 0.9, 0.99, 1.0])
+    return " ".join(f"{k}%={v:.5f}" for k, v in zip((0, 50, 90, 99, 100), q, strict=True))
+
+
+def test_extracted_spectra_match_the_truth_for_good_pads(proof: Proof) -> None:
+    error = proof.rmse(proof.spectra)[proof.good]
+    print(f"\nper-pad RMSE vs truth, {error.size} good pads (reference on): {quantiles(error)}")
+    assert error.size >= 55  # 72 pads less the planted defects
+    assert np.mean(error <= 0.01) >= 0.99
+    np.testing.assert_array_equal(proof.spectra.wavelength_nm, proof.truth.band_center_nm)
+
+
+def test_reference_compensation_cuts_the_error_at_least_threefold(proof: Proof) -> None:
+    good = proof.good
+    on, off = proof.rmse(proof.spectra)[good], proof.rmse(proof.plain)[good]
+    print(f"\nper-pad RMSE, reference on:  {quantiles(on)}")
+    print(f"per-pad RMSE, --no-reference: {quantiles(off)}")
+    print(f"median ratio {np.median(off) / np.median(on):.1f}x")
+    assert np.median(off) >= 3 * np.median(on)
+    assert np.sqrt(np.mean(off**2)) >= 3 * np.sqrt(np.mean(on**2))
+    assert proof.spectra.reference_compensation and not proof.plain.reference_compensation
+
+
+def test_defective_pads_are_flagged_or_clearly_different(proof: Proof) -> None:
+    """Missing pads (bare glass) are flagged MISSING. A contaminated pad is uniform on the
+    simulated chip (its transmission is scaled by 0.5), so extraction has nothing to flag, but
+    its spectrum is about half its replica's, further off than any good pair: replicas differ
+    by their own fabrication dilation (10 nm spread), which moves spectra by tens of percent."""
+    s, defect = proof.spectra, proof.defect
+    missing, dirty = defect == Defect.MISSING, defect == Defect.CONTAMINATED
+    assert missing.any() and dirty.any()
+    assert np.all(s.flags[missing] & PadFlag.MISSING)
+    assert not np.any(s.flags[proof.good])
+    twin = {
+        (int(d), int(r)): i for i, (d, r) in enumerate(zip(s.design_id, s.replica, strict=True))
+    }
+
+    def ratio(i: int) -> float:
+        """Mean transmission over the replica's of the same design (both polarizations)."""
+        j = twin[int(s.design_id[i]), 1 - int(s.replica[i])]
+        return float(s.transmission[i].mean() / s.transmission[j].mean())
+
+    good = [ratio(i) for i in np.flatnonzero((defect == Defect.NONE) & (s.replica == 0))]
+    bad = [ratio(i) for i in np.flatnonzero(dirty)]
+    print(f"\nmean-transmission ratio to the other replica: good pairs {quantiles(np.array(good))}; "
+          f"contaminated {np.round(bad, 3).tolist()}")  # fmt: skip
+    assert max(bad) < 0.6 <= min(good)
+
+
+def test_registration_is_reported_and_sub_tenth_pixel(proof: Proof) -> None:
+    for path in sorted((proof.folder / "spectra").glob("*.h5")):
+        spectra = read_array_spectra(path)
+        (tile,) = spectra.provenance["registration"].values()
+        print(f"\n{spectra.array_name}: {tile}")
+        assert spectra.registration_method == METHOD
+        assert spectra.registration_residual_px < 0.1
+        assert tile["pads_used"] >= 30
+        # the camera is turned 0.3 deg from the stage, the chip 0.15 deg: 0.15 deg net
+        assert tile["rotation_deg"] == pytest.approx(0.15, abs=0.05)
+        assert tile["um_per_px"] == pytest.approx(0.25, rel=2e-3)
+
+
+def test_truth_from_the_bench_config_is_the_scanned_chip(proof: Proof) -> None:
+    fabrication = proof.truth.provenance["fabrication"]
+    assert fabrication["missing_fraction"] == 0.1 and fabrication["seed"] == 0
+    assert proof.truth.provenance["bench_config"] == str(proof.config)
+
+
+def test_truth_refuses_chip_options_beside_a_bench_config(
+    proof: Proof, cli: object, tmp_path: Path
+) -> None:
+    run = cli  # the conftest fixture: (code, out, err)
+    code, _, err = run("sim", "truth", "--manifest", str(proof.manifest), "--config",  # type: ignore[operator]
+                       str(proof.config), "--seed", "3", "--output", str(tmp_path / "t.h5"))  # fmt: skip
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "error: --seed cannot be combined with --config: the bench config's [simulation] "
+        "table sets the chip (seed, spectral_model, fabrication)"
+    ]
+
+
+def test_process_command_output_and_one_line_errors(
+    proof: Proof, cli: object, tmp_path: Path
+) -> None:
+    run = cli
+    scans, chip = str(proof.folder / "scans"), str(proof.manifest)
+    code, out, err = run("process", scans, "--manifest", chip, "--output", str(tmp_path / "s"),  # type: ignore[operator]
+                         "--workers", "1", "--margin-um", "2")  # fmt: skip
+    assert code == 0, err
+    assert "wrote 2 array-spectra files" in out and "pads/s" in out and "MB/s" in out
+    assert "pad/s" in err  # the progress bar
+    narrow = read_array_spectra(tmp_path / "s" / "A0R0.h5")
+    assert narrow.erosion_margin_um == 2.0
+    assert np.all(narrow.pixel_count <= 8 * 8 + 4)  # 2 µm eroded: 8 x 8 px (plus rotation)
+
+    other = tmp_path / "other.h5"
+    config = ChipConfig(thickness_nm=178, arrays=1, rows=6, cols=6, replicas=2,
+                        companion_size=0, chip_id="elsewhere")  # fmt: skip
+    write_manifest(other, plan_chip(generate(36, seed=3), config))
+    (tmp_path / "empty").mkdir()
+    distributed = importlib.util.find_spec("distributed") is not None
+    cases = [
+        (["--manifest", chip, "--output", str(tmp_path / "a"), "--margin-um", "3"],
+         "leaves nothing of a 6 µm pad"),
+        (["--manifest", str(other), "--output", str(tmp_path / "b")],
+         "was scanned on chip proof, the manifest"),
+        (["--manifest", chip, "--output", str(tmp_path / "c"), "--workers", "0"],
+         "workers=0 must be in [1, 1024]"),
+        (["--manifest", str(tmp_path / "none.h5"), "--output", str(tmp_path / "d")],
+         "does not exist"),
+        (["--manifest", chip, "--output", str(tmp_path / "e"), "--scheduler", "tcp://127.0.0.1:9"],
+         "cannot reach the Dask scheduler" if distributed else "needs dask.distributed"),
+    ]  # fmt: skip
+    for args, message in cases:
+        code, _, err = run("process", scans, *args)  # type: ignore[operator]
+        lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], (args, err)
+        assert "Traceback" not in err
+    code, _, err = run("process", str(tmp_path / "empty"), "--manifest", chip, "--output",  # type: ignore[operator]
+                       str(tmp_path / "f"))  # fmt: skip
+    assert code == 2 and "no tile hypercubes" in err
