@@ -264,3 +264,27 @@ def test_process_command_output_and_one_line_errors(
     code, _, err = run("process", str(tmp_path / "empty"), "--manifest", chip, "--output",  # type: ignore[operator]
                        str(tmp_path / "f"))  # fmt: skip
     assert code == 2 and "no tile hypercubes" in err
+
+
+def test_curation_rejects_designs_defective_on_one_replica(proof: Proof) -> None:
+    """Scan -> process -> curate on the proof chip (10 % missing and 10 % contaminated pads on one
+    replica): designs with a defective replica are rejected, designs whose replicas are both
+    good are kept, at MOCLIP's threshold 1e-3."""
+    from dataset.curation import DEFAULT_THRESHOLD, curate
+    from layout.manifest import read_manifest
+
+    chip = read_manifest(proof.manifest)
+    spectra = [read_array_spectra(p) for p in sorted((proof.folder / "spectra").glob("*.h5"))]
+    result = curate(spectra, {chip.chip_id: chip}, DEFAULT_THRESHOLD)
+    t = proof.truth
+    dataset = t.role == 0
+    defective = set(t.design_id[dataset & (t.defect != Defect.NONE)].tolist())
+    rejected = dict(zip(result.design_id.tolist(), (~result.kept).tolist(), strict=True))
+    bad = [rejected[d] for d in defective]
+    good = [rejected[d] for d in rejected if d not in defective]
+    print(
+        f"\ndefective designs rejected {sum(bad)}/{len(bad)}, good rejected {sum(good)}/{len(good)}"
+    )
+    assert len(bad) >= 5 and len(good) >= 20
+    assert sum(bad) / len(bad) >= 0.9
+    assert sum(good) / len(good) <= 0.02
