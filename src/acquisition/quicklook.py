@@ -4,7 +4,7 @@ Made from the hypercubes as they are on disk the moment the array's last tile cl
 person sees within seconds whether focus, exposure and registration look right, long before
 processing. Tiles are placed on a grid by their tile index (the small overlap between tiles is
 shown twice: a quick-look, not a stitch). Transmission here is the same flat-fielded,
-lamp-compensated ratio processing computes (:func:`dataset.transmission.band_transmission`).
+lamp-compensated ratio processing computes (:func:`dataset.extraction.transmission_images`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from acquisition.scan_folder import tile_name
+from dataset.extraction import transmission_images
 from dataset.false_colour import false_colour
-from dataset.hypercube_file import read_flat, read_hypercube
-from dataset.transmission import band_transmission
 from layout.atomic import save_png
 
 log = logging.getLogger(__name__)
@@ -30,13 +29,14 @@ def _tile_images(
     path: Path, polarization: str
 ) -> tuple[NDArray[np.float32], NDArray[np.float64], int, int]:
     """(B, H, W) transmission of one tile at ``polarization``, its bands, and its grid index."""
-    with read_hypercube(path) as ds, read_flat(path) as flat:
-        p = [str(v) for v in ds.polarization.values].index(polarization)
-        wavelengths = np.asarray(ds.wavelength.values, dtype=np.float64)
-        stack = np.stack(
-            [band_transmission(ds, flat, p, b) for b in range(wavelengths.size)]
-        ).astype(np.float32)
-        return stack, wavelengths, int(ds.attrs["tile_row"]), int(ds.attrs["tile_col"])
+    cube = transmission_images(path)
+    p = cube.polarization.index(polarization)
+    return (
+        cube.images[p],
+        cube.wavelength_nm,
+        int(cube.attrs["tile_row"]),
+        int(cube.attrs["tile_col"]),
+    )
 
 
 def write_quicklook(folder: Path, array: str, output: Path, polarization: str = "x") -> Path:

@@ -31,7 +31,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -484,6 +484,28 @@ def _band_factors(
                 factor *= lamp_flat / lamp
             gain[i, j] = factor
     return gain, tile_dark, flat_dark
+
+
+def transmission_images(tile_path: Path, *, reference: bool = True) -> CubeSection:
+    """Every band of a tile hypercube as per-pixel transmission relative to its flat (the module
+    docstring's formula): the same arithmetic as the pad statistics, image by image, for
+    quick-looks and checks. Returned as the tile's section with ``images`` replaced (float32,
+    NaN where a band, its dark or its flat is incomplete)."""
+    tile = read_section(tile_path)
+    flat = read_flat_section(tile_path, tile.attrs)
+    _check_same_bands(tile, flat)
+    gain, tile_dark, flat_dark = _band_factors(tile, flat, reference)
+    out = np.full(tile.images.shape, np.nan, dtype=np.float32)
+    p, b = gain.shape
+    for i in range(p):
+        for j in range(b):
+            if tile_dark[i, j] < 0:
+                continue
+            signal = tile.images[i, j] - tile.darks[tile_dark[i, j]]
+            glass = flat.images[i, j] - flat.darks[flat_dark[i, j]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[i, j] = signal / glass * np.float32(gain[i, j])
+    return replace(tile, images=out)
 
 
 def _check_same_bands(tile: CubeSection, flat: CubeSection) -> None:
