@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as PolygonPatch
 
-from layout.atomic import atomic_output
+from layout.atomic import save_png
 from layout.design import DesignLibrary
 from layout.manifest import ChipManifest, Role
 from layout.polygons import NM_PER_UM, design_polygons
@@ -55,7 +55,7 @@ def preview_designs(library: DesignLibrary, path: Path, count: int = 6) -> None:
             a.tick_params(labelsize=6)
     fig.suptitle("Unit cells: raster (top) vs written polygons (bottom)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_png(fig, path, dpi=130)
 
 
 def preview_array(
@@ -106,9 +106,4 @@ def preview_array(
     ax.set_xlabel("x from array origin (µm)")
     ax.set_ylabel("y from array origin (µm)")
     fig.tight_layout()
-    _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> None:
-    with atomic_output(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
+    save_png(fig, path, dpi=130)

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from dataset.false_colour import RGB_CENTERS_NM, RGB_SIGMA_NM, rgb_weights
 from dataset.truth_file import Truth
 from instruments.protocols import BandwidthMode
-from layout.atomic import atomic_output
+from layout.atomic import save_png
 from layout.manifest import ChipManifest
 from simulators.microscope.config import MicroscopeConfig, OpticsConfig, SensorConfig
 from simulators.microscope.microscope import OpticalState, Role, VirtualMicroscope
@@ -369,7 +369,7 @@ def plot_frame(
     ax.set_xlabel("column (px)")
     ax.set_ylabel("row (px)")
     fig.tight_layout()
-    save_figure(fig, path)
+    save_png(fig, path)
 
 
 def plot_rgb(path: Path, preview: ArrayPreview) -> None:
@@ -390,7 +390,7 @@ def plot_rgb(path: Path, preview: ArrayPreview) -> None:
     ax.set_xlabel("column (px)")
     ax.set_ylabel("row (px)")
     fig.tight_layout()
-    save_figure(fig, path)
+    save_png(fig, path)
 
 
 def max_error(preview: ArrayPreview) -> float:
@@ -420,12 +420,7 @@ def plot_spectra(path: Path, preview: ArrayPreview) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    save_figure(fig, path)
-
-
-def save_figure(fig: Figure, path: Path) -> None:
-    with atomic_output(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    save_png(fig, path)
 
 
 def preview_config(manifest: ChipManifest, array: str, seed: int) -> MicroscopeConfig:
