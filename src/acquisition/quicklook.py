@@ -16,35 +16,27 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from acquisition.scan_folder import tile_name
 from dataset.extraction import transmission_images
 from dataset.false_colour import false_colour
+from dataset.process import find_tiles
 from layout.atomic import save_png
 
 log = logging.getLogger(__name__)
 GREY_BAND_NM = 550.0
 
 
-def _tile_images(
-    path: Path, polarization: str
-) -> tuple[NDArray[np.float32], NDArray[np.float64], int, int]:
-    """(B, H, W) transmission of one tile at ``polarization``, its bands, and its grid index."""
+def _tile_images(path: Path, polarization: str) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    """(B, H, W) transmission of one tile at ``polarization``, and its bands."""
     cube = transmission_images(path)
-    p = cube.polarization.index(polarization)
-    return (
-        cube.images[p],
-        cube.wavelength_nm,
-        int(cube.attrs["tile_row"]),
-        int(cube.attrs["tile_col"]),
-    )
+    return cube.images[cube.polarization.index(polarization)], cube.wavelength_nm
 
 
 def write_quicklook(folder: Path, array: str, output: Path, polarization: str = "x") -> Path:
     """Write the quick-look of ``array`` from the tile files in ``folder`` to ``output``."""
-    paths = sorted(Path(folder).glob(tile_name(array, (0, 0)).replace("r0c0", "r*c*")))
-    if not paths:
+    files = find_tiles(folder).get(array)
+    if not files:
         raise FileNotFoundError(f"no tile of array {array} in {folder}")
-    tiles = [_tile_images(p, polarization) for p in paths]
+    tiles = [(*_tile_images(f.path, polarization), *f.tile) for f in files]
     wavelengths = tiles[0][1]
     _, h, w = tiles[0][0].shape
     rows = 1 + max(t[2] for t in tiles)

@@ -29,6 +29,7 @@ from acquisition.plan import Acquire, tiles_for_array
 from acquisition.quicklook import write_quicklook
 from acquisition.run_record import RunRecord
 from acquisition.scan_folder import (
+    IDENTITY,
     LOG_FILE,
     QUICKLOOK,
     RUN_RECORD,
@@ -112,7 +113,7 @@ def _check_folder(output: Path, identity: ScanIdentity, resume: bool) -> None:
         diff = found.mismatch(identity)
         if diff is not None:
             raise ValueError(f"{output} holds another scan ({diff}); resume it with its own config")
-    elif (output / "scan.json").exists():
+    elif (output / IDENTITY).exists():
         raise FileExistsError(
             f"{output} already holds a scan; pass --resume to continue it, or choose another folder"
         )
