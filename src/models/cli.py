@@ -34,12 +34,23 @@ def train_cmd(
     no_transpose: Annotated[
         bool, typer.Option("--no-transpose", help="Switch off the transpose augmentation.")
     ] = False,
+    time_budget_min: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget-min",
+            help="Wall-clock minutes; the schedule is fitted to it and training stops after "
+            "the step that passes it.",
+        ),
+    ] = None,
+    val_every_steps: Annotated[
+        int, typer.Option("--val-every-steps", help="Also validate every N steps; 0: per epoch.")
+    ] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Train a contrastive geometry-spectrum model (runs under torchrun too)."""
     from models.augment import AugmentConfig
     from models.config import get_config
-    from models.train import TrainConfig, train
+    from models.train import STOP_MESSAGES, TrainConfig, train
 
     get_config(config)  # an unknown name fails before the pairs are read
     cfg = TrainConfig(
@@ -51,11 +62,15 @@ def train_cmd(
         seed=seed,
         patience=patience,
         augment=AugmentConfig(circular_shift=not no_shift, transpose=not no_transpose),
+        time_budget_min=time_budget_min,
+        val_every_steps=val_every_steps,
     )
     result = train(pairs, output, cfg, resume=resume, progress=progress)
+    epochs_done = result.history[-1]["epoch"] if result.history else 0.0
     typer.echo(
-        f"trained {len(result.history)} epochs; best val R@1 {result.best_val_r1:.3f} "
-        f"at epoch {result.best_epoch}; model in {output}"
+        f"trained {round(epochs_done, 2):g} epochs ({result.steps} steps; stopped: "
+        f"{STOP_MESSAGES[result.stop_reason]}); best val R@1 {result.best_val_r1:.3f} "
+        f"at epoch {round(result.best_epoch, 2):g}; model in {output}"
     )
 
 

@@ -123,6 +123,8 @@ def evaluate(
         "split": split,
         "seed": seed,
         "results": results,
+        # R@K for K = 1..20 on the last gallery listed, as plotted in recall_at_k.png.
+        "recall_curve": {"gallery": galleries[-1].label, "K": list(CURVE_KS), **curves},
     }
     out = Path(output) if output is not None else Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)

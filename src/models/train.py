@@ -6,7 +6,15 @@ Kept apart from the model library (as open_clip keeps ``open_clip_train`` apart 
 Reproducibility rests on explicit state: the model is initialized after ``torch.manual_seed``,
 batches come from a seeded ``DistributedSampler`` (``set_epoch`` per epoch), augmentations draw
 from their own generator, and all of it goes into ``latest.pt`` so ``--resume`` continues the
-same streams an uninterrupted run would have used.
+same streams an uninterrupted run would have used, mid-epoch included (the checkpoint records
+the batch to continue from).
+
+A wall-clock budget (``time_budget_min``) trades that reproducibility for a bounded run: a
+cosine or step schedule cut off at an arbitrary step never anneals, so under a budget the
+schedule's horizon is fitted to the steps the budget allows at the rate measured so far (after
+``PROBE_STEPS`` steps and again after every validation), and training stops at whichever comes
+first: the fitted horizon, the budget, the epochs, or patience. Why it stopped is written to
+``metrics.json``.
 """
 
 from __future__ import annotations
@@ -48,6 +56,13 @@ MOCLIP_STAGES = ((0.0, 1.0), (0.5, 0.5), (0.8, 0.3))
 BEST_FILE = "best.pt"
 METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
+PROBE_STEPS = 20  # steps timed before the first fit of a budgeted schedule
+STOP_MESSAGES = {
+    "epochs": "all epochs done",
+    "patience": "no better validation R@1 within the patience",
+    "time_budget": "time budget passed",
+    "budget_schedule": "schedule fitted to the time budget completed",
+}
 
 
 @dataclass(frozen=True)
@@ -62,9 +77,11 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_fraction: float = 0.05
     seed: int = 0
-    patience: int = 0  # epochs without a better val R@1 before stopping; 0 never stops early
+    patience: int = 0  # validations without a better val R@1 before stopping; 0: never
     gather_with_grad: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    time_budget_min: float | None = None  # wall clock of one train() call, loading included
+    val_every_steps: int = 0  # validate (and checkpoint) every N steps too; 0: once per epoch
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -79,6 +96,14 @@ class TrainConfig:
             raise ValueError(f"warmup_fraction={self.warmup_fraction} must be in [0, 1)")
         if self.patience < 0:
             raise ValueError(f"patience={self.patience} must be >= 0")
+        if self.time_budget_min is not None and not (
+            math.isfinite(self.time_budget_min) and self.time_budget_min > 0
+        ):
+            raise ValueError(
+                f"time-budget-min={self.time_budget_min} must be a positive number of minutes"
+            )
+        if self.val_every_steps < 0:
+            raise ValueError(f"val-every-steps={self.val_every_steps} must be >= 0 (0: per epoch)")
 
     @property
     def base_lr(self) -> float:
@@ -101,14 +126,55 @@ def lr_multiplier(schedule: str, step: int, total_steps: int, warmup_steps: int)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def fit_horizon(done: int, run_steps: int, run_s: float, remaining_s: float, cap: int) -> int:
+    """The step a budgeted schedule should end at: the ``done`` steps plus as many as
+    ``remaining_s`` allows at the rate of this run so far (``run_steps`` in ``run_s``, its
+    validations included), never past ``cap`` (the epochs' steps) nor before ``done``."""
+    if run_steps <= 0 or run_s <= 0:
+        return cap
+    more = int(max(0.0, remaining_s) * run_steps / run_s)
+    return max(done, min(cap, done + more))
+
+
 @dataclass
 class TrainResult:
     """What a run ended with; the same numbers are in ``metrics.json``."""
 
     history: list[dict[str, float]]
     best_val_r1: float
-    best_epoch: int
-    stopped_early: bool
+    best_epoch: float  # fractional when validating mid-epoch
+    stopped_early: bool  # by patience
+    stop_reason: str = "epochs"  # a key of STOP_MESSAGES
+    steps: int = 0
+
+
+@dataclass
+class _Plan:
+    """The schedule's horizon; mutable because a time budget refits it during the run."""
+
+    steps: int
+    warmup_fraction: float
+
+    @property
+    def warmup(self) -> int:
+        return int(self.warmup_fraction * self.steps)
+
+
+@dataclass(frozen=True)
+class _Clock:
+    """Wall clock of one train() call against its optional budget."""
+
+    start: float
+    budget_s: float | None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def passed(self) -> bool:
+        return self.budget_s is not None and self.elapsed() >= self.budget_s
+
+    def remaining(self) -> float:
+        return math.inf if self.budget_s is None else self.budget_s - self.elapsed()
 
 
 class _Indices(Dataset[int]):
@@ -191,20 +257,41 @@ def validation_recall(
     return recall_at(ranks, (1, 5))
 
 
-def _write_metrics(folder: Path, history: list[dict[str, float]]) -> None:
-    save_json(history, folder / METRICS_JSON)
+def _write_metrics(
+    folder: Path, history: list[dict[str, float]], stop: dict[str, Any] | None
+) -> None:
+    """``metrics.json``: ``{"history": [row per validation], "stop": why it ended or null while
+    running}``; ``metrics.csv``: the rows alone."""
+    save_json({"history": history, "stop": stop}, folder / METRICS_JSON)
+    if not history:
+        return
+    fields: dict[str, None] = {}  # ordered union: rows from an older checkpoint may lack columns
+    for row in history:
+        fields.update(dict.fromkeys(row))
     tmp = folder / f".{METRICS_CSV}.part"
     with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(history)
     tmp.replace(folder / METRICS_CSV)
 
 
-def _batches(sampler: DistributedSampler[int], local_batch: int, steps: int) -> Iterator[Tensor]:
+def _batches(
+    sampler: DistributedSampler[int], local_batch: int, steps: int, first: int = 0
+) -> Iterator[Tensor]:
+    """The epoch's batches from batch ``first`` on (a resumed run continues mid-epoch)."""
     order = torch.tensor(list(sampler), dtype=torch.long)
-    for i in range(steps):
+    for i in range(first, steps):
         yield order[i * local_batch : (i + 1) * local_batch]
+
+
+def _from_rank0(values: list[float], world: int, device: torch.device) -> list[float]:
+    """Rank 0's values on every rank: decisions from a clock must not differ between ranks."""
+    if world == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return [float(v) for v in t.tolist()]
 
 
 def train(
@@ -219,8 +306,12 @@ def train(
     """Train on the train split, select on the validation split, write the model directory.
 
     ``model_config`` overrides the named architecture (tests use tiny ones); ``on_epoch_end``
-    is called after each epoch's checkpoint is on disk.
+    is called after each validation's checkpoint is on disk, with the whole epochs done so far.
     """
+    clock = _Clock(
+        time.perf_counter(), None if cfg.time_budget_min is None else 60 * cfg.time_budget_min
+    )
+    budgeted = cfg.time_budget_min is not None
     output = Path(output)
     arch = model_config or get_config(cfg.model)
     pairs = load_pairs(pairs_path)
@@ -261,16 +352,17 @@ def train(
         arch, Normalization.fit(train_split.params.numpy(), train_split.spectra.numpy())
     ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.base_lr, weight_decay=cfg.weight_decay)
-    warmup = int(cfg.warmup_fraction * total_steps)
+    plan = _Plan(total_steps, cfg.warmup_fraction)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(cfg.schedule, step, total_steps, warmup)
+        optimizer, lambda step: lr_multiplier(cfg.schedule, step, plan.steps, plan.warmup)
     )
     aug_rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank + 1)
     sampler: DistributedSampler[int] = DistributedSampler(
         _Indices(len(train_split)), world, rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
     history: list[dict[str, float]] = []
-    start_epoch, global_step, best_r1, best_epoch, bad_epochs = 0, 0, -1.0, -1, 0
+    start_epoch, start_batch, global_step = 0, 0, 0
+    best_r1, best_epoch, bad_evals, elapsed_before = -1.0, -1.0, 0, 0.0
     if resume:
         ckpt = torch.load(latest, map_location=device, weights_only=True)
         if ckpt["model_name"] != arch.name:
@@ -281,9 +373,13 @@ def train(
         aug_rng.set_state(ckpt["aug_rng"][rank % len(ckpt["aug_rng"])].cpu())
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
-        best_r1, best_epoch = float(ckpt["best_val_r1"]), int(ckpt["best_epoch"])
-        bad_epochs, history = int(ckpt["bad_epochs"]), list(ckpt["history"])
-        log.info("resumed %s at epoch %d, step %d", output, start_epoch, global_step)
+        start_batch = int(ckpt.get("batch", 0))
+        best_r1, best_epoch = float(ckpt["best_val_r1"]), float(ckpt["best_epoch"])
+        bad_evals, history = int(ckpt["bad_epochs"]), list(ckpt["history"])
+        elapsed_before = float(ckpt.get("elapsed_s", 0.0))
+        if budgeted:  # the budget's horizon so far; refitted once this run's rate is known
+            plan.steps = int(ckpt.get("planned_steps", total_steps))
+        log.info("resumed %s at step %d (epoch %d)", output, global_step, start_epoch)
 
     net: torch.nn.Module = model
     if world > 1:
@@ -292,21 +388,30 @@ def train(
         )
     loss_fn = ClipLoss(cfg.gather_with_grad)
     train_record = {"train": cfg.to_dict(), "pairs": str(pairs_path), "world_size": world}
-    stopped_early = False
     bar = tqdm(
-        range(start_epoch, cfg.epochs),
-        initial=start_epoch,
-        total=cfg.epochs,
+        total=total_steps,
+        initial=global_step,
         desc="train",
-        unit="epoch",
+        unit="step",
         disable=not progress or rank != 0,
     )
-    for epoch in bar:
-        t0 = time.perf_counter()
+    loop_start, run_steps = time.perf_counter(), 0
+
+    def refit() -> None:
+        """Rank 0 fits the horizon to the budget; every rank takes its number."""
+        run_s = time.perf_counter() - loop_start
+        steps = fit_horizon(global_step, run_steps, run_s, clock.remaining(), total_steps)
+        plan.steps = int(_from_rank0([float(steps)], world, device)[0])
+
+    stop_reason = "epochs"
+    last_eval = time.perf_counter()
+    losses: list[float] = []
+    for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         model.train()
-        losses = []
-        for idx in _batches(sampler, local_batch, steps_per_epoch):
+        first = start_batch if epoch == start_epoch else 0
+        stop: str | None = None
+        for batch, idx in enumerate(_batches(sampler, local_batch, steps_per_epoch, first), first):
             image = train_split.geometry[idx].to(device)
             spectra = train_split.spectra[idx].to(device)
             image, spectra = augment(image, spectra, cfg.augment, aug_rng)
@@ -323,55 +428,103 @@ def train(
             )
             scheduler.step()
             global_step += 1
-        recall = validation_recall(model, val_split, device)
-        row = {
-            "epoch": float(epoch + 1),
-            "step": float(global_step),
-            "train_loss": float(np.mean(losses)),
-            "val_r1": recall[1],
-            "val_r5": recall[5],
-            "lr": float(scheduler.get_last_lr()[0]),
-            "temperature": float(1 / model.logit_scale.exp().clamp(max=100).item()),
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        improved = recall[1] > best_r1
-        if improved:
-            best_r1, best_epoch, bad_epochs = recall[1], epoch + 1, 0
-        else:
-            bad_epochs += 1
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_r1=f"{recall[1]:.3f}")
-        rng_states = [aug_rng.get_state()]
-        if world > 1:
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, aug_rng.get_state())
-            rng_states = gathered
-        if rank == 0:
-            ckpt_out = {
-                "model_name": arch.name,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "global_step": global_step,
-                "best_val_r1": best_r1,
-                "best_epoch": best_epoch,
-                "bad_epochs": bad_epochs,
-                "history": history,
-                "aug_rng": rng_states,
-                "torch_rng": torch.get_rng_state(),
+            run_steps += 1
+            bar.update(1)
+            if budgeted:
+                if run_steps == PROBE_STEPS:
+                    refit()
+                if _from_rank0([float(clock.passed())], world, device)[0]:
+                    stop = "time_budget"
+                elif global_step >= plan.steps < total_steps:
+                    stop = "budget_schedule"
+            done = batch + 1
+            if not (
+                done == steps_per_epoch
+                or stop is not None
+                or (cfg.val_every_steps and global_step % cfg.val_every_steps == 0)
+            ):
+                continue
+            next_epoch, next_batch = (epoch + 1, 0) if done == steps_per_epoch else (epoch, done)
+            val_start = time.perf_counter()
+            recall = validation_recall(model, val_split, device)
+            model.train()
+            now = time.perf_counter()
+            row = {
+                "epoch": epoch + done / steps_per_epoch,
+                "step": float(global_step),
+                "train_loss": float(np.mean(losses)),
+                "val_r1": recall[1],
+                "val_r5": recall[5],
+                "lr": float(scheduler.get_last_lr()[0]),
+                "temperature": float(1 / model.logit_scale.exp().clamp(max=100).item()),
+                "seconds": now - last_eval,  # training and this validation
+                "val_seconds": now - val_start,
+                "elapsed_s": elapsed_before + clock.elapsed(),
             }
+            last_eval, losses = now, []
+            history.append(row)
+            improved = recall[1] > best_r1
             if improved:
-                write_model_dir(output, model, train_record)
-                save_torch(ckpt_out, output / BEST_FILE)
-            save_torch(ckpt_out, latest)
-            _write_metrics(output, history)
-            log.info("epoch %d: %s", epoch + 1, row)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, row)
-        if cfg.patience and bad_epochs >= cfg.patience:
-            stopped_early = True
-            log.info("no better val R@1 for %d epochs: stopping", bad_epochs)
+                best_r1, best_epoch, bad_evals = recall[1], row["epoch"], 0
+            else:
+                bad_evals += 1
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_r1=f"{recall[1]:.3f}")
+            if budgeted and stop is None:
+                refit()  # the rate now includes a validation's cost
+            rng_states = [aug_rng.get_state()]
+            if world > 1:
+                gathered: list[Any] = [None] * world
+                dist.all_gather_object(gathered, aug_rng.get_state())
+                rng_states = gathered
+            if rank == 0:
+                ckpt_out = {
+                    "model_name": arch.name,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": next_epoch,
+                    "batch": next_batch,
+                    "global_step": global_step,
+                    "planned_steps": plan.steps,
+                    "best_val_r1": best_r1,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_evals,
+                    "history": history,
+                    "elapsed_s": row["elapsed_s"],
+                    "aug_rng": rng_states,
+                    "torch_rng": torch.get_rng_state(),
+                }
+                if improved:
+                    write_model_dir(output, model, train_record)
+                    save_torch(ckpt_out, output / BEST_FILE)
+                save_torch(ckpt_out, latest)
+                _write_metrics(output, history, None)
+                log.info("step %d: %s", global_step, row)
+            if on_epoch_end is not None:
+                on_epoch_end(next_epoch, row)
+            if stop is None and cfg.patience and bad_evals >= cfg.patience:
+                stop = "patience"
+                log.info("no better val R@1 for %d validations: stopping", bad_evals)
+            if stop is not None:
+                break
+        if stop is not None:
+            stop_reason = stop
             break
     bar.close()
-    return TrainResult(history, best_r1, best_epoch, stopped_early)
+    stop_record = {
+        "reason": stop_reason,
+        "message": STOP_MESSAGES[stop_reason],
+        "epoch": history[-1]["epoch"] if history else 0.0,
+        "step": global_step,
+        "elapsed_s": elapsed_before + clock.elapsed(),
+        "time_budget_min": cfg.time_budget_min,
+        "planned_steps": plan.steps,
+        "best_val_r1": best_r1,
+        "best_epoch": best_epoch,
+    }
+    if rank == 0 and output.is_dir():
+        _write_metrics(output, history, stop_record)
+    log.info("stopped: %s", STOP_MESSAGES[stop_reason])
+    return TrainResult(
+        history, best_r1, best_epoch, stop_reason == "patience", stop_reason, global_step
+    )

@@ -24,6 +24,17 @@ def test_ranks_count_any_replica_as_a_hit() -> None:
     assert recall_at(ranks, (1, 3)) == {1: 2 / 3, 3: 1.0}
 
 
+def test_ranks_do_not_depend_on_the_query_chunk() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 5, (37, 23), generator=gen).double()  # many ties
+    q_ids = np.arange(37) % 11
+    g_ids = np.arange(23) % 11
+    whole = ranks_of_truth(scores, q_ids, g_ids, chunk=37)
+    assert whole.min() >= 1 and whole.max() > 1
+    for chunk in (1, 5, 36):
+        assert ranks_of_truth(scores, q_ids, g_ids, chunk=chunk).tolist() == whole.tolist()
+
+
 def test_evaluate_writes_json_and_pngs_with_the_oracle(
     tmp_path: Path, pairs_h5: Path, truth_h5: Path, cli: Cli
 ) -> None:
@@ -46,6 +57,11 @@ def test_evaluate_writes_json_and_pngs_with_the_oracle(
         ratio
         == whole["spectrum_to_geometry"]["R@1"] / whole["oracle"]["spectrum_to_geometry"]["R@1"]
     )
+    curve = report["recall_curve"]
+    assert curve["K"] == list(range(1, 21)) and curve["gallery"] == subset["gallery"]
+    assert curve["model s→g"][0] == subset["spectrum_to_geometry"]["R@1"]
+    assert curve["oracle s→g"][9] == subset["oracle"]["spectrum_to_geometry"]["R@10"]
+    assert all(a <= b for a, b in zip(curve["model g→s"], curve["model g→s"][1:], strict=False))
     for png in ("similarity.png", "recall_at_k.png", "training.png"):
         assert (run / png).stat().st_size > 1000
 

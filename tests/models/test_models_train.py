@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from models.model_dir import load_model
-from models.train import TrainConfig, lr_multiplier, train
+from models.train import TrainConfig, fit_horizon, lr_multiplier, train
 
 if TYPE_CHECKING:
     from conftest import Cli
@@ -29,11 +29,11 @@ def test_train_command_writes_a_model_directory_that_beats_chance(
     code, stdout, err = cli("train", "--pairs", str(pairs_h5), "--output", str(out),
                             "--epochs", "2", "--batch-size", "32", "--no-progress")  # fmt: skip
     assert code == 0, err
-    assert "trained 2 epochs" in stdout
+    assert "trained 2 epochs (10 steps; stopped: all epochs done)" in stdout
     for name in ("model.pt", "config.json", "normalization.json", "metrics.csv",
                  "metrics.json", "latest.pt", "best.pt"):  # fmt: skip
         assert (out / name).is_file(), name
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())["history"]
     assert [m["epoch"] for m in metrics] == [1, 2]
     # 20 validation designs: chance R@1 is 0.05.
     assert max(m["val_r1"] for m in metrics) > 0.1
@@ -54,23 +54,62 @@ def test_same_seed_gives_the_same_loss_curve(tmp_path: Path, pairs_h5: Path) -> 
         torch.testing.assert_close(_weights(tmp_path / "b")[key], value, rtol=0, atol=0)
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, pairs_h5: Path) -> None:
-    cfg = TrainConfig(epochs=2, batch_size=32, seed=1)
+def test_resume_mid_epoch_reproduces_an_uninterrupted_run(tmp_path: Path, pairs_h5: Path) -> None:
+    # 160 training pairs in batches of 32: 5 steps an epoch, validated after steps 2, 4, 5, ...
+    # The crash comes after step 6, so the resumed run starts mid-epoch and crosses an epoch.
+    cfg = TrainConfig(epochs=2, batch_size=32, seed=2, val_every_steps=2)
     full = train(pairs_h5, tmp_path / "full", cfg, progress=False)
+    assert [r["step"] for r in full.history] == [2, 4, 5, 6, 8, 10]
+    assert full.history[0]["epoch"] == pytest.approx(0.4)
 
     class Crash(Exception):
         pass
 
-    def crash_after_first(epoch: int, row: dict[str, float]) -> None:
-        if epoch == 1:
+    def crash_mid_epoch(epoch: int, row: dict[str, float]) -> None:
+        if row["step"] == 6:
             raise Crash
 
     with pytest.raises(Crash):
-        train(pairs_h5, tmp_path / "cut", cfg, progress=False, on_epoch_end=crash_after_first)
+        train(pairs_h5, tmp_path / "cut", cfg, progress=False, on_epoch_end=crash_mid_epoch)
     resumed = train(pairs_h5, tmp_path / "cut", cfg, resume=True, progress=False)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     for key, value in _weights(tmp_path / "full").items():
         torch.testing.assert_close(_weights(tmp_path / "cut")[key], value, rtol=0, atol=0)
+
+
+def test_a_tiny_time_budget_stops_after_one_step_and_says_so(
+    tmp_path: Path, pairs_h5: Path, cli: Cli
+) -> None:
+    out = tmp_path / "run"
+    # 0.0001 min is 6 ms: loading the pairs alone takes longer, so the first step passes it.
+    code, stdout, err = cli("train", "--pairs", str(pairs_h5), "--output", str(out),
+                            "--epochs", "5", "--batch-size", "32", "--no-progress",
+                            "--time-budget-min", "0.0001")  # fmt: skip
+    assert code == 0, err
+    assert "(1 steps; stopped: time budget passed)" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stop"]["reason"] == "time_budget"
+    assert metrics["stop"]["time_budget_min"] == 0.0001 and metrics["stop"]["step"] == 1
+    assert [m["step"] for m in metrics["history"]] == [1]  # validated where it stopped
+    assert metrics["history"][0]["epoch"] == pytest.approx(0.2)
+    assert (out / "best.pt").is_file() and load_model(out).cfg.name == "metascan-small"
+    ckpt = torch.load(out / "latest.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["batch"]) == (0, 1)  # a resume continues with batch 2
+
+
+def test_without_a_budget_the_stop_reason_is_the_epochs(tmp_path: Path, pairs_h5: Path) -> None:
+    result = train(pairs_h5, tmp_path / "run", TrainConfig(epochs=1, batch_size=32), progress=False)
+    stop = json.loads((tmp_path / "run" / "metrics.json").read_text())["stop"]
+    assert result.stop_reason == stop["reason"] == "epochs"
+    assert stop["step"] == result.steps == 5 and stop["time_budget_min"] is None
+
+
+def test_fit_horizon_spends_the_remaining_budget_at_the_measured_rate() -> None:
+    # 20 steps in 10 s leaves room for 2 steps a second: 100 s more is 200 steps.
+    assert fit_horizon(done=50, run_steps=20, run_s=10.0, remaining_s=100.0, cap=10_000) == 250
+    assert fit_horizon(50, 20, 10.0, 100.0, cap=120) == 120  # never past the epochs
+    assert fit_horizon(50, 20, 10.0, -5.0, cap=10_000) == 50  # budget gone: stop now
+    assert fit_horizon(0, 0, 0.0, 100.0, cap=300) == 300  # no rate yet: the epochs decide
 
 
 def test_schedules() -> None:
@@ -89,6 +128,8 @@ def test_schedules() -> None:
         (["--config", "nope"], "unknown model config 'nope'; known: metascan-small, moclip"),
         (["--epochs", "0"], "epochs=0 must be >= 1"),
         (["--schedule", "linear"], "schedule 'linear' not in cosine, moclip"),
+        (["--time-budget-min", "0"], "time-budget-min=0.0 must be a positive number of minutes"),
+        (["--val-every-steps", "-1"], "val-every-steps=-1 must be >= 0 (0: per epoch)"),
     ],
 )
 def test_bad_input_is_one_line(
