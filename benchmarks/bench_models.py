@@ -143,8 +143,13 @@ def _reusable(folder: Path, cfg: TrainConfig, pairs: Path) -> bool:
         return False
     if json.loads(metrics.read_text()).get("stop") is None:
         return False
-    saved = json.loads(config.read_text())["train"]
-    return bool(saved["train"] == cfg.to_dict() and saved["pairs"] == str(pairs))
+    saved = json.loads(config.read_text())
+    same_arch = saved["model"] == get_config(cfg.model).to_dict()  # a config file may change
+    return bool(
+        same_arch
+        and saved["train"]["train"] == cfg.to_dict()
+        and saved["train"]["pairs"] == str(pairs)
+    )
 
 
 @torch.no_grad()
@@ -300,7 +305,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
         "pairs": str(pairs),
-        "truth_pairs": str(truth),
+        "truth": str(truth),
         "designs": args.count,
         "replicas": args.replicas,
         "noise": args.noise,

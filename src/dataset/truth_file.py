@@ -127,6 +127,38 @@ def write_truth(path: Path, truth: Truth, provenance: dict[str, Any] | None = No
         f.create_dataset("glass_transmission", data=truth.glass_transmission)
 
 
+def is_truth_file(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 file that says it holds a chip's truth (by its schema)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(decode_attr(f.attrs.get("schema", "")) == SCHEMA)
+    except OSError:
+        return False
+
+
+def design_truth(truth: Truth, design_ids: NDArray[np.int64]) -> NDArray[np.float64]:
+    """The noise-free relative transmission (N, 2, B) of each design in ``design_ids``: the mean
+    over its dataset pads fabricated without a planted defect, replicas included, which is
+    what curation's replica mean estimates. A design with no such pad is an error."""
+    ok = (truth.role == Role.DATASET) & (truth.defect == Defect.NONE)
+    ids = truth.design_id[ok]
+    spectra = truth.relative_transmission()[ok]
+    unique, inverse = np.unique(ids, return_inverse=True)
+    sums = np.zeros((unique.size, *spectra.shape[1:]))
+    np.add.at(sums, inverse, spectra)
+    means = sums / np.bincount(inverse, minlength=unique.size)[:, None, None]
+    wanted = np.asarray(design_ids, dtype=np.int64)
+    missing = wanted[~np.isin(wanted, unique)]
+    if missing.size:
+        raise ValueError(
+            f"design {int(missing[0])} has no defect-free pad in the truth "
+            f"({missing.size} of {wanted.size} rows)"
+        )
+    where = np.searchsorted(unique, wanted)
+    out: NDArray[np.float64] = means[where]
+    return out
+
+
 def read_truth(path: Path) -> Truth:
     """The truth in ``path``, checked on the way in; provenance attributes come back decoded."""
     with open_versioned(path, SCHEMA, SCHEMA_VERSION, "truth file") as f:

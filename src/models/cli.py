@@ -81,9 +81,13 @@ def evaluate_cmd(
     ],
     split: Annotated[str, typer.Option("--split")] = "test",
     gallery: Annotated[int, typer.Option("--gallery", help="Size of the seeded gallery.")] = 10_000,
-    truth_pairs: Annotated[
+    truth: Annotated[
         Path | None,
-        typer.Option("--truth-pairs", help="Same designs, noise-free spectra: the oracle."),
+        typer.Option(
+            "--truth",
+            help="Noise-free spectra for the oracle: a pairs file of the same designs, or the "
+            "chip's truth file (metascan sim truth) for pairs curated from its scan.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     output: Annotated[
@@ -95,7 +99,7 @@ def evaluate_cmd(
 
     if not model.is_dir():
         raise FileNotFoundError(f"model directory {model} does not exist")
-    report = evaluate(model, pairs, split, gallery, truth_pairs, seed, output)
+    report = evaluate(model, pairs, split, gallery, truth, seed, output)
     for entry in report["results"]:
         s2g = entry["spectrum_to_geometry"]
         line = f"{entry['gallery']} ({entry['size']}): spectrum→geometry " + ", ".join(

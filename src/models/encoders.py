@@ -74,27 +74,38 @@ class BasicBlock(nn.Module):
         return out
 
 
+def _stem(cfg: GeometryEncoderConfig) -> nn.Module:
+    """The first downsampling, before the stages: 128 → 32 for ResNet's stem, 128 → 128 / p for
+    a patchify stem of patch p (non-overlapping, so its padding mode does not matter)."""
+    if cfg.stem == "patchify":
+        return nn.Sequential(
+            nn.Conv2d(1, cfg.stem_width, cfg.stem_patch, stride=cfg.stem_patch, bias=False),
+            _norm2d(cfg.norm, cfg.stem_width),
+            nn.ReLU(),
+        )
+    return nn.Sequential(
+        nn.Conv2d(
+            1,
+            cfg.stem_width,
+            7,
+            stride=2,
+            padding=3,
+            bias=False,
+            padding_mode=_padding(cfg.padding_mode),
+        ),
+        _norm2d(cfg.norm, cfg.stem_width),
+        nn.ReLU(),
+        nn.MaxPool2d(3, stride=2, padding=1),
+    )
+
+
 class GeometryEncoder(nn.Module):
     """1xSxS binary unit cell + (period, thickness) → a feature vector of the last width."""
 
     def __init__(self, cfg: GeometryEncoderConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        # ResNet's stem: 7x7 stride 2 then max-pool, 128 → 32 before the first stage.
-        self.stem = nn.Sequential(
-            nn.Conv2d(
-                1,
-                cfg.stem_width,
-                7,
-                stride=2,
-                padding=3,
-                bias=False,
-                padding_mode=_padding(cfg.padding_mode),
-            ),
-            _norm2d(cfg.norm, cfg.stem_width),
-            nn.ReLU(),
-            nn.MaxPool2d(3, stride=2, padding=1),
-        )
+        self.stem = _stem(cfg)
         stages: list[nn.Module] = []
         conds: list[nn.Module] = []
         c_in = cfg.stem_width

@@ -3,10 +3,12 @@
 The oracle represents each geometry by its noise-free true spectrum and retrieves by Euclidean
 distance between the measured spectrum and those true spectra: it is what a perfect geometry
 encoder could achieve, limited only by measurement noise and by designs whose spectra look
-alike. The pairs format has no true spectra, so they come from a second pairs file,
-``truth_pairs``, with the same designs in the same order (``metascan sim pairs`` with the same
-count and seed and ``--noise 0``); its design ids must match row for row. Without it the
-oracle is reported as null.
+alike. The pairs format has no true spectra, so they come from ``truth``: either a second pairs
+file with the same designs in the same order (``metascan sim pairs`` with the same count and
+seed and ``--noise 0``; its design ids must match row for row), or, for pairs curated from a
+scan of the simulated bench, the chip's truth file (``metascan sim truth``), where a design's
+true spectrum is the mean over its defect-free pads. Without it the oracle is reported as
+null.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from matplotlib.figure import Figure
 
 from dataset.pairs_file import SPLIT_NAMES, Pairs
 from dataset.pairs_io import load_pairs
+from dataset.truth_file import design_truth, is_truth_file, read_truth
 from models.model_dir import load_model, save_json
 from models.retrieval import cosine_scores, embed, negative_distance, ranks_of_truth, recall_at
 
@@ -54,7 +57,7 @@ def evaluate(
     pairs_path: Path,
     split: str = "test",
     gallery_size: int = 10_000,
-    truth_pairs: Path | None = None,
+    truth: Path | None = None,
     seed: int = 0,
     output: Path | None = None,
 ) -> dict[str, Any]:
@@ -67,7 +70,7 @@ def evaluate(
         raise ValueError(f"gallery={gallery_size} must be >= 2")
     model = load_model(model_dir)
     pairs = load_pairs(pairs_path)
-    truth = _read_truth(truth_pairs, pairs) if truth_pairs is not None else None
+    true_spectra = _read_truth(truth, pairs) if truth is not None else None
     rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index(split)).astype(np.int64)
     if rows.size < 2:
         raise ValueError(f"{pairs_path} has {rows.size} pairs in split {split!r}; need >= 2")
@@ -96,9 +99,9 @@ def evaluate(
             "geometry_to_spectrum": _recalls(g2s),
             "oracle": None,
         }
-        if truth is not None:
+        if true_spectra is not None:
             measured = torch.from_numpy(pairs.spectra[rows[gal.rows]].reshape(gal.rows.size, -1))
-            true = torch.from_numpy(truth[rows[gal.rows]].reshape(gal.rows.size, -1))
+            true = torch.from_numpy(true_spectra[rows[gal.rows]].reshape(gal.rows.size, -1))
             dist = negative_distance(measured, true)
             o_s2g = ranks_of_truth(dist, ids, ids)
             o_g2s = ranks_of_truth(dist.T.contiguous(), ids, ids)
@@ -119,7 +122,7 @@ def evaluate(
     report = {
         "model": str(model_dir),
         "pairs": str(pairs_path),
-        "truth_pairs": str(truth_pairs) if truth_pairs else None,
+        "truth": str(truth) if truth else None,
         "split": split,
         "seed": seed,
         "results": results,
@@ -139,6 +142,15 @@ def evaluate(
 
 
 def _read_truth(path: Path, pairs: Pairs) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """True spectra row for row with ``pairs``, from a chip truth file or a twin pairs file."""
+    if is_truth_file(path):
+        chip = read_truth(path)
+        if chip.band_center_nm.size != pairs.spectra.shape[-1]:
+            raise ValueError(
+                f"truth {path} has {chip.band_center_nm.size} bands; the pairs have "
+                f"{pairs.spectra.shape[-1]}"
+            )
+        return design_truth(chip, pairs.design_id)
     truth = load_pairs(path)
     if len(truth) != len(pairs) or not np.array_equal(truth.design_id, pairs.design_id):
         raise ValueError(

@@ -100,7 +100,7 @@ def test_train_and_evaluate_on_an_npz(tmp_path: Path, cli: Cli) -> None:
     assert code == 0, err
     assert "trained 1 epochs" in out and (run / "model.pt").is_file()
     code, out, err = cli("evaluate", "--model", str(run), "--pairs", str(npz),
-                         "--truth-pairs", str(truth), "--split", "val")  # fmt: skip
+                         "--truth", str(truth), "--split", "val")  # fmt: skip
     assert code == 0, err
     report = json.loads((run / "evaluation.json").read_text())
     (whole,) = report["results"]

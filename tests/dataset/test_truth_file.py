@@ -9,7 +9,14 @@ import h5py
 import numpy as np
 import pytest
 
-from dataset.truth_file import SCHEMA_VERSION, Defect, Truth, read_truth, write_truth
+from dataset.truth_file import (
+    SCHEMA_VERSION,
+    Defect,
+    Truth,
+    design_truth,
+    read_truth,
+    write_truth,
+)
 from layout.manifest import Role
 
 
@@ -83,3 +90,20 @@ def test_reader_refuses_other_files(tmp_path: Path) -> None:
     text.write_text("not hdf5")
     with pytest.raises(ValueError, match="not a readable HDF5"):
         read_truth(text)
+
+
+def test_a_designs_truth_is_the_mean_of_its_defect_free_pads() -> None:
+    base = make(6)
+    truth = replace(
+        base,
+        design_id=np.array([100, 100, 101, 101, 102, -1], dtype=np.int64),
+        defect=np.array([Defect.NONE] * 3 + [Defect.MISSING] + [Defect.NONE] * 2, dtype=np.int8),
+    )
+    rel = truth.relative_transmission()
+    got = design_truth(truth, np.array([102, 100, 101, 100]))
+    np.testing.assert_allclose(got[0], rel[4])
+    np.testing.assert_allclose(got[1], (rel[0] + rel[1]) / 2)
+    np.testing.assert_allclose(got[2], rel[2])  # the missing replica does not count
+    np.testing.assert_array_equal(got[3], got[1])
+    with pytest.raises(ValueError, match=r"design 103 has no defect-free pad in the truth"):
+        design_truth(truth, np.array([100, 103]))

@@ -9,6 +9,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from dataset.pairs_file import Pairs
+from dataset.pairs_io import load_pairs
+from dataset.truth_file import Defect, Truth, write_truth
+from layout.manifest import Role
+from models.evaluate import evaluate
 from models.retrieval import ranks_of_truth, recall_at
 from models.train import TrainConfig, train
 
@@ -41,7 +46,7 @@ def test_evaluate_writes_json_and_pngs_with_the_oracle(
     run = tmp_path / "run"
     train(pairs_h5, run, TrainConfig(epochs=1, batch_size=32), progress=False)
     code, stdout, err = cli("evaluate", "--model", str(run), "--pairs", str(pairs_h5),
-                            "--truth-pairs", str(truth_h5), "--gallery", "10")  # fmt: skip
+                            "--truth", str(truth_h5), "--gallery", "10")  # fmt: skip
     assert code == 0, err
     assert "model/oracle R@1" in stdout
     report = json.loads((run / "evaluation.json").read_text())
@@ -64,6 +69,34 @@ def test_evaluate_writes_json_and_pngs_with_the_oracle(
     assert all(a <= b for a, b in zip(curve["model g→s"], curve["model g→s"][1:], strict=False))
     for png in ("similarity.png", "recall_at_k.png", "training.png"):
         assert (run / png).stat().st_size > 1000
+
+    # Pairs curated from a scan of the simulated bench get their oracle from the chip's truth
+    # file: the same noise-free spectra, seen through the glass, give the same oracle.
+    chip = tmp_path / "chip_truth.h5"
+    write_truth(chip, _chip_truth_of(load_pairs(truth_h5)))
+    via_chip = evaluate(run, pairs_h5, "test", 10, chip, 0, tmp_path / "via_chip")
+    for a, b in zip(via_chip["results"], report["results"], strict=True):
+        assert a["oracle"] == b["oracle"] and a["model_over_oracle"] == b["model_over_oracle"]
+    assert via_chip["truth"] == str(chip)
+
+
+def _chip_truth_of(pairs: Pairs, glass: float = 0.93) -> Truth:
+    """A truth file whose dataset pads are the pairs' rows (replicas of a design are pads)."""
+    n, bands = len(pairs), pairs.spectra.shape[-1]
+    return Truth(
+        array_id=np.zeros(n, dtype=np.int32),
+        replica=np.zeros(n, dtype=np.int32),
+        row=np.arange(n, dtype=np.int32),
+        col=np.zeros(n, dtype=np.int32),
+        role=np.full(n, Role.DATASET, dtype=np.int8),
+        design_id=pairs.design_id.astype(np.int64),
+        size_bias_nm=np.zeros(n),
+        defect=np.full(n, Defect.NONE, dtype=np.int8),
+        transmission=pairs.spectra.astype(np.float64) * glass,
+        band_center_nm=np.arange(450.0, 450.0 + 10 * bands, 10.0),
+        glass_transmission=np.full(bands, glass),
+        bandwidth_mode="narrow",
+    )
 
 
 def test_evaluate_errors_are_one_line(tmp_path: Path, pairs_h5: Path, cli: Cli) -> None:

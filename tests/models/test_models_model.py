@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from models.augment import random_circular_shift, random_transpose
-from models.config import get_config, list_models
+from models.config import GeometryEncoderConfig, get_config, list_models
+from models.encoders import GeometryEncoder
 from models.loss import ClipLoss
 from models.model import ContrastiveModel, Normalization
 
@@ -44,10 +45,12 @@ def test_the_temperature_is_clamped_like_clip() -> None:
     assert float(scale.detach()) == 100.0
 
 
-def test_parameters_change_the_geometry_features() -> None:
+@pytest.mark.parametrize(("name", "conditioning"), [("metascan-small", "film"), ("moclip", "add")])
+def test_parameters_change_the_geometry_features(name: str, conditioning: str) -> None:
     torch.manual_seed(0)
-    model = ContrastiveModel(get_config("metascan-small")).eval()
-    for p in model.geometry_encoder.conds.parameters():  # FiLM starts as identity: wake it up
+    model = ContrastiveModel(get_config(name)).eval()
+    assert model.cfg.geometry.conditioning == conditioning
+    for p in model.geometry_encoder.conds.parameters():  # both start as identity: wake them up
         torch.nn.init.normal_(p, std=0.5)
     image = (torch.rand(1, 128, 128) > 0.5).repeat(2, 1, 1)
     g = model.encode_geometry(image, torch.tensor([[0.3, 0.15], [0.6, 0.195]]))
@@ -103,3 +106,29 @@ def test_normalization_standardizes_and_survives_json() -> None:
     norm = Normalization.fit(params, spectra)
     assert Normalization.from_dict(norm.to_dict()) == norm
     assert norm.spectra_std[0] == 1.0
+
+
+def test_a_patchify_stem_keeps_each_pixel_in_its_own_cell() -> None:
+    """Patch p maps 128² to (128/p)² and a pixel flips exactly the one cell that holds it, so
+    no detail of a binary cell is lost before the first stage (unlike a max-pool)."""
+    cfg = GeometryEncoderConfig(stem="patchify", stem_patch=8, stem_width=4, widths=(4,),
+                                depths=(1,))  # fmt: skip
+    conv = GeometryEncoder(cfg).stem[0]
+    torch.manual_seed(0)
+    image = (torch.rand(1, 1, 128, 128) > 0.5).float()
+    flipped = image.clone()
+    flipped[0, 0, 37, 101] = 1 - flipped[0, 0, 37, 101]
+    with torch.no_grad():
+        a, b = conv(image), conv(flipped)
+    assert a.shape == (1, 4, 16, 16)
+    changed = (a - b).abs().amax(dim=1)[0] > 0
+    assert changed.sum() == 1 and bool(changed[37 // 8, 101 // 8])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"stem": "vit"}, "stem 'vit' not in"), ({"stem_patch": 0}, "stem_patch=0 must be >= 1")],
+)
+def test_bad_stems_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        GeometryEncoderConfig(**kwargs)  # type: ignore[arg-type]
