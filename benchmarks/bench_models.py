@@ -14,8 +14,14 @@ e.g. ``scale-8min.json``; settings other than the defaults (batch, lr, schedule)
 Finished runs are kept in ``runs/`` there and reused when their settings match (``--fresh``
 retrains).
 
-Run: ``.venv/bin/python benchmarks/bench_models.py [--steps N] [--batch B]`` or
-``.venv/bin/python benchmarks/bench_models.py --scale --threads 1 --budget-min 8``.
+``--scarce`` mode: the same four augmentation settings of ``metascan-small`` where data is
+scarce, as on a first chip: ``--scarce-count`` designs (one noisy replica each, so 80 % of them
+train), a fixed number of epochs, several seeds; prints model/oracle R@1 per setting and seed
+and writes ``scarce-<count>.json`` and ``.png`` into the cache folder.
+
+Run: ``.venv/bin/python benchmarks/bench_models.py [--steps N] [--batch B]``,
+``.venv/bin/python benchmarks/bench_models.py --scale --threads 1 --budget-min 8`` or
+``.venv/bin/python benchmarks/bench_models.py --scarce --threads 1``.
 """
 
 from __future__ import annotations
@@ -144,7 +150,8 @@ def _reusable(folder: Path, cfg: TrainConfig, pairs: Path) -> bool:
     if json.loads(metrics.read_text()).get("stop") is None:
         return False
     saved = json.loads(config.read_text())
-    same_arch = saved["model"] == get_config(cfg.model).to_dict()  # a config file may change
+    # A config file may have changed since; compare as JSON (tuples come back as lists).
+    same_arch = saved["model"] == json.loads(json.dumps(get_config(cfg.model).to_dict()))
     return bool(
         same_arch
         and saved["train"]["train"] == cfg.to_dict()
@@ -330,12 +337,90 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+# --- scarce mode -----------------------------------------------------------------------------
+
+
+def scarce(args: argparse.Namespace) -> dict[str, Any]:
+    pairs, truth = ensure_pairs(args.cache, args.scarce_count, args.seed, args.noise, 1)
+    chosen = [r for r in RUNS if r.model == "metascan-small" and r.name in args.runs.split(",")]
+    rows: list[dict[str, Any]] = []
+    for run in chosen:
+        for seed in range(args.scarce_seeds):
+            folder = (
+                args.cache
+                / "scarce"
+                / f"{run.name}-{args.scarce_count}-e{args.scarce_epochs}-s{seed}"
+            )
+            cfg = TrainConfig(
+                model=run.model,
+                epochs=args.scarce_epochs,
+                batch_size=64,
+                seed=seed,
+                augment=AugmentConfig(circular_shift=run.shift, transpose=run.transpose),
+            )
+            if args.fresh or not _reusable(folder, cfg, pairs):
+                shutil.rmtree(folder, ignore_errors=True)
+                train(pairs, folder, cfg, progress=args.progress)
+                (folder / "scale_run.json").write_text("{}\n")  # marks a finished run
+            report = evaluate(folder, pairs, "test", 10_000, truth, seed, folder)
+            whole = report["results"][0]
+            rows.append(
+                {
+                    "run": run.name,
+                    "seed": seed,
+                    "test_size": whole["size"],
+                    "R@1": round(whole["spectrum_to_geometry"]["R@1"], 4),
+                    "oracle_R@1": round(whole["oracle"]["spectrum_to_geometry"]["R@1"], 4),
+                    "model_over_oracle_R@1": round(whole["model_over_oracle"]["R@1"], 4),
+                }
+            )
+            print(f"done {run.name} seed {seed}", file=sys.stderr, flush=True)
+    summary = {}
+    for run in chosen:
+        ratios = np.array([r["model_over_oracle_R@1"] for r in rows if r["run"] == run.name])
+        summary[run.name] = {
+            "model_over_oracle_R@1_mean": round(float(ratios.mean()), 4),
+            "model_over_oracle_R@1_sd": round(float(ratios.std(ddof=1)), 4)
+            if ratios.size > 1
+            else None,
+        }
+    out = {
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+        "pairs": str(pairs),
+        "designs": args.scarce_count,
+        "train_pairs": int((load_pairs(pairs).split == SPLIT_NAMES.index("train")).sum()),
+        "epochs": args.scarce_epochs,
+        "batch": 64,
+        "summary": summary,
+        "runs": rows,
+    }
+    stem = f"scarce-{args.scarce_count}"
+    (args.cache / f"{stem}.json").write_text(dumps(out) + "\n")
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.add_subplot()
+    for i, run in enumerate(chosen):
+        dots = [r["model_over_oracle_R@1"] for r in rows if r["run"] == run.name]
+        ax.bar(i, float(np.mean(dots)), color="tab:blue", alpha=0.6)
+        ax.plot([i] * len(dots), dots, "ko", ms=4)
+    ax.set_xticks(range(len(chosen)), [r.name for r in chosen], fontsize=8)
+    ax.set_ylabel("model / oracle R@1 (test)")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{args.scarce_count} designs, {args.scarce_epochs} epochs, one dot per seed")
+    fig.savefig(args.cache / f"{stem}.png", dpi=100)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="fast mode: timed steps")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: torch's own")
     parser.add_argument("--scale", action="store_true", help="the 50k-pair figures of issue 7")
+    parser.add_argument("--scarce", action="store_true", help="augmentations with scarce data")
+    parser.add_argument("--scarce-count", type=int, default=1200, help="scarce mode: designs")
+    parser.add_argument("--scarce-epochs", type=int, default=40)
+    parser.add_argument("--scarce-seeds", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--count", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
@@ -352,7 +437,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    out = scale(args) if args.scale else fast(args)
+    out = scale(args) if args.scale else scarce(args) if args.scarce else fast(args)
     print(dumps(out))
 
 
