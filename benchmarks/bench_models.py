@@ -144,17 +144,20 @@ def ensure_pairs(
 
 
 def _reusable(folder: Path, cfg: TrainConfig, pairs: Path) -> bool:
+    """Whether ``folder`` holds a finished run of this architecture, recipe and data."""
     metrics, config = folder / "metrics.json", folder / "config.json"
-    if not (metrics.is_file() and config.is_file() and (folder / "scale_run.json").is_file()):
+    if not (metrics.is_file() and config.is_file()):
         return False
-    if json.loads(metrics.read_text()).get("stop") is None:
+    if json.loads(metrics.read_text()).get("stop") is None:  # killed before it finished
         return False
     saved = json.loads(config.read_text())
-    # A config file may have changed since; compare as JSON (tuples come back as lists).
-    same_arch = saved["model"] == json.loads(json.dumps(get_config(cfg.model).to_dict()))
+
+    def as_json(obj: dict[str, Any]) -> Any:  # a config file may have changed since
+        return json.loads(json.dumps(obj))  # tuples come back as lists
+
     return bool(
-        same_arch
-        and saved["train"]["train"] == cfg.to_dict()
+        saved["model"] == as_json(get_config(cfg.model).to_dict())
+        and saved["train"]["train"] == as_json(cfg.to_dict())
         and saved["train"]["pairs"] == str(pairs)
     )
 
@@ -197,7 +200,7 @@ def run_one(
         val_every_steps=val_every,
         augment=AugmentConfig(circular_shift=run.shift, transpose=run.transpose),
     )
-    if not args.fresh and _reusable(folder, cfg, pairs):
+    if not args.fresh and _reusable(folder, cfg, pairs) and (folder / "scale_run.json").is_file():
         cached: dict[str, Any] = json.loads((folder / "scale_run.json").read_text())
         cached["reused"] = True
         return cached
@@ -361,7 +364,6 @@ def scarce(args: argparse.Namespace) -> dict[str, Any]:
             if args.fresh or not _reusable(folder, cfg, pairs):
                 shutil.rmtree(folder, ignore_errors=True)
                 train(pairs, folder, cfg, progress=args.progress)
-                (folder / "scale_run.json").write_text("{}\n")  # marks a finished run
             report = evaluate(folder, pairs, "test", 10_000, truth, seed, folder)
             whole = report["results"][0]
             rows.append(

@@ -27,7 +27,7 @@ SplitSeed = Annotated[
 ]
 
 
-def _check_output(path: Path, force: bool) -> None:
+def check_output(path: Path, force: bool) -> None:
     """Fail before any reading when the output cannot or may not be written."""
     if path.is_dir():
         raise IsADirectoryError(f"output {path} is a directory; give a file name")
@@ -60,7 +60,7 @@ def import_moclip_cmd(
     force: Force = False,
 ) -> None:
     """Convert a MOCLIP .npz into a pairs file: design ids hashed from content, splits drawn."""
-    _check_output(output, force)
+    check_output(output, force)
     pairs = read_moclip_npz(source, split_seed=split_seed, clip_spectra=clip_spectra)
     write_pairs(output, pairs)
     designs = np.unique(pairs.design_id).size
@@ -76,7 +76,7 @@ def export_moclip_cmd(
     force: Force = False,
 ) -> None:
     """Write pairs in the MOCLIP .npz layout (design ids, splits and provenance are dropped)."""
-    _check_output(output, force)
+    check_output(output, force)
     pairs = load_pairs(source)
     write_moclip_npz(output, pairs)
     size, bands = pairs.geometry.shape[1], pairs.wavelength_nm.size

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import h5py
 import typer
 
 from dataset.array_spectra_file import SCHEMA as SPECTRA_SCHEMA
 from dataset.array_spectra_file import ArraySpectra, read_array_spectra
+from dataset.cli import check_output
 from dataset.curation import DEFAULT_THRESHOLD, check_threshold, curate
 from dataset.pairs_file import SPLIT_NAMES, write_pairs
+from layout.library_file import has_schema
 from layout.manifest import ChipManifest, read_manifest
 
 MANIFEST_ATTRIBUTE = "manifest"  # provenance attribute of an array-spectra file naming its chip
@@ -63,7 +64,7 @@ def curate_cmd(
     check_threshold(threshold)
     if seed < 0:
         raise ValueError(f"--seed {seed} must be >= 0")
-    _check_output(output, force)
+    check_output(output, force)
     report_dir = report if report is not None else default_report_dir(output)
     if not report_dir.parent.is_dir():
         raise FileNotFoundError(f"report directory's parent {report_dir.parent} does not exist")
@@ -102,23 +103,6 @@ def curate_cmd(
     )
 
 
-def _check_output(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise IsADirectoryError(f"output {path} is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {path.parent} does not exist")
-    if path.exists() and not force:
-        raise FileExistsError(f"output {path} exists; pass --force to overwrite it")
-
-
-def _is_spectra_file(path: Path) -> bool:
-    if not path.is_file() or not h5py.is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as f:
-        schema = f.attrs.get("schema")
-    return bool(schema == SPECTRA_SCHEMA)
-
-
 def spectra_files(inputs: list[Path]) -> list[Path]:
     """Files named directly (each must exist; the reader refuses non-spectra files with one
     line) and, from directories, every file carrying the array-spectra schema; each file once."""
@@ -127,7 +111,7 @@ def spectra_files(inputs: list[Path]) -> list[Path]:
     found: dict[Path, Path] = {}
     for item in inputs:
         if item.is_dir():
-            in_dir = [p for p in sorted(item.iterdir()) if _is_spectra_file(p)]
+            in_dir = [p for p in sorted(item.iterdir()) if has_schema(p, SPECTRA_SCHEMA)]
             if not in_dir:
                 raise ValueError(
                     f"{item} holds no array-spectra files (HDF5 with schema {SPECTRA_SCHEMA!r})"

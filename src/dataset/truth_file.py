@@ -127,15 +127,6 @@ def write_truth(path: Path, truth: Truth, provenance: dict[str, Any] | None = No
         f.create_dataset("glass_transmission", data=truth.glass_transmission)
 
 
-def is_truth_file(path: Path) -> bool:
-    """Whether ``path`` is an HDF5 file that says it holds a chip's truth (by its schema)."""
-    try:
-        with h5py.File(path, "r") as f:
-            return bool(decode_attr(f.attrs.get("schema", "")) == SCHEMA)
-    except OSError:
-        return False
-
-
 def design_truth(truth: Truth, design_ids: NDArray[np.int64]) -> NDArray[np.float64]:
     """The noise-free relative transmission (N, 2, B) of each design in ``design_ids``: the mean
     over its dataset pads fabricated without a planted defect, replicas included, which is

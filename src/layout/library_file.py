@@ -74,6 +74,16 @@ def decode_attr(value: Any) -> Any:
     return value
 
 
+def has_schema(path: Path, schema: str) -> bool:
+    """Whether ``path`` is an HDF5 file that says it holds ``schema``: for telling file kinds
+    apart where a command accepts several (``open_versioned`` then reads it strictly)."""
+    path = Path(path)
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as f:
+        return bool(decode_attr(f.attrs.get("schema", "")) == schema)
+
+
 @contextlib.contextmanager
 def open_versioned(path: Path, schema: str, schema_version: int, what: str) -> Iterator[h5py.File]:
     """Open one of the project's HDF5 files for reading, refusing with one line a missing file,

@@ -25,7 +25,9 @@ from matplotlib.figure import Figure
 
 from dataset.pairs_file import SPLIT_NAMES, Pairs
 from dataset.pairs_io import load_pairs
-from dataset.truth_file import design_truth, is_truth_file, read_truth
+from dataset.truth_file import SCHEMA as TRUTH_SCHEMA
+from dataset.truth_file import design_truth, read_truth
+from layout.library_file import has_schema
 from models.model_dir import load_model, save_json
 from models.retrieval import cosine_scores, embed, negative_distance, ranks_of_truth, recall_at
 
@@ -143,7 +145,7 @@ def evaluate(
 
 def _read_truth(path: Path, pairs: Pairs) -> np.ndarray[Any, np.dtype[np.float64]]:
     """True spectra row for row with ``pairs``, from a chip truth file or a twin pairs file."""
-    if is_truth_file(path):
+    if has_schema(path, TRUTH_SCHEMA):
         chip = read_truth(path)
         if chip.band_center_nm.size != pairs.spectra.shape[-1]:
             raise ValueError(
