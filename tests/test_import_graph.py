@@ -6,14 +6,24 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-PROJECT = {"layout", "instruments", "acquisition", "dataset", "models", "simulators", "metascan"}
+PROJECT = {
+    "common",
+    "layout",
+    "instruments",
+    "acquisition",
+    "dataset",
+    "models",
+    "simulators",
+    "metascan",
+}
 ALLOWED = {
-    "layout": set(),
-    "instruments": set(),
-    "simulators": {"layout", "instruments", "dataset"},
-    "acquisition": {"instruments", "layout", "dataset", "simulators"},
-    "dataset": {"layout"},
-    "models": {"dataset", "layout"},
+    "common": set(),
+    "layout": {"common"},
+    "instruments": {"common"},
+    "simulators": {"common", "layout", "instruments", "dataset"},
+    "acquisition": {"common", "instruments", "layout", "dataset", "simulators"},
+    "dataset": {"common", "layout"},
+    "models": {"common", "dataset", "layout"},
     "metascan": PROJECT,
 }
 # Where DESIGN.md allows only part of a package: emulators and the virtual microscope see the

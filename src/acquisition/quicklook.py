@@ -16,10 +16,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from common.atomic import save_png
 from dataset.extraction import transmission_images
 from dataset.false_colour import false_colour
 from dataset.process import find_tiles
-from layout.atomic import save_png
 
 log = logging.getLogger(__name__)
 GREY_BAND_NM = 550.0

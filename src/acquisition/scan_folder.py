@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from layout.atomic import atomic_output
+from common.atomic import atomic_output
 
 IDENTITY = "scan.json"
 RUN_RECORD = "run.jsonl"

@@ -39,9 +39,9 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from common.atomic import atomic_output
 from dataset.columns import check_pad_columns
 from dataset.quality import PadFlag, describe
-from layout.atomic import atomic_output
 from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import PadTable, Role
 

@@ -18,9 +18,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from common.atomic import atomic_output, save_png
 from dataset.curation import PAIR_POLARIZATIONS, CurationResult, Decision
 from dataset.quality import PadFlag, describe
-from layout.atomic import atomic_output, save_png
 
 REPORT_FILE = "report.md"
 HISTOGRAM_FILE = "replica_mse.png"

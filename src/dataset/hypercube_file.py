@@ -68,8 +68,8 @@ import xarray as xr
 from h5py import h5d, h5p
 from numpy.typing import ArrayLike, NDArray
 
+from common.atomic import atomic_output
 from dataset.quality import BandFlag
-from layout.atomic import atomic_output
 from layout.library_file import decode_attr, open_versioned, write_header
 
 log = logging.getLogger(__name__)

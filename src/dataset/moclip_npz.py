@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from common.atomic import atomic_output
 from dataset.pairs_file import Pairs, assign_splits
-from layout.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from layout.atomic import atomic_output
+from common.atomic import atomic_output
 from layout.library_file import decode_attr, open_versioned, write_header
 
 SCHEMA = "metascan.pairs"

@@ -33,8 +33,8 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
+from common.atomic import atomic_output
 from dataset.columns import check_pad_columns
-from layout.atomic import atomic_output
 from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import Role
 

@@ -19,7 +19,7 @@ from typing import Literal
 import gdstk
 from tqdm import tqdm
 
-from layout.atomic import atomic_output
+from common.atomic import atomic_output
 from layout.chip import ChipConfig, cells_per_pad
 from layout.layers import Layer
 from layout.manifest import ChipManifest, Role, write_manifest

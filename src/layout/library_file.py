@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from layout.atomic import atomic_output
+from common.atomic import atomic_output
 from layout.design import GEOMETRY_COLUMNS, DesignLibrary, Kind
 
 SCHEMA = "metascan.design_library"

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from layout.atomic import atomic_output
+from common.atomic import atomic_output
 from layout.design import DesignLibrary
 from layout.library_file import (
     read_library_group,

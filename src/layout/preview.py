@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as PolygonPatch
 
-from layout.atomic import save_png
+from common.atomic import save_png
 from layout.design import DesignLibrary
 from layout.manifest import ChipManifest, Role
 from layout.polygons import NM_PER_UM, design_polygons

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from layout.atomic import atomic_output
+from common.atomic import atomic_output
 
 EMULATED_DEVICE_CLASS = "BaslerCamEmu"
 MAX_EMULATED_CAMERAS = 256

@@ -42,10 +42,10 @@ from matplotlib.patches import Rectangle
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from common.atomic import save_png
 from dataset.false_colour import RGB_CENTERS_NM, RGB_SIGMA_NM, rgb_weights
 from dataset.truth_file import Truth
 from instruments.protocols import BandwidthMode
-from layout.atomic import save_png
 from layout.manifest import ChipManifest
 from simulators.microscope.config import MicroscopeConfig, OpticsConfig, SensorConfig
 from simulators.microscope.microscope import OpticalState, Role, VirtualMicroscope

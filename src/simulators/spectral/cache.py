@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from layout.atomic import atomic_output
+from common.atomic import atomic_output
 from layout.library_file import software_version
 
 FloatArray = NDArray[np.float64]
