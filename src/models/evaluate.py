@@ -29,7 +29,14 @@ from dataset.truth_file import SCHEMA as TRUTH_SCHEMA
 from dataset.truth_file import design_truth, read_truth
 from layout.library_file import has_schema
 from models.model_dir import load_model, save_json
-from models.retrieval import cosine_scores, embed, negative_distance, ranks_of_truth, recall_at
+from models.retrieval import (
+    cosine_scores,
+    embed,
+    negative_distance,
+    nonfinite_rows,
+    ranks_of_truth,
+    recall_at,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,12 @@ def evaluate(
         torch.from_numpy(pairs.params[rows].astype(np.float32)),
         torch.from_numpy(pairs.spectra[rows].astype(np.float32)),
     )
+    bad = nonfinite_rows(g_all, s_all)
+    if bad is not None:
+        raise ValueError(
+            f"model {model_dir} outputs NaN/inf on split {split!r} ({bad} are not finite); "
+            "refusing to score it"
+        )
     galleries = [_Gallery(np.arange(rows.size), f"whole {split} split")]
     if rows.size > gallery_size:
         pick = np.sort(np.random.default_rng(seed).choice(rows.size, gallery_size, replace=False))

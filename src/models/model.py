@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from models.config import ModelConfig
 from models.encoders import GeometryEncoder, SpectraEncoder
 
 LOGIT_SCALE_MAX = 100.0  # CLIP's clamp: a temperature below 0.01 only sharpens noise
+MIN_STD = 1e-6  # relative spread below which an input is constant (Normalization.fit)
 
 
 @dataclass(frozen=True)
@@ -39,34 +41,79 @@ class Normalization:
 
     @staticmethod
     def fit(params: NDArray[np.floating], spectra: NDArray[np.floating]) -> Normalization:
-        """Statistics of ``params`` (N, 2) and ``spectra`` (N, 2, W); a constant input gets
-        std 1 so it standardizes to zero instead of dividing by zero."""
+        """Statistics of ``params`` (N, 2) and ``spectra`` (N, 2, W).
+
+        A constant input (std at most ``MIN_STD`` times ``max(1, |mean|)``: a spread of a few
+        float32 roundings, not a signal) gets std 1, so it standardizes to about zero instead of
+        dividing by zero or blowing rounding up to unit noise. A band that carries nothing is
+        plausible in real data (a dead detector band, a filter edge, every design of one
+        thickness), and refusing it would make such a dataset untrainable for no gain, since
+        the network can learn nothing from a constant anyway. A non-finite value is refused:
+        its mean and std would be NaN, and NaN statistics turn every input into NaN."""
         flat = np.asarray(spectra, dtype=np.float64).reshape(len(spectra), -1)
         p = np.asarray(params, dtype=np.float64)
+        for name, values in (("params", p), ("spectra", flat)):
+            bad = ~np.isfinite(values)
+            if bad.any():
+                raise ValueError(
+                    f"cannot fit a normalization: {name} hold {int(bad.sum())} NaN/inf values"
+                )
 
-        def safe(std: NDArray[np.float64]) -> NDArray[np.float64]:
-            return np.where(std > 1e-8, std, 1.0)
+        def safe(std: NDArray[np.float64], mean: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.where(std > MIN_STD * np.maximum(1.0, np.abs(mean)), std, 1.0)
 
-        ps = safe(p.std(axis=0))
-        pm = p.mean(axis=0)
+        pm, sm = p.mean(axis=0), flat.mean(axis=0)
+        ps = safe(p.std(axis=0), pm)
         return Normalization(
-            tuple(float(v) for v in flat.mean(axis=0)),
-            tuple(float(v) for v in safe(flat.std(axis=0))),
+            tuple(float(v) for v in sm),
+            tuple(float(v) for v in safe(flat.std(axis=0), sm)),
             (float(pm[0]), float(pm[1])),
             (float(ps[0]), float(ps[1])),
         )
+
+    def check(self, num_wavelengths: int | None = None) -> None:
+        """Refuse statistics a model cannot divide by: a non-finite mean, a non-finite or
+        non-positive std (in float32, as the model holds them), or (given ``num_wavelengths``)
+        the wrong number of values; the ValueError names the field and the first bad index."""
+        sizes = {"spectra": None if num_wavelengths is None else 2 * num_wavelengths, "params": 2}
+        for name, values in asdict(self).items():
+            size = sizes[name.split("_")[0]]
+            if size is not None and len(values) != size:
+                raise ValueError(f"normalization {name} has {len(values)} values, expected {size}")
+            v = np.asarray(values, dtype=np.float64)
+            with np.errstate(over="ignore"):
+                held = v.astype(np.float32)  # as the model's buffers hold it: 1e-50 is 0 there
+            bad = (
+                ~np.isfinite(held) if name.endswith("_mean") else ~(np.isfinite(held) & (held > 0))
+            )
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                need = "finite" if name.endswith("_mean") else "finite and > 0"
+                raise ValueError(
+                    f"normalization {name}[{i}] = {v[i]} must be {need} "
+                    f"({int(bad.sum())} of {v.size} values are not)"
+                )
 
     def to_dict(self) -> dict[str, list[float]]:
         return {k: list(v) for k, v in asdict(self).items()}
 
     @staticmethod
-    def from_dict(data: dict[str, list[float]]) -> Normalization:
-        pm, ps = data["params_mean"], data["params_std"]
+    def from_dict(data: dict[str, Any]) -> Normalization:
+        """From ``to_dict``'s shape; values are not checked here (see ``check``)."""
+        fields: dict[str, tuple[float, ...]] = {}
+        for name in ("spectra_mean", "spectra_std", "params_mean", "params_std"):
+            if name not in data:
+                raise ValueError(f"normalization has no {name}")
+            try:
+                fields[name] = tuple(float(v) for v in data[name])
+            except (TypeError, ValueError):
+                raise ValueError(f"normalization {name} is not a list of numbers") from None
+        for name in ("params_mean", "params_std"):
+            if len(fields[name]) != 2:
+                raise ValueError(f"normalization {name} has {len(fields[name])} values, expected 2")
+        pm, ps = fields["params_mean"], fields["params_std"]
         return Normalization(
-            tuple(data["spectra_mean"]),
-            tuple(data["spectra_std"]),
-            (pm[0], pm[1]),
-            (ps[0], ps[1]),
+            fields["spectra_mean"], fields["spectra_std"], (pm[0], pm[1]), (ps[0], ps[1])
         )
 
 

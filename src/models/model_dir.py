@@ -10,12 +10,12 @@ crash mid-write leaves the previous version, never half a file.
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from common.atomic import atomic_output
 from models.config import ModelConfig
 from models.model import ContrastiveModel, Normalization
 
@@ -27,24 +27,25 @@ FORMAT = "metascan.model"
 FORMAT_VERSION = 1
 
 
-def _replace_into(path: Path, write: Any) -> None:
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
-    try:
-        write(tmp)
-        tmp.replace(path)  # os.replace: atomic on one filesystem
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_torch(obj: Any, path: Path) -> None:
     """``torch.save`` through a temporary file and ``os.replace``."""
-    _replace_into(path, lambda tmp: torch.save(obj, tmp))
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_json(obj: Any, path: Path) -> None:
     """JSON through a temporary file and ``os.replace``."""
-    _replace_into(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors of ``state`` holding a NaN or an inf."""
+    return [
+        name
+        for name, t in state.items()
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
 
 
 def write_model_dir(
@@ -53,7 +54,13 @@ def write_model_dir(
     train_config: dict[str, Any] | None = None,
     weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write config, normalization and weights (``weights`` or the model's own)."""
+    """Write config, normalization and weights (``weights`` or the model's own); weights or
+    statistics that ``load_model`` would refuse are refused here, before anything is written."""
+    state = weights if weights is not None else model.state_dict()
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise ValueError(f"refusing to write a model whose weights {bad[0]!r} hold NaN/inf values")
+    model.normalization().check(model.cfg.num_wavelengths)
     folder.mkdir(parents=True, exist_ok=True)
     save_json(
         {
@@ -65,7 +72,6 @@ def write_model_dir(
         folder / CONFIG_FILE,
     )
     save_json(model.normalization().to_dict(), folder / NORMALIZATION_FILE)
-    state = weights if weights is not None else model.state_dict()
     save_torch({k: v.detach().cpu().clone() for k, v in state.items()}, folder / MODEL_FILE)
 
 
@@ -89,8 +95,20 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Contra
         if not (folder / name).is_file():
             raise FileNotFoundError(f"model directory {folder} has no {name}")
     cfg = ModelConfig.from_dict(data["model"])
-    norm = Normalization.from_dict(json.loads((folder / NORMALIZATION_FILE).read_text()))
+    norm_path = folder / NORMALIZATION_FILE
+    try:
+        norm = Normalization.from_dict(json.loads(norm_path.read_text()))
+        norm.check(cfg.num_wavelengths)
+    except ValueError as exc:
+        raise ValueError(f"{norm_path}: {exc}") from None
     model = ContrastiveModel(cfg, norm)
     state = torch.load(folder / MODEL_FILE, map_location=map_location, weights_only=True)
+    bad = nonfinite_tensors(state)
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise ValueError(
+            f"{folder / MODEL_FILE}: weights {bad[0]!r}{more} hold NaN/inf values (a diverged "
+            "run?); refusing to load it"
+        )
     model.load_state_dict(state)
     return model.eval()

@@ -39,6 +39,17 @@ def embed(
     return (torch.cat(gs) if gs else empty), (torch.cat(ss) if ss else empty)
 
 
+def nonfinite_rows(geometry: Tensor, spectra: Tensor) -> str | None:
+    """How many rows of which side hold a NaN/inf (``"3 of 20 geometry embeddings"``), or
+    None when every embedding is finite: scores computed from such rows mean nothing."""
+    sides = []
+    for side, emb in (("geometry", geometry), ("spectra", spectra)):
+        bad = int((~torch.isfinite(emb)).any(dim=1).sum()) if emb.numel() else 0
+        if bad:
+            sides.append(f"{bad} of {emb.shape[0]} {side} embeddings")
+    return " and ".join(sides) or None
+
+
 def ranks_of_truth(
     scores: Tensor,
     query_ids: NDArray[np.int64],
@@ -46,7 +57,12 @@ def ranks_of_truth(
     chunk: int = 512,
 ) -> NDArray[np.int64]:
     """For each query row of ``scores`` (Q, G), higher is better, the 1-based rank of the
-    best-scoring gallery item with the query's design_id (ties count against the query).
+    best-scoring gallery item with the query's design_id, counted pessimistically: every other
+    item scoring at least as high ranks ahead of it, so ties count against the query (a model
+    whose scores are all equal ranks every truth last, not first), a NaN score of another item
+    counts as +inf and a NaN score of the truth as -inf. A metric must never credit a model with
+    what it did not compute: with NaN compared as ``>=`` (always false), a diverged model would
+    rank every truth first and score R@1 = 1.
 
     Queries go ``chunk`` rows at a time: a 10k x 10k gallery in one piece makes several
     800 MB temporaries, which costs more in memory traffic than the comparisons themselves."""
@@ -59,9 +75,12 @@ def ranks_of_truth(
         sl = slice(start, start + chunk)
         block = scores[sl]
         match = q[sl, None] == g[None, :]
-        best_true = torch.where(match, block, torch.tensor(-torch.inf)).max(dim=1).values
+        nan = torch.isnan(block)
+        true_scores = torch.where(match & ~nan, block, -torch.inf)
+        best_true = true_scores.max(dim=1).values
+        others = torch.where(nan, torch.inf, block)
         # Every non-matching item scoring at least as high as the best match ranks ahead of it.
-        out[sl] = ((block >= best_true[:, None]) & ~match).sum(dim=1) + 1
+        out[sl] = ((others >= best_true[:, None]) & ~match).sum(dim=1) + 1
     ranks: NDArray[np.int64] = out.numpy().astype(np.int64)
     return ranks
 

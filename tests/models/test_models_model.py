@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -106,6 +108,44 @@ def test_normalization_standardizes_and_survives_json() -> None:
     norm = Normalization.fit(params, spectra)
     assert Normalization.from_dict(norm.to_dict()) == norm
     assert norm.spectra_std[0] == 1.0
+
+
+def test_a_dead_band_standardizes_to_zero_and_nan_data_are_refused() -> None:
+    rng = np.random.default_rng(0)
+    params = rng.uniform(0.1, 0.6, (50, 2))
+    spectra = rng.uniform(0, 1, (50, 2, 29))
+    spectra[:, 1, 4] = 0.25 + rng.normal(0, 1e-9, 50)  # a dead band: float32 rounding only
+    params[:, 1] = 0.178  # one thickness for every design
+    norm = Normalization.fit(params, spectra)
+    assert norm.spectra_std[29 + 4] == 1.0 and norm.params_std[1] == 1.0
+    norm.check(29)  # what fit returns, load_model accepts
+    model = ContrastiveModel(get_config("metascan-small"), norm).eval()
+    s = model.encode_spectra(torch.from_numpy(spectra[:4]).float())
+    assert bool(torch.isfinite(s).all())
+    spectra[7, 0, 2] = np.nan
+    with pytest.raises(ValueError, match="cannot fit a normalization: spectra hold 1 NaN/inf"):
+        Normalization.fit(params, spectra)
+
+
+def test_a_normalization_of_the_wrong_shape_or_type_is_refused() -> None:
+    data: dict[str, Any] = dict(Normalization.identity(29).to_dict())
+    with pytest.raises(ValueError, match="spectra_mean has 58 values, expected 10"):
+        Normalization.from_dict(data).check(5)
+    with pytest.raises(ValueError, match="params_std is not a list of numbers"):
+        Normalization.from_dict({**data, "params_std": [1.0, None]})
+    with pytest.raises(ValueError, match="normalization has no spectra_mean"):
+        Normalization.from_dict({k: v for k, v in data.items() if k != "spectra_mean"})
+
+
+def test_a_model_with_nan_weights_is_never_written(tmp_path: Path) -> None:
+    from models.model_dir import write_model_dir
+
+    model = ContrastiveModel(get_config("metascan-small"))
+    with torch.no_grad():
+        model.logit_scale.fill_(float("nan"))
+    with pytest.raises(ValueError, match="weights 'logit_scale' hold NaN/inf values"):
+        write_model_dir(tmp_path / "run", model)
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_patchify_stem_keeps_each_pixel_in_its_own_cell() -> None:
