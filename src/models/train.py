@@ -15,12 +15,24 @@ schedule's horizon is fitted to the steps the budget allows at the rate measured
 ``PROBE_STEPS`` steps and again after every validation), and training stops at whichever comes
 first: the fitted horizon, the budget, the epochs, or patience. Why it stopped is written to
 ``metrics.json``.
+
+A run reports only what happened. A non-finite loss, or non-finite weights or validation
+embeddings, stops it with a ``Diverged`` error naming the step; the model directory then holds
+at most the best checkpoint validated before it (finite by the same checks; ``write_model_dir``
+refuses non-finite weights anyway), and ``metrics.json`` says why the run stopped. ``--resume``
+continues only the run that ``latest.pt`` records: a change of the training data (a hash of the
+train and validation pairs) or of the recipe (``RECIPE_FIELDS``, the architecture) is refused;
+the settings that only decide how long the run goes or how often it is watched
+(``RESUMABLE_FIELDS``, the number of ranks, the pairs file's path) may change, and each resume
+with what it changed goes into ``config.json`` and ``latest.pt`` under ``resumes``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import json
 import logging
 import math
 import os
@@ -38,14 +50,24 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
+from common.atomic import atomic_output
 from dataset.pairs_file import TRAIN, VAL, Pairs
 from dataset.pairs_io import load_pairs
 from models.augment import AugmentConfig, augment
 from models.config import ModelConfig, get_config
 from models.loss import ClipLoss
 from models.model import ContrastiveModel, Normalization
-from models.model_dir import LATEST_FILE, save_json, save_torch, write_model_dir
-from models.retrieval import cosine_scores, embed, ranks_of_truth, recall_at
+from models.model_dir import (
+    CONFIG_FILE,
+    LATEST_FILE,
+    MODEL_FILE,
+    nonfinite_tensors,
+    read_config,
+    save_json,
+    save_torch,
+    write_model_dir,
+)
+from models.retrieval import cosine_scores, embed, nonfinite_rows, ranks_of_truth, recall_at
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +84,30 @@ STOP_MESSAGES = {
     "patience": "no better validation R@1 within the patience",
     "time_budget": "time budget passed",
     "budget_schedule": "schedule fitted to the time budget completed",
+    "diverged": "training diverged (non-finite loss, weights or embeddings)",
 }
+# The TrainConfig fields that decide what a run computes: a resume must keep them (with the
+# architecture and the data), or the checkpoint and config.json would describe another run.
+# "lr" is compared as resolved (base_lr), so --lr 1e-3 resumes a cosine run started without it.
+RECIPE_FIELDS = (
+    "model",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "warmup_fraction",
+    "seed",
+    "gather_with_grad",
+    "augment",
+)
+# May change on resume, recorded: how long the run goes (epochs extends a finished run, though
+# a cosine schedule then restarts from a later horizon; a time budget is per call anyway) and
+# when it is validated or stopped, none of which alters a step already taken.
+RESUMABLE_FIELDS = ("epochs", "patience", "time_budget_min", "val_every_steps")
+
+
+class Diverged(ValueError):
+    """Training produced a non-finite loss, weights or embeddings (a one-line message)."""
 
 
 @dataclass(frozen=True)
@@ -251,8 +296,12 @@ def train_step(
 def validation_recall(
     model: ContrastiveModel, split: _Split, device: torch.device
 ) -> dict[int, float]:
-    """Spectrum → geometry R@1 and R@5 over the whole validation split."""
+    """Spectrum → geometry R@1 and R@5 over the whole validation split; ``Diverged`` when an
+    embedding is not finite (its scores would mean nothing)."""
     g, s = embed(model, split.geometry, split.params, split.spectra, device=device)
+    bad = nonfinite_rows(g, s)
+    if bad is not None:
+        raise Diverged(f"validation {bad} are not finite")
     ranks = ranks_of_truth(cosine_scores(s, g), split.design_id, split.design_id)
     return recall_at(ranks, (1, 5))
 
@@ -268,12 +317,10 @@ def _write_metrics(
     fields: dict[str, None] = {}  # ordered union: rows from an older checkpoint may lack columns
     for row in history:
         fields.update(dict.fromkeys(row))
-    tmp = folder / f".{METRICS_CSV}.part"
-    with tmp.open("w", newline="") as f:
+    with atomic_output(folder / METRICS_CSV) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(history)
-    tmp.replace(folder / METRICS_CSV)
 
 
 def _batches(
@@ -283,6 +330,97 @@ def _batches(
     order = torch.tensor(list(sampler), dtype=torch.long)
     for i in range(first, steps):
         yield order[i * local_batch : (i + 1) * local_batch]
+
+
+def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any: all ranks must stop together."""
+    if world == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def data_identity(pairs_path: Path, splits: tuple[_Split, ...]) -> dict[str, str]:
+    """The resolved path and a sha256 of the arrays that train and select the model (the
+    train and validation splits as the run holds them): a re-written or moved file with the
+    same pairs is the same data, a test split edited afterwards is not training data, and
+    hashing in memory costs about a second per 100k pairs, without reading the file again."""
+    h = hashlib.sha256()
+    for split in splits:
+        for arr in (split.geometry.numpy(), split.params.numpy(), split.spectra.numpy()):
+            h.update(f"{arr.dtype}{arr.shape};".encode())
+            h.update(np.ascontiguousarray(arr).data)
+        ids = np.ascontiguousarray(split.design_id, dtype=np.int64)
+        h.update(f"{ids.shape};".encode())
+        h.update(ids.data)
+    return {"path": str(Path(pairs_path).resolve()), "sha256": h.hexdigest()}
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def run_recipe(cfg: TrainConfig, arch: ModelConfig) -> dict[str, Any]:
+    """``RECIPE_FIELDS`` and the architecture, flattened (``augment.transpose``), as JSON
+    values (tuples as lists), so a checkpoint's copy compares equal to a fresh one."""
+    fields = asdict(cfg)
+    recipe = {name: fields[name] for name in RECIPE_FIELDS}
+    recipe["lr"] = cfg.base_lr
+    recipe["architecture"] = arch.to_dict()
+    flat: dict[str, Any] = json.loads(json.dumps(_flat(recipe)))
+    return flat
+
+
+def _settings(cfg: TrainConfig, data: dict[str, str], world: int) -> dict[str, Any]:
+    fields = asdict(cfg)
+    return {
+        **{name: fields[name] for name in RESUMABLE_FIELDS},
+        "world_size": world,
+        "pairs": data["path"],
+    }
+
+
+def check_resume(
+    ckpt: dict[str, Any],
+    latest: Path,
+    recipe: dict[str, Any],
+    data: dict[str, str],
+    settings: dict[str, Any],
+) -> dict[str, list[Any]]:
+    """Refuse to resume ``ckpt`` with other data or another recipe (a ValueError naming each
+    changed field with its old and new value); return the allowed settings that changed, as
+    ``{field: [old, new]}``."""
+    old_data = ckpt["data"]
+    if old_data["sha256"] != data["sha256"]:
+        raise ValueError(
+            f"{latest}: --resume with other data: the run trained on {old_data['path']} "
+            f"(train/val sha256 {old_data['sha256'][:12]}), {data['path']} holds other pairs "
+            f"(sha256 {data['sha256'][:12]}); train into a new --output to change the data"
+        )
+    old_recipe = ckpt["recipe"]
+    changed = [
+        f"{name} {old_recipe.get(name)!r} -> {recipe.get(name)!r}"
+        for name in sorted(set(old_recipe) | set(recipe))
+        if old_recipe.get(name) != recipe.get(name)
+    ]
+    if changed:
+        raise ValueError(
+            f"{latest}: --resume cannot change {', '.join(changed)}; resume with the run's "
+            "values or train into a new --output"
+        )
+    old_settings = ckpt["settings"]
+    return {
+        name: [old_settings.get(name), value]
+        for name, value in settings.items()
+        if old_settings.get(name) != value
+    }
 
 
 def _from_rank0(values: list[float], world: int, device: torch.device) -> list[float]:
@@ -338,6 +476,9 @@ def train(
         )
     steps_per_epoch = per_rank // local_batch
     total_steps = steps_per_epoch * cfg.epochs
+    data = data_identity(pairs_path, (train_split, val_split))
+    recipe = run_recipe(cfg, arch)
+    settings = _settings(cfg, data, world)
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     latest = output / LATEST_FILE
     if latest.exists() and not resume:
@@ -363,10 +504,25 @@ def train(
     history: list[dict[str, float]] = []
     start_epoch, start_batch, global_step = 0, 0, 0
     best_r1, best_epoch, bad_evals, elapsed_before = -1.0, -1.0, 0, 0.0
+    resumes: list[dict[str, Any]] = []
+    resumed: dict[str, Any] | None = None
     if resume:
-        ckpt = torch.load(latest, map_location=device, weights_only=True)
-        if ckpt["model_name"] != arch.name:
-            raise ValueError(f"{latest} was trained as {ckpt['model_name']!r}, not {arch.name!r}")
+        ckpt = resumed = torch.load(latest, map_location=device, weights_only=True)
+        if "recipe" in ckpt:
+            changed = check_resume(ckpt, latest, recipe, data, settings)
+            resumes = [
+                *ckpt.get("resumes", []),
+                {"step": int(ckpt["global_step"]), "changed": changed},
+            ]
+            for name, (old, new) in changed.items():
+                log.warning("resuming %s with %s %r (was %r)", output, name, new, old)
+        else:  # written before checkpoints recorded their data and recipe
+            if ckpt["model_name"] != arch.name:
+                raise ValueError(
+                    f"{latest} was trained as {ckpt['model_name']!r}, not {arch.name!r}"
+                )
+            log.warning("%s records no data or recipe: resuming unverified", latest)
+            resumes = [{"step": int(ckpt["global_step"]), "changed": {}, "verified": False}]
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -377,8 +533,13 @@ def train(
         best_r1, best_epoch = float(ckpt["best_val_r1"]), float(ckpt["best_epoch"])
         bad_evals, history = int(ckpt["bad_epochs"]), list(ckpt["history"])
         elapsed_before = float(ckpt.get("elapsed_s", 0.0))
-        if budgeted:  # the budget's horizon so far; refitted once this run's rate is known
-            plan.steps = int(ckpt.get("planned_steps", total_steps))
+        planned = int(ckpt.get("planned_steps", total_steps))
+        was_budgeted = "settings" not in ckpt or ckpt["settings"]["time_budget_min"] is not None
+        if budgeted and was_budgeted and planned > global_step:
+            # The budget's horizon so far; refitted once this run's rate is known. A horizon
+            # that an earlier budget ended, or the epochs of an unbudgeted run, give way to
+            # this run's epochs until then (the resume records the changed budget).
+            plan.steps = min(planned, total_steps)
         log.info("resumed %s at step %d (epoch %d)", output, global_step, start_epoch)
 
     net: torch.nn.Module = model
@@ -387,7 +548,26 @@ def train(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
     loss_fn = ClipLoss(cfg.gather_with_grad)
-    train_record = {"train": cfg.to_dict(), "pairs": str(pairs_path), "world_size": world}
+    train_record: dict[str, Any] = {
+        "train": cfg.to_dict(),
+        "pairs": str(pairs_path),
+        "data": data,
+        "world_size": world,
+        "resumes": resumes,
+    }
+    if resumed is not None:
+        # From here on the resumed run's settings apply, so latest.pt and config.json say so
+        # before the first step, whether or not a step is left to take (config.json's model
+        # stays the one taken at its recorded step).
+        if world > 1:
+            dist.barrier()  # every rank has read latest.pt before rank 0 replaces it
+        if rank == 0:
+            record = {"data": data, "recipe": recipe, "settings": settings, "resumes": resumes}
+            save_torch({**resumed, **record}, latest)
+            if (output / CONFIG_FILE).is_file():
+                saved = read_config(output)
+                saved["train"] = {**train_record, "step": saved.get("train", {}).get("step")}
+                save_json(saved, output / CONFIG_FILE)
     bar = tqdm(
         total=total_steps,
         initial=global_step,
@@ -403,6 +583,38 @@ def train(
         steps = fit_horizon(global_step, run_steps, run_s, clock.remaining(), total_steps)
         plan.steps = int(_from_rank0([float(steps)], world, device)[0])
 
+    def diverged(reason: str, lr: float) -> Diverged:
+        """The error that ends a diverged run, after metrics.json records it."""
+        bar.close()
+        if best_r1 >= 0 and (output / MODEL_FILE).is_file():
+            kept = (
+                f"{output / MODEL_FILE} is still the best checkpoint before it (epoch "
+                f"{round(best_epoch, 2):g}, val R@1 {best_r1:.3f})"
+            )
+        else:
+            kept = f"no model was written to {output}"
+        message = (
+            f"training diverged at step {global_step}: {reason} (lr {lr:.3g}, base "
+            f"--lr {cfg.base_lr:g}); lower --lr and train into a new --output; {kept}"
+        )
+        if rank == 0 and output.is_dir():
+            _write_metrics(
+                output,
+                history,
+                {
+                    "reason": "diverged",
+                    "message": message,
+                    "epoch": history[-1]["epoch"] if history else 0.0,
+                    "step": global_step,
+                    "elapsed_s": elapsed_before + clock.elapsed(),
+                    "time_budget_min": cfg.time_budget_min,
+                    "planned_steps": plan.steps,
+                    "best_val_r1": best_r1,
+                    "best_epoch": best_epoch,
+                },
+            )
+        return Diverged(message)
+
     stop_reason = "epochs"
     last_eval = time.perf_counter()
     losses: list[float] = []
@@ -415,19 +627,16 @@ def train(
             image = train_split.geometry[idx].to(device)
             spectra = train_split.spectra[idx].to(device)
             image, spectra = augment(image, spectra, cfg.augment, aug_rng)
-            losses.append(
-                train_step(
-                    net,
-                    loss_fn,
-                    optimizer,
-                    image,
-                    train_split.params[idx].to(device),
-                    spectra,
-                    device,
-                )
+            step_lr = float(optimizer.param_groups[0]["lr"])
+            loss = train_step(
+                net, loss_fn, optimizer, image, train_split.params[idx].to(device), spectra, device
             )
-            scheduler.step()
             global_step += 1
+            if _any_rank(not math.isfinite(loss), world, device):
+                here = not math.isfinite(loss)
+                raise diverged(f"loss is {loss if here else 'not finite on another rank'}", step_lr)
+            losses.append(loss)
+            scheduler.step()
             run_steps += 1
             bar.update(1)
             if budgeted:
@@ -446,7 +655,13 @@ def train(
                 continue
             next_epoch, next_batch = (epoch + 1, 0) if done == steps_per_epoch else (epoch, done)
             val_start = time.perf_counter()
-            recall = validation_recall(model, val_split, device)
+            bad_weights = nonfinite_tensors(model.state_dict())
+            if bad_weights:
+                raise diverged(f"weights {bad_weights[0]!r} are not finite", step_lr)
+            try:
+                recall = validation_recall(model, val_split, device)
+            except Diverged as exc:
+                raise diverged(str(exc), step_lr) from None
             model.train()
             now = time.perf_counter()
             row = {
@@ -490,12 +705,16 @@ def train(
                     "best_epoch": best_epoch,
                     "bad_epochs": bad_evals,
                     "history": history,
+                    "data": data,
+                    "recipe": recipe,
+                    "settings": settings,
+                    "resumes": resumes,
                     "elapsed_s": row["elapsed_s"],
                     "aug_rng": rng_states,
                     "torch_rng": torch.get_rng_state(),
                 }
                 if improved:
-                    write_model_dir(output, model, train_record)
+                    write_model_dir(output, model, {**train_record, "step": global_step})
                     save_torch(ckpt_out, output / BEST_FILE)
                 save_torch(ckpt_out, latest)
                 _write_metrics(output, history, None)
