@@ -5,24 +5,39 @@ design ``D<design_id>``; each pad is one AREF of its unit cell (``P/period`` cel
 placed array is a cell ``A<k>R<r>`` / ``A<k>C`` of pad AREFs; the top cell places the arrays,
 the fiducial crosses (on the silicon layer, so they are etched and visible), array outlines and
 labels. Same manifest and tolerance give byte-identical files: GDS gets a fixed timestamp.
+
+A layout and its manifest are one unit (``write_chip``): both are made in memory first, checked
+against the free space, written to temporary names and renamed only when both are complete, so a
+failure (a full disk included) leaves the previous pair exactly as it was. Neither library writes
+an output itself, because neither survives a full disk: gdstk ignores failed writes (it leaves a
+truncated layout and returns normally), and HDF5 (2.0, in h5py 3.16's wheel; h5py#914 since 1.8)
+crashes the process: when a dataset's close cannot flush it, closing the file flushes every open
+dataset again and dereferences the half-closed one (SIGSEGV in ``H5D__flush_all_cb``). Their
+bytes are copied to disk by Python, whose writes report a full disk like any other error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import io
 import logging
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import gdstk
+import h5py
 from tqdm import tqdm
 
-from common.atomic import atomic_output
+from common.atomic import atomic_outputs, check_targets, require_free_space, write_stream
 from layout.chip import ChipConfig, cells_per_pad
 from layout.layers import Layer
-from layout.manifest import ChipManifest, Role, write_manifest
+from layout.manifest import ChipManifest, Role, write_manifest_file
 from layout.polygons import DEFAULT_TOLERANCE_NM, NM_PER_UM, design_polygons
 
 log = logging.getLogger(__name__)
@@ -107,23 +122,102 @@ def build_gds(
     return lib
 
 
-def write_layout(lib: gdstk.Library, path: Path, fmt: Format = "gds") -> None:
-    """Write atomically; ``fmt`` picks GDSII or OASIS (far smaller for wafer-scale chips)."""
-    with atomic_output(Path(path)) as tmp:
+def _check_format(fmt: str) -> None:
+    if fmt not in ("gds", "oas"):
+        raise ValueError(f"format {fmt!r} must be 'gds' or 'oas'")
+
+
+@contextlib.contextmanager
+def layout_image(
+    lib: gdstk.Library, fmt: Format = "gds", name: Path | str = "layout"
+) -> Iterator[BinaryIO]:
+    """The layout file as gdstk writes it, in an anonymous in-memory file (Linux ``memfd``; a
+    file in the system's temporary folder elsewhere), checked to be complete (``name`` is the
+    output it is for, in the error if it is not)."""
+    _check_format(fmt)
+    with contextlib.ExitStack() as stack:
+        image: BinaryIO
+        target: str | None = None
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create(f"layout.{fmt}", os.MFD_CLOEXEC)
+            image = stack.enter_context(os.fdopen(fd, "w+b"))
+            target = f"/proc/self/fd/{fd}"
+            if not Path(target).exists():  # no /proc: fall back to a temporary file
+                target = None
+        if target is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            target = str(folder / f"layout.{fmt}")
         if fmt == "gds":
-            lib.write_gds(str(tmp), timestamp=FIXED_TIMESTAMP)
-        elif fmt == "oas":
-            lib.write_oas(str(tmp), compression_level=6)
+            lib.write_gds(target, timestamp=FIXED_TIMESTAMP)
         else:
-            raise ValueError(f"format {fmt!r} must be 'gds' or 'oas'")
+            lib.write_oas(target, compression_level=6)
+        if not target.startswith("/proc/"):
+            image = stack.enter_context(Path(target).open("rb"))
+        _check_complete(image, fmt, name)
+        yield image
+
+
+_GDS_ENDLIB = b"\x00\x04\x04\x00"  # the last record of every GDSII stream
+_OASIS_MAGIC = b"%SEMI-OASIS\r\n"
+_OASIS_END = 2  # record id of the END record, padded to the file's last 256 bytes
+
+
+def _check_complete(image: BinaryIO, fmt: Format, name: Path | str) -> None:
+    """gdstk reports no failed write; a layout cut short (out of memory or disk where it was
+    made) lacks its last record, and is refused rather than copied and recorded."""
+    size = image.seek(0, io.SEEK_END)
+    image.seek(0)
+    head = image.read(len(_OASIS_MAGIC))
+    tail_len = 4 if fmt == "gds" else 256
+    image.seek(max(size - tail_len, 0))
+    tail = image.read(tail_len)
+    if fmt == "gds":
+        complete = size >= 8 and tail == _GDS_ENDLIB
+    else:
+        complete = head == _OASIS_MAGIC and len(tail) == 256 and tail[0] == _OASIS_END
+    if not complete:
+        raise OSError(
+            f"gdstk could not write the whole {fmt} layout for {name} (it stopped after {size} "
+            "bytes: out of memory, or over a file-size limit?); nothing was written"
+        )
+    image.seek(0)
+
+
+def stream_sha256(stream: BinaryIO) -> str:
+    h = hashlib.sha256()
+    stream.seek(0)
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        h.update(block)
+    stream.seek(0)
+    return h.hexdigest()
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return stream_sha256(f)
+
+
+def manifest_image(manifest: ChipManifest) -> bytes:
+    """The manifest file's bytes, made in memory (see the module's note on HDF5 and full disks)."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        write_manifest_file(f, manifest)
+    return buffer.getvalue()
+
+
+def _size(stream: BinaryIO) -> int:
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    return size
+
+
+def write_layout(lib: gdstk.Library, path: Path, fmt: Format = "gds") -> None:
+    """Write atomically; ``fmt`` picks GDSII or OASIS (far smaller for wafer-scale chips)."""
+    (path,) = check_targets([path])
+    with layout_image(lib, fmt, path) as image:
+        require_free_space({path: _size(image)})
+        with atomic_outputs([path]) as (tmp,):
+            write_stream(tmp, image, path)
 
 
 def write_chip(
@@ -135,23 +229,27 @@ def write_chip(
     tolerance_nm: float = DEFAULT_TOLERANCE_NM,
     progress: bool = False,
 ) -> None:
-    """Write the layout and its manifest; the manifest records the layout's name and SHA-256.
+    """Write the layout and its manifest as one unit; the manifest records the layout's name
+    and SHA-256.
 
-    Both go through temporary names, and the layout is removed again if the manifest fails, so
-    a failure leaves neither file.
+    Both are made in memory, checked against the free space and written to temporary names;
+    only when both are complete are both renamed into place. Any failure, a full disk included
+    (one ``OSError`` naming the file), leaves the previous layout and manifest untouched and no
+    temporary file behind.
     """
-    layout_path, manifest_path = Path(layout_path), Path(manifest_path)
+    layout_path, manifest_path = check_targets([layout_path, manifest_path])
+    _check_format(fmt)
     lib = build_gds(manifest, config, tolerance_nm, progress)
-    write_layout(lib, layout_path, fmt)
-    try:
+    with layout_image(lib, fmt, layout_path) as layout:
         attrs = dict(manifest.attrs)
         attrs.update(
             layout_file=layout_path.name,
             layout_format=fmt,
-            layout_sha256=file_sha256(layout_path),
+            layout_sha256=stream_sha256(layout),
             polygon_tolerance_nm=tolerance_nm,
         )
-        write_manifest(manifest_path, replace(manifest, attrs=attrs))
-    except BaseException:
-        layout_path.unlink(missing_ok=True)
-        raise
+        image = manifest_image(replace(manifest, attrs=attrs))
+        require_free_space({layout_path: _size(layout), manifest_path: len(image)})
+        with atomic_outputs([layout_path, manifest_path]) as (layout_tmp, manifest_tmp):
+            write_stream(layout_tmp, layout, layout_path)
+            write_stream(manifest_tmp, image, manifest_path)
