@@ -157,6 +157,7 @@ class PlanExecutor:
         self.bench = bench
         self.config = config
         self.manifest = manifest
+        self.manifest_sha256 = manifest.content_sha256()  # every file says which chip it is of
         self.folder = Path(folder)
         self.record = record
         self.context = context
@@ -440,6 +441,8 @@ class PlanExecutor:
         c = self.context
         return {
             "chip_id": c.chip_id,
+            "manifest_sha256": self.manifest_sha256,
+            "layout_sha256": str(self.manifest.attrs.get("layout_sha256", "")),
             "x_um": float(stage_um[0]),
             "y_um": float(stage_um[1]),
             "pixel_size_um": c.pixel_size_um,

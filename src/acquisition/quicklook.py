@@ -33,7 +33,7 @@ def _tile_images(path: Path, polarization: str) -> tuple[NDArray[np.float32], ND
 
 def write_quicklook(folder: Path, array: str, output: Path, polarization: str = "x") -> Path:
     """Write the quick-look of ``array`` from the tile files in ``folder`` to ``output``."""
-    files = find_tiles(folder).get(array)
+    files = find_tiles(folder, skip_unreadable=True).arrays.get(array)
     if not files:
         raise FileNotFoundError(f"no tile of array {array} in {folder}")
     tiles = [(*_tile_images(f.path, polarization), *f.tile) for f in files]

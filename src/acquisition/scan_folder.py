@@ -49,6 +49,8 @@ class ScanIdentity:
     config_digest: str
     arrays: tuple[str, ...]
     chip_to_stage: tuple[tuple[float, ...], ...]  # 2x3 [A | offset] of the alignment
+    manifest_sha256: str  # ChipManifest.content_sha256: which chip, not just its name
+    layout_sha256: str  # the layout the manifest was written with ("" if it records none)
 
     def write(self, folder: Path) -> None:
         with atomic_output(folder / IDENTITY) as tmp:
@@ -65,18 +67,25 @@ class ScanIdentity:
                 str(data["config_digest"]),
                 tuple(str(a) for a in data["arrays"]),
                 tuple(tuple(float(v) for v in row) for row in data["chip_to_stage"]),
+                str(data["manifest_sha256"]),
+                str(data.get("layout_sha256", "")),
             )
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{folder} holds no scan to resume ({IDENTITY} missing); run without --resume"
             ) from None
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise ValueError(
+                f"{path} is not a scan identity of this version (no {exc}); finish that scan "
+                "with the version that started it, or start a new one"
+            ) from None
+        except (TypeError, ValueError) as exc:
             raise ValueError(f"{path} is not a scan identity ({exc})") from None
 
     def mismatch(self, other: ScanIdentity) -> str | None:
         """The first difference in words, or None (the alignment is a deterministic fit of the
         same fiducials, so it must agree to rounding)."""
-        for name in ("chip_id", "config_digest", "arrays"):
+        for name in ("chip_id", "manifest_sha256", "config_digest", "arrays"):
             if getattr(self, name) != getattr(other, name):
                 return f"{name} {getattr(self, name)!r} != {getattr(other, name)!r}"
         for row_a, row_b in zip(self.chip_to_stage, other.chip_to_stage, strict=True):

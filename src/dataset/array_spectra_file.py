@@ -21,7 +21,9 @@ Q polarizations, W wavelengths:
   file also opens with ``xarray.open_dataset(path, engine="h5netcdf")``.
 
 Root attributes: ``schema`` = "metascan.array_spectra", ``schema_version``,
-``software_version``, ``roles``, ``pad_flags``, ``chip_id``, ``array`` (array name, e.g.
+``software_version``, ``roles``, ``pad_flags``, ``spectra_convention`` (``relative_to_substrate``:
+flat-fielded on the bare glass, :mod:`dataset.conventions`), ``chip_id``, ``manifest_sha256``
+(the chip manifest's content hash), ``array`` (array name, e.g.
 ``A0R1``; names joined by "," after a merge), ``hypercubes`` (JSON list of source files),
 ``registration_method``, ``registration_residual_px``, ``erosion_margin_um``,
 ``flag_thresholds`` (JSON object), ``reference_compensation`` (0/1), then the writer's
@@ -40,6 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import atomic_output
+from dataset import conventions
 from dataset.columns import check_pad_columns
 from dataset.quality import PadFlag, describe
 from layout.library_file import decode_attr, open_versioned, write_header
@@ -63,6 +66,7 @@ _PAD_COLUMNS: dict[str, type[np.generic]] = {
 }
 _ATTRIBUTES = {  # dataclass field -> root attribute
     "chip_id": "chip_id",
+    "manifest_sha256": "manifest_sha256",
     "array_name": "array",
     "hypercubes": "hypercubes",
     "registration_method": "registration_method",
@@ -72,13 +76,20 @@ _ATTRIBUTES = {  # dataclass field -> root attribute
     "reference_compensation": "reference_compensation",
 }
 # Extraction settings: merged arrays must share them, or their flags would not be comparable.
-_SETTINGS = ("chip_id", "erosion_margin_um", "flag_thresholds", "reference_compensation")
+_SETTINGS = (
+    "chip_id",
+    "manifest_sha256",
+    "erosion_margin_um",
+    "flag_thresholds",
+    "reference_compensation",
+)
 _RESERVED = {
     "schema",
     "schema_version",
     "software_version",
     "roles",
     "pad_flags",
+    conventions.ATTRIBUTE,
     *_ATTRIBUTES.values(),
 }
 _KNOWN_FLAGS = int(np.bitwise_or.reduce([int(f) for f in PadFlag]))
@@ -105,6 +116,7 @@ class ArraySpectra:
     wavelength_nm: NDArray[np.float64]  # (W,)
     polarization: tuple[str, ...] = POLARIZATIONS
     chip_id: str
+    manifest_sha256: str  # ChipManifest.content_sha256 of the chip scanned
     array_name: str
     hypercubes: tuple[str, ...]
     registration_method: str
@@ -201,7 +213,7 @@ class ArraySpectra:
             raise ValueError(f"spread must be >= 0, found {np.nanmin(self.spread):g}")
 
     def _check_attributes(self) -> None:
-        for name in ("chip_id", "array_name", "registration_method"):
+        for name in ("chip_id", "manifest_sha256", "array_name", "registration_method"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name}={value!r} must be a non-empty string")
@@ -321,6 +333,7 @@ class ArraySpectra:
             wavelength_nm=first.wavelength_nm,
             polarization=first.polarization,
             chip_id=first.chip_id,
+            manifest_sha256=first.manifest_sha256,
             array_name=",".join(_distinct(p.array_name for p in parts)),
             hypercubes=tuple(_distinct(h for p in parts for h in p.hypercubes)),
             registration_method=",".join(_distinct(p.registration_method for p in parts)),
@@ -348,6 +361,7 @@ def write_array_spectra(
     fixed: dict[str, Any] = {
         "roles": {r.name.lower(): int(r) for r in Role},
         "pad_flags": {f.name.lower(): int(f) for f in PadFlag if f.name},
+        conventions.ATTRIBUTE: conventions.RELATIVE,  # flat-fielded on the bare glass
         **{key: getattr(spectra, name) for name, key in _ATTRIBUTES.items()},
     }
     fixed["hypercubes"] = list(spectra.hypercubes)
@@ -383,6 +397,15 @@ def read_array_spectra(path: Path) -> ArraySpectra:
     """The spectra in ``path``, checked on the way in; provenance attributes come back decoded."""
     with open_versioned(path, SCHEMA, SCHEMA_VERSION, "per-array spectra file") as f:
         provenance = {k: decode_attr(v) for k, v in f.attrs.items() if k not in _RESERVED}
+        source = f"per-array spectra file {path}"
+        conventions.require(
+            conventions.stored(f.attrs, source, conventions.RELATIVE), conventions.RELATIVE, source
+        )
+        if "manifest_sha256" not in f.attrs:
+            raise ValueError(
+                f"{source} does not record which chip manifest it was extracted with "
+                "(no manifest_sha256; written by an older version): process its scan again"
+            )
         attributes = {name: decode_attr(f.attrs[key]) for name, key in _ATTRIBUTES.items()}
         attributes["hypercubes"] = tuple(attributes["hypercubes"])
         attributes["reference_compensation"] = bool(attributes["reference_compensation"])

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from common.outputs import check_outputs
+from common.values import SEED
 from dataset.moclip_npz import read_moclip_npz, write_moclip_npz
-from dataset.pairs_file import SPLIT_NAMES, Pairs, write_pairs
+from dataset.pairs_file import SCHEMA, SPLIT_NAMES, Pairs, write_pairs
 from dataset.pairs_io import is_moclip_npz, load_pairs
 
 app = typer.Typer(
@@ -23,18 +25,8 @@ _MAX_VALUE_CHARS = 160  # long provenance values (whole configs) are cut in the 
 
 Force = Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")]
 SplitSeed = Annotated[
-    int, typer.Option("--split-seed", help="Seed for the design-grouped splits of an .npz.")
+    int, SEED.option("--split-seed", help="Seed for the design-grouped splits of an .npz.")
 ]
-
-
-def check_output(path: Path, force: bool) -> None:
-    """Fail before any reading when the output cannot or may not be written."""
-    if path.is_dir():
-        raise IsADirectoryError(f"output {path} is a directory; give a file name")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {path.parent} does not exist")
-    if path.exists() and not force:
-        raise FileExistsError(f"output {path} exists; pass --force to overwrite it")
 
 
 def _split_summary(pairs: Pairs) -> str:
@@ -60,7 +52,7 @@ def import_moclip_cmd(
     force: Force = False,
 ) -> None:
     """Convert a MOCLIP .npz into a pairs file: design ids hashed from content, splits drawn."""
-    check_output(output, force)
+    check_outputs({"--output": output}, {"SOURCE": source}, force, schemas={"--output": SCHEMA})
     pairs = read_moclip_npz(source, split_seed=split_seed, clip_spectra=clip_spectra)
     write_pairs(output, pairs)
     designs = np.unique(pairs.design_id).size
@@ -76,7 +68,7 @@ def export_moclip_cmd(
     force: Force = False,
 ) -> None:
     """Write pairs in the MOCLIP .npz layout (design ids, splits and provenance are dropped)."""
-    check_output(output, force)
+    check_outputs({"--output": output}, {"SOURCE": source}, force)
     pairs = load_pairs(source)
     write_moclip_npz(output, pairs)
     size, bands = pairs.geometry.shape[1], pairs.wavelength_nm.size

@@ -11,10 +11,12 @@ from typing import Annotated
 
 import typer
 
+from common.outputs import check_outputs
+from common.values import SEED
 from dataset.array_spectra_file import SCHEMA as SPECTRA_SCHEMA
 from dataset.array_spectra_file import ArraySpectra, read_array_spectra
-from dataset.cli import check_output
-from dataset.curation import DEFAULT_THRESHOLD, check_threshold, curate
+from dataset.curation import DEFAULT_THRESHOLD, THRESHOLD, curate
+from dataset.pairs_file import SCHEMA as PAIRS_SCHEMA
 from dataset.pairs_file import SPLIT_NAMES, write_pairs
 from layout.library_file import has_schema
 from layout.manifest import ChipManifest, read_manifest
@@ -34,7 +36,7 @@ def curate_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Pairs file to write (.h5).")],
     threshold: Annotated[
         float,
-        typer.Option(help="Reject a design whose largest pairwise replica MSE exceeds this."),
+        THRESHOLD.option(help="Reject a design whose largest pairwise replica MSE exceeds this."),
     ] = DEFAULT_THRESHOLD,
     manifest: Annotated[
         list[Path] | None,
@@ -45,7 +47,7 @@ def curate_cmd(
             "Default: the manifest the spectra files name.",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the design-grouped 80/10/10 split.")] = 0,
+    seed: Annotated[int, SEED.option(help="Seed of the design-grouped 80/10/10 split.")] = 0,
     keep_single: Annotated[
         bool,
         typer.Option(
@@ -59,18 +61,25 @@ def curate_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     """Cross-check replicas of every design, keep the consistent ones as training pairs."""
-    from dataset.curation_report import default_report_dir, write_report  # matplotlib: lazy
+    from dataset.curation_report import (  # matplotlib: lazy
+        REPORT_FILES,
+        default_report_dir,
+        write_report,
+    )
 
-    check_threshold(threshold)
-    if seed < 0:
-        raise ValueError(f"--seed {seed} must be >= 0")
-    check_output(output, force)
     report_dir = report if report is not None else default_report_dir(output)
-    if not report_dir.parent.is_dir():
-        raise FileNotFoundError(f"report directory's parent {report_dir.parent} does not exist")
+    given: dict[str, Path | None] = {f"--manifest {p}": p for p in manifest or []}
+    check_outputs({"--output": output}, given, force, schemas={"--output": PAIRS_SCHEMA})
+    check_outputs({"--report": report_dir}, given, force, directories=True)
     files = spectra_files(inputs)
     spectra = [read_array_spectra(f) for f in files]
     manifests, manifest_paths = resolve_manifests(spectra, files, manifest or [])
+    inputs_by_name: dict[str, Path | None] = {f"spectra file {f}": f for f in files}
+    inputs_by_name.update({f"manifest {p}": p for p in manifest_paths.values()})
+    reports = {}
+    if report_dir.is_dir():
+        reports = {f"report file {report_dir / n}": report_dir / n for n in REPORT_FILES}
+    check_outputs({"--output": output, **reports}, inputs_by_name, force)
 
     result = curate(spectra, manifests, threshold, keep_single=keep_single)
     report_path = write_report(
@@ -91,6 +100,7 @@ def curate_cmd(
         provenance={
             "spectra_files": [str(f) for f in files],
             "manifests": {chip: str(p) for chip, p in manifest_paths.items()},
+            "manifest_sha256": {chip: m.content_sha256() for chip, m in manifests.items()},
         },
     )
     write_pairs(output, pairs)
@@ -165,6 +175,14 @@ def resolve_manifests(
                 f"{m.chip_id!r}; pass --manifest with the right chip's manifest"
             )
         manifests[m.chip_id], paths[m.chip_id] = m, path
+    digests = {chip: m.content_sha256() for chip, m in manifests.items()}
+    for s, file in zip(spectra, files, strict=True):
+        if s.manifest_sha256 != digests[s.chip_id]:
+            raise ValueError(
+                f"{file} was extracted with another chip manifest (manifest_sha256 "
+                f"{s.manifest_sha256[:12]}) than {paths[s.chip_id]} ({digests[s.chip_id][:12]}), "
+                f"though both say chip_id {s.chip_id!r}; give the manifest of the scanned chip"
+            )
     return manifests, paths
 
 

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from common.values import Bounds
 from dataset.array_spectra_file import WAVELENGTH_TOLERANCE_NM, ArraySpectra
 from dataset.pairs_file import Pairs, assign_splits
 from dataset.quality import PadFlag
@@ -206,13 +207,11 @@ class CurationResult:
         )
 
 
+THRESHOLD = Bounds(0.0, 1.0, lo_open=True)  # a replica MSE, transmission squared
+
+
 def check_threshold(threshold: float) -> float:
-    if isinstance(threshold, bool) or not np.isfinite(threshold) or threshold <= 0:
-        raise ValueError(
-            f"threshold={threshold!r} must be a finite replica MSE > 0 "
-            f"(transmission squared; default {DEFAULT_THRESHOLD:g})"
-        )
-    return float(threshold)
+    return float(THRESHOLD.check("threshold", threshold))
 
 
 @dataclass(frozen=True)

@@ -789,6 +789,7 @@ def merge_tiles(
         polarization=first.polarization,
         hypercubes=[t.source for t in tiles],
         chip_id=manifest.chip_id,
+        manifest_sha256=manifest.content_sha256(),
         array_name=array_name,
         registration_method=first.registration.method,
         registration_residual_px=max(t.registration.residual_px for t in tiles),

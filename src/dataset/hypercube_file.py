@@ -30,7 +30,8 @@ Where the flat lives (one mechanism for readers, :func:`read_flat`): either in t
 relative to the tile file's directory, so a scan keeps one flat for all its tiles.
 
 Root attributes: ``schema`` = "metascan.hypercube", ``schema_version``, ``software_version``,
-``role`` ("tile" or "flat"), ``chip_id``, ``x_um``/``y_um`` (stage position of the tile centre),
+``role`` ("tile" or "flat"), ``chip_id``, ``manifest_sha256`` (the chip manifest's content hash:
+which chip, not only its name), ``x_um``/``y_um`` (stage position of the tile centre),
 ``pixel_size_um``, ``instruments`` and ``config`` (JSON text); a tile also ``array_id``,
 ``tile_row``, ``tile_col``; then the caller's provenance (scalars as attributes, anything else as
 JSON, as in every project file).
@@ -81,9 +82,9 @@ SECTIONS = ("signal", "flat")
 ROLES = ("tile", "flat")
 WAVELENGTH_TOLERANCE_NM = 1e-6
 _RESERVED = {"schema", "schema_version", "software_version"}
-_REQUIRED = {"chip_id", "x_um", "y_um", "pixel_size_um", "instruments", "config"}
+_REQUIRED = {"chip_id", "manifest_sha256", "x_um", "y_um", "pixel_size_um", "instruments", "config"}
 _TILE_REQUIRED = {"array_id", "tile_row", "tile_col"}
-_IDENTITY = ("role", "chip_id", "array_id", "tile_row", "tile_col")
+_IDENTITY = ("role", "chip_id", "manifest_sha256", "array_id", "tile_row", "tile_col")
 _ALL_FLAGS = int(sum(f.value for f in BandFlag))
 
 # Per-band values of a section: suffix -> (dtype, NaN fill (else 0, and no _FillValue), attrs).
@@ -249,8 +250,9 @@ def _check_attrs(attrs: Mapping[str, Any], layout: HypercubeLayout) -> dict[str,
     missing = sorted((_REQUIRED | (_TILE_REQUIRED if role == "tile" else set())) - out.keys())
     if missing:
         raise ValueError(f"hypercube attributes {missing} are required for role {role!r}")
-    if not isinstance(out["chip_id"], str) or not out["chip_id"]:
-        raise ValueError(f"chip_id={out['chip_id']!r} must be a non-empty string")
+    for key in ("chip_id", "manifest_sha256"):
+        if not isinstance(out[key], str) or not out[key]:
+            raise ValueError(f"{key}={out[key]!r} must be a non-empty string")
     for key in ("x_um", "y_um", "pixel_size_um"):
         v = out[key]
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
@@ -457,8 +459,8 @@ class HypercubeWriter:
         durable: bool = True,
     ) -> HypercubeWriter:
         """Reopen a hypercube to resume a scan: refuses a file whose schema, version or layout
-        differs from ``layout``, or whose identity attributes (role, chip_id, array_id,
-        tile_row, tile_col) differ from those in ``attrs``; :meth:`completed` then says what is
+        differs from ``layout``, or whose identity attributes (role, chip_id, manifest_sha256,
+        array_id, tile_row, tile_col) differ from those in ``attrs``; :meth:`completed` then says what is
         left to acquire."""
         path = Path(path)
         with open_versioned(path, SCHEMA, SCHEMA_VERSION, "hypercube") as f:

@@ -5,15 +5,17 @@ Datasets at the root, N pairs, W wavelengths:
 * ``geometry`` (N, S, S) uint8 0/1: the unit-cell raster, [y, x], S = 128 (the MOCLIP
   representation); chunked one pair per chunk and gzip-compressed, binary images shrink ~20x.
 * ``params`` (N, 2) float64: period and film thickness in micrometres (MOCLIP's ``params``).
-* ``spectra`` (N, 2, W) float32 or float64: zero-order transmission (0-1), axis 1 = x, y
-  polarization (MOCLIP's ``spectra_x`` and ``spectra_y`` are ``spectra[:, 0]``, ``[:, 1]``).
+* ``spectra`` (N, 2, W) float32 or float64: zero-order transmission relative to the bare
+  substrate (T / T_substrate, 0-1; :mod:`dataset.conventions`), axis 1 = x, y polarization (MOCLIP's ``spectra_x`` and ``spectra_y`` are ``spectra[:, 0]``, ``[:, 1]``).
 * ``wavelength_nm`` (W,) float64, strictly increasing (MOCLIP's ``wvl``).
 * ``design_id`` (N,) int64: replicas of a design share it.
 * ``split`` (N,) uint8: 0 train, 1 validation, 2 test (names in the ``split_names`` attribute);
   small integers rather than strings so a data loader can mask with them directly.
 
 Root attributes: ``schema`` = "metascan.pairs", ``schema_version``, ``software_version``,
-``split_names`` and the writer's provenance (scalars as attributes, anything else as JSON).
+``split_names``, ``spectra_convention`` (always ``relative_to_substrate``: what a microscope
+measures; a version-1 file without it is read by what its writer is known to have produced) and
+the writer's provenance (scalars as attributes, anything else as JSON).
 Splits are grouped by ``design_id``: the writer refuses a file where a design straddles splits,
 because a replica in the test split of a design trained on would flatter every metric.
 """
@@ -29,13 +31,17 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import atomic_output
+from dataset import conventions
 from layout.library_file import decode_attr, open_versioned, write_header
 
 SCHEMA = "metascan.pairs"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: spectra_convention recorded
 SPLIT_NAMES = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
-_RESERVED = {"schema", "schema_version", "software_version", "split_names"}
+_RESERVED = {"schema", "schema_version", "software_version", "split_names", conventions.ATTRIBUTE}
+# Version-1 writers: `metascan sim pairs` stored absolute transmission and said so in this
+# provenance attribute; curation and the MOCLIP import stored relative spectra.
+_LEGACY_ABSOLUTE_KIND = "zero-order transmission into fused silica, not referenced to bare glass"
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
@@ -183,7 +189,10 @@ def write_pairs(path: Path, pairs: Pairs, provenance: dict[str, Any] | None = No
     attrs = {**pairs.provenance, **(provenance or {})}
     n, size = len(pairs), pairs.geometry.shape[1]
     with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
-        fixed = {"split_names": list(SPLIT_NAMES)}
+        fixed = {
+            "split_names": list(SPLIT_NAMES),
+            conventions.ATTRIBUTE: conventions.RELATIVE,  # the only one contract 5 holds
+        }
         write_header(f, SCHEMA, SCHEMA_VERSION, fixed, attrs, _RESERVED, "pairs")
         f.create_dataset(
             "geometry",
@@ -204,6 +213,13 @@ def read_pairs(path: Path) -> Pairs:
     """The pairs in ``path``, checked on the way in; provenance attributes come back decoded."""
     with open_versioned(path, SCHEMA, SCHEMA_VERSION, "pairs file") as f:
         provenance = {k: decode_attr(v) for k, v in f.attrs.items() if k not in _RESERVED}
+        legacy = (
+            conventions.ABSOLUTE
+            if provenance.get("spectra_kind") == _LEGACY_ABSOLUTE_KIND
+            else conventions.RELATIVE
+        )
+        found = conventions.stored(f.attrs, f"pairs file {path}", legacy)
+        conventions.require(found, conventions.RELATIVE, f"pairs file {path}")
         return Pairs.build(
             np.asarray(f["geometry"][()], dtype=np.uint8).view(np.bool_),
             f["params"][()],

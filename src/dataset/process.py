@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 from dask.base import compute
 from dask.delayed import delayed
 from tqdm import tqdm
 
+from common.outputs import check_outputs
 from dataset.array_spectra_file import write_array_spectra
 from dataset.extraction import (
     ExtractionSettings,
@@ -50,26 +52,52 @@ class TileFile:
     path: Path
     array: str
     chip_id: str
+    manifest_sha256: str  # "" when the tile records none (an older writer)
     tile: tuple[int, int]
     nbytes: int  # file size
 
 
-def find_tiles(scans_dir: Path) -> dict[str, list[TileFile]]:
-    """Tile hypercubes under ``scans_dir`` (recursively), grouped by array name. Files that are
-    not hypercubes (logs, outputs) and flats are skipped; a tile without an ``array`` attribute
-    or a tile found twice is refused."""
+@dataclass(frozen=True)
+class FoundTiles:
+    """The tiles of a scan folder by array, and the hypercube files that could not be read."""
+
+    arrays: dict[str, list[TileFile]]
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why
+
+
+def find_tiles(scans_dir: Path, *, skip_unreadable: bool = False) -> FoundTiles:
+    """Tile hypercubes under ``scans_dir`` (recursively), grouped by array name.
+
+    HDF5 files of another kind (outputs, other projects' files) and flats are passed over. A
+    file that says it is HDF5 but cannot be opened (a tile truncated by a crash or a copy) is an
+    error naming it, unless ``skip_unreadable``: then it is skipped loudly, and the caller lists
+    it in the outputs' provenance. A tile without an ``array`` attribute or a tile found twice
+    is refused."""
     scans_dir = Path(scans_dir)
     if not scans_dir.is_dir():
         raise FileNotFoundError(f"scan folder {scans_dir} does not exist")
     found: dict[str, list[TileFile]] = {}
+    unreadable: dict[str, str] = {}
     seen: dict[tuple[str, str, tuple[int, int]], Path] = {}
     for path in sorted(p for p in scans_dir.rglob("*") if p.suffix in HYPERCUBE_SUFFIXES):
         if not path.is_file() or path.name.startswith("."):
             continue
+        if not has_hdf5_signature(path):
+            log.debug("skipping %s: not an HDF5 file", path)
+            continue
         try:
             attrs = hypercube_attrs(path)
-        except ValueError:
-            log.debug("skipping %s: not a hypercube", path)
+        except ValueError as exc:
+            if readable_hdf5(path):
+                log.debug("skipping %s: not a hypercube (%s)", path, exc)
+                continue
+            if not skip_unreadable:
+                raise ValueError(
+                    f"{path} cannot be read (truncated or damaged HDF5); restore it, rescan "
+                    "its array, or pass --skip-unreadable to process the rest without it"
+                ) from None
+            log.warning("SKIPPED unreadable hypercube %s", path)
+            unreadable[str(path)] = "cannot be opened as HDF5 (truncated or damaged)"
             continue
         if attrs.get("role") != "tile":
             continue
@@ -85,8 +113,26 @@ def find_tiles(scans_dir: Path) -> dict[str, list[TileFile]]:
                 f"{path}; process one scan of an array at a time"
             )
         seen[key] = path
-        found.setdefault(array, []).append(TileFile(path, array, chip, tile, path.stat().st_size))
-    return found
+        digest = str(attrs.get("manifest_sha256", ""))
+        found.setdefault(array, []).append(
+            TileFile(path, array, chip, digest, tile, path.stat().st_size)
+        )
+    return FoundTiles(found, unreadable)
+
+
+def has_hdf5_signature(path: Path) -> bool:
+    """The 8-byte HDF5 signature at offset 0 (where this project's writers put it): a damaged
+    file keeps it, a log or a PNG does not."""
+    with Path(path).open("rb") as f:
+        return f.read(8) == b"\x89HDF\r\n\x1a\n"
+
+
+def readable_hdf5(path: Path) -> bool:
+    try:
+        with h5py.File(path, "r", locking=False):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -109,6 +155,7 @@ class ProcessSummary:
     seconds: float
     hypercube_bytes: int  # tile files plus each flat file once
     settings: ExtractionSettings = field(repr=False)
+    unreadable: dict[str, str] = field(default_factory=dict)  # skipped files -> why
 
     @property
     def pads(self) -> int:
@@ -140,6 +187,7 @@ def process_array(
     manifest: ChipManifest | None = None,
     flats: FlatCache | None = None,
     on_tile: Callable[[TileSpectra], None] | None = None,
+    skipped_unreadable: dict[str, str] | None = None,
 ) -> ArrayOutcome:
     """One Dask task: extract an array's tiles, write its array-spectra file. Arguments are
     plain paths so the task pickles for a distributed worker; threads pass the shared
@@ -153,7 +201,12 @@ def process_array(
         settings,
         flats=flats,
         on_tile=on_tile,
-        provenance={"manifest": str(manifest_path)},
+        provenance={
+            "manifest": str(manifest_path),
+            # Skipped files are listed in every output: a tile missing from an array may have
+            # held some of its pads, and a reader must be able to tell.
+            **({"skipped_unreadable": skipped_unreadable} if skipped_unreadable else {}),
+        },
     )
     spectra = result.spectra
     write_array_spectra(Path(output_path), spectra)
@@ -193,6 +246,8 @@ def process_scans(
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = False,
+    force: bool = False,
+    skip_unreadable: bool = False,
 ) -> ProcessSummary:
     """Every array found under ``scans_dir`` to ``output_dir/<array>.h5`` (module docstring).
 
@@ -202,7 +257,9 @@ def process_scans(
     if workers is not None and not 1 <= workers <= 1024:
         raise ValueError(f"workers={workers} must be in [1, 1024]")
     manifest = read_manifest(Path(manifest_path))
-    groups = find_tiles(scans_dir)
+    digest = manifest.content_sha256()
+    found = find_tiles(scans_dir, skip_unreadable=skip_unreadable)
+    groups = found.arrays
     if not groups:
         raise ValueError(f"no tile hypercubes (*.h5, *.nc with role 'tile') under {scans_dir}")
     for array, tiles in groups.items():
@@ -212,16 +269,26 @@ def process_scans(
                 f"array {array} was scanned on chip {', '.join(sorted(chips))}, the manifest "
                 f"{manifest_path} is chip {manifest.chip_id!r}"
             )
+        for t in tiles:
+            if t.manifest_sha256 != digest:
+                raise ValueError(
+                    f"{t.path} was scanned with another chip manifest (manifest_sha256 "
+                    f"{t.manifest_sha256[:12] or 'not recorded'}) than {manifest_path} "
+                    f"({digest[:12]}), though both say chip_id {manifest.chip_id!r}; give the "
+                    "manifest the scan was made with"
+                )
         if array not in manifest.arrays.name:
             raise ValueError(
                 f"array {array!r} (in {tiles[0].path}) is not in the manifest {manifest_path}; "
                 f"its arrays are {', '.join(manifest.arrays.name)}"
             )
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise FileExistsError(f"output {output_dir} is a file; give a directory")
-    if not output_dir.parent.is_dir():
-        raise FileNotFoundError(f"output directory {output_dir.parent} does not exist")
+    outputs = {f"output {output_dir / f'{a}.h5'}": output_dir / f"{a}.h5" for a in groups}
+    inputs: dict[str, Path | None] = {"--manifest": Path(manifest_path)}
+    inputs.update({f"hypercube {t.path.name}": t.path for ts in groups.values() for t in ts})
+    check_outputs({"--output": output_dir}, inputs, force, directories=True)
+    if output_dir.is_dir():
+        check_outputs(outputs, inputs, force)
     output_dir.mkdir(exist_ok=True)
     all_tiles = [t for tiles in groups.values() for t in tiles]
     jobs = {
@@ -236,9 +303,13 @@ def process_scans(
     start = time.perf_counter()
     with tqdm(total=total_pads, unit="pad", desc="process", disable=not progress) as bar:
         if scheduler is None:
-            outcomes = _run_threads(jobs, manifest, manifest_path, settings, workers, bar)
+            outcomes = _run_threads(
+                jobs, manifest, manifest_path, settings, workers, bar, found.unreadable
+            )
         else:
-            outcomes = _run_distributed(jobs, Path(manifest_path), settings, scheduler, bar)
+            outcomes = _run_distributed(
+                jobs, Path(manifest_path), settings, scheduler, bar, found.unreadable
+            )
     seconds = time.perf_counter() - start
     read = sum(o.hypercube_bytes for o in outcomes)
     tile_bytes = sum(t.nbytes for t in all_tiles)
@@ -248,6 +319,7 @@ def process_scans(
         seconds=seconds,
         hypercube_bytes=tile_bytes + _flat_bytes(all_tiles),
         settings=settings,
+        unreadable=dict(found.unreadable),
     )
 
 
@@ -258,6 +330,7 @@ def _run_threads(
     settings: ExtractionSettings,
     workers: int | None,
     bar: tqdm[Any],
+    skipped: dict[str, str],
 ) -> list[ArrayOutcome]:
     lock = threading.Lock()
     flats = FlatCache()
@@ -272,7 +345,13 @@ def _run_threads(
 
     # Shared objects ride in a partial, not as arguments: Dask would unpack a dataclass
     # argument (the manifest) into graph nodes.
-    task = functools.partial(process_array, manifest=manifest, flats=flats, on_tile=tile_done)
+    task = functools.partial(
+        process_array,
+        manifest=manifest,
+        flats=flats,
+        on_tile=tile_done,
+        skipped_unreadable=skipped,
+    )
     tasks = [
         delayed(task, pure=False)(paths, str(manifest_path), array, output, settings)
         for array, (paths, output, _) in jobs.items()
@@ -290,6 +369,7 @@ def _run_distributed(
     settings: ExtractionSettings,
     address: str,
     bar: tqdm[Any],
+    skipped: dict[str, str],
 ) -> list[ArrayOutcome]:
     try:
         from distributed import (  # type: ignore[import-not-found, unused-ignore]
@@ -315,6 +395,7 @@ def _run_distributed(
                 array,
                 output,
                 settings,
+                skipped_unreadable=skipped,
                 pure=False,
                 key=f"metascan-process-{array}-{time.time_ns()}",
             )

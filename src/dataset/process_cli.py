@@ -7,6 +7,11 @@ from typing import Annotated
 
 import typer
 
+from common.values import Bounds
+
+MARGIN_UM = Bounds(0.0, 10.0, unit="µm")
+WORKERS = Bounds(1, 1024, integer=True)
+
 
 def process_cmd(
     scans_dir: Annotated[Path, typer.Argument(help="Scan folder (tile hypercubes and flat).")],
@@ -16,7 +21,8 @@ def process_cmd(
         typer.Option("--output", "-o", help="Folder for <array>.h5 spectra (created if missing)."),
     ],
     margin_um: Annotated[
-        float, typer.Option("--margin-um", help="Erode each pad region by this from every edge.")
+        float,
+        MARGIN_UM.option("--margin-um", help="Erode each pad region by this from every edge."),
     ] = 1.5,
     no_reference: Annotated[
         bool,
@@ -32,8 +38,19 @@ def process_cmd(
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Threads (default: one per core).")
+        int | None, WORKERS.option("--workers", help="Threads (default: one per core).")
     ] = None,
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable",
+            help="Skip hypercubes that cannot be read (listed in every output's provenance) "
+            "instead of stopping.",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite existing spectra files in --output.")
+    ] = False,
 ) -> None:
     """Extract per-pad spectra: register each tile to the manifest, flat-field, average pads."""
     from dataset.extraction import ExtractionSettings  # keeps `metascan --help` fast
@@ -43,13 +60,24 @@ def process_cmd(
         raise FileNotFoundError(f"chip manifest {manifest} does not exist")
     settings = ExtractionSettings(margin_um=margin_um, reference=not no_reference)
     summary = process_scans(
-        scans_dir, manifest, output, settings, scheduler=scheduler, workers=workers, progress=True
+        scans_dir,
+        manifest,
+        output,
+        settings,
+        scheduler=scheduler,
+        workers=workers,
+        progress=True,
+        force=force,
+        skip_unreadable=skip_unreadable,
     )
+    for path, why in summary.unreadable.items():
+        typer.echo(f"warning: SKIPPED {path}: {why}", err=True)
     flagged = ", ".join(f"{k} {v}" for k, v in summary.flag_counts().items() if v) or "none"
     worst = max(a.registration_residual_px for a in summary.arrays)
     typer.echo(
         f"wrote {len(summary.arrays)} array-spectra files to {output} ({summary.pads} pads, "
         f"flagged: {flagged}; registration residual <= {worst:.3f} px rms; "
         f"{summary.pads_per_s:.0f} pads/s, {summary.mb_per_s:.0f} MB/s"
-        f"{'' if settings.reference else '; no reference correction'})"
+        f"{'' if settings.reference else '; no reference correction'}"
+        f"{f'; {len(summary.unreadable)} unreadable file(s) SKIPPED' if summary.unreadable else ''})"
     )

@@ -34,13 +34,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import atomic_output
+from dataset import conventions
 from dataset.columns import check_pad_columns
 from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import Role
 
 SCHEMA = "metascan.truth"
 SCHEMA_VERSION = 1
-_RESERVED = {"schema", "schema_version", "software_version", "bandwidth_mode", "roles", "defects"}
+_RESERVED = {
+    "schema",
+    "schema_version",
+    "software_version",
+    "bandwidth_mode",
+    "roles",
+    "defects",
+    conventions.ATTRIBUTE,
+}
 _PAD_COLUMNS: dict[str, type[np.generic]] = {
     "array_id": np.int32,
     "replica": np.int32,
@@ -116,6 +125,8 @@ def write_truth(path: Path, truth: Truth, provenance: dict[str, Any] | None = No
             "bandwidth_mode": truth.bandwidth_mode,
             "roles": {r.name.lower(): int(r) for r in Role},
             "defects": {d.name.lower(): int(d) for d in Defect},
+            # ``transmission`` is absolute; ``relative_transmission()`` divides by the glass.
+            conventions.ATTRIBUTE: conventions.ABSOLUTE,
         }
         write_header(f, SCHEMA, SCHEMA_VERSION, fixed, attrs, _RESERVED, "truth")
         for name in _PAD_COLUMNS:
@@ -154,6 +165,10 @@ def read_truth(path: Path) -> Truth:
     """The truth in ``path``, checked on the way in; provenance attributes come back decoded."""
     with open_versioned(path, SCHEMA, SCHEMA_VERSION, "truth file") as f:
         provenance = {k: decode_attr(v) for k, v in f.attrs.items() if k not in _RESERVED}
+        source = f"truth file {path}"
+        conventions.require(
+            conventions.stored(f.attrs, source, conventions.ABSOLUTE), conventions.ABSOLUTE, source
+        )
         columns = {name: np.asarray(f[name][()], dtype=dt) for name, dt in _PAD_COLUMNS.items()}
         return Truth(
             **columns,

@@ -15,9 +15,27 @@ from typing import Any
 
 import numpy as np
 
+from common.values import SEED, Bounds
 from layout.design import DesignLibrary
 from layout.manifest import ArrayTable, ChipManifest, PadTable, Role
 from layout.rules import DesignRules
+
+# Every number of a chip, checked where it enters (the CLI's options use the same bounds).
+CHIP_BOUNDS = {
+    "thickness_nm": Bounds(0.0, 10_000.0, unit="nm", lo_open=True),
+    "arrays": Bounds(1, 10_000, integer=True),
+    "rows": Bounds(1, 10_000, integer=True),
+    "cols": Bounds(1, 10_000, integer=True),
+    "replicas": Bounds(1, 100, integer=True),
+    "pad_size_um": Bounds(0.0, 1000.0, unit="µm", lo_open=True),
+    "pad_gap_um": Bounds(0.0, 1000.0, unit="µm"),
+    "companion_size": Bounds(0, 1000, integer=True),
+    "array_spacing_um": Bounds(0.0, 100_000.0, unit="µm"),
+    "fiducial_offset_um": Bounds(0.0, 10_000.0, unit="µm"),
+    "fiducial_arm_um": Bounds(0.0, 10_000.0, unit="µm", lo_open=True),
+    "fiducial_width_um": Bounds(0.0, 10_000.0, unit="µm", lo_open=True),
+    "seed": SEED,
+}
 
 
 @dataclass(frozen=True)
@@ -40,25 +58,8 @@ class ChipConfig:
     chip_id: str = "chip"
 
     def __post_init__(self) -> None:
-        positive_int = {
-            "arrays": self.arrays,
-            "rows": self.rows,
-            "cols": self.cols,
-            "replicas": self.replicas,
-        }
-        for name, value in positive_int.items():
-            if value < 1:
-                raise ValueError(f"{name}={value} must be >= 1")
-        if self.companion_size < 0:
-            raise ValueError(
-                f"companion_size={self.companion_size} must be >= 0 (0 disables companions)"
-            )
-        if not 0 < self.thickness_nm <= 10_000:
-            raise ValueError(f"thickness_nm={self.thickness_nm} must be in (0, 10000] nm")
-        if not 0 < self.pad_size_um <= 1000:
-            raise ValueError(f"pad_size_um={self.pad_size_um} must be in (0, 1000] µm")
-        if self.pad_gap_um < 0:
-            raise ValueError(f"pad_gap_um={self.pad_gap_um} must be >= 0")
+        for name, bounds in CHIP_BOUNDS.items():
+            bounds.check(name, getattr(self, name))
         if self.fiducial_width_um <= 0 or self.fiducial_arm_um <= self.fiducial_width_um:
             raise ValueError(
                 f"fiducial arm {self.fiducial_arm_um} µm must exceed its width {self.fiducial_width_um} µm > 0"

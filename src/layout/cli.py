@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
 
-from layout.chip import ChipConfig, plan_chip
+from common.outputs import check_outputs
+from common.values import COUNT, SEED, Bounds
+from layout.chip import CHIP_BOUNDS, ChipConfig, plan_chip
 from layout.drc import run_drc
 from layout.gds_writer import write_chip
-from layout.generator import GeneratorConfig, generate
+from layout.generator import MAX_PRIMITIVES, PERIOD_NM, GeneratorConfig, generate
+from layout.library_file import SCHEMA as LIBRARY_SCHEMA
 from layout.library_file import read_library, write_library
+from layout.manifest import SCHEMA as MANIFEST_SCHEMA
 from layout.manifest import Role, read_manifest
 from layout.preview import preview_array, preview_designs
-from layout.rules import DesignRules
+from layout.rules import RULE_BOUNDS, DesignRules
 
 app = typer.Typer(
     help="Design libraries, chip layouts (GDS/OASIS + manifest), DRC and previews.",
@@ -26,37 +30,42 @@ app = typer.Typer(
 log = logging.getLogger(__name__)
 
 
+DRC_NM = Bounds(0.0, 10_000.0, unit="nm", lo_open=True)
+SHOW = Bounds(0, 10**6, integer=True)
+PREVIEW_COUNT = Bounds(1, 100, integer=True)
+TOLERANCE_NM = Bounds(0.0, 1.0, unit="nm", lo_open=True)  # the design rules assume <= 1 nm
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+
+
 def _manifest_path(layout_path: Path) -> Path:
     return layout_path.with_suffix(".h5")
 
 
-def _require_parent(path: Path) -> None:
-    """Fail before any work when an output cannot be written, not after minutes of it."""
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"output directory {path.parent} does not exist")
-    if path.is_dir():
-        raise IsADirectoryError(f"output {path} is a directory; give a file name")
+def check_chip_id(chip_id: str) -> None:
+    """A chip id names the GDS top cell and every file of the chip: printable, no spaces."""
+    if not chip_id or len(chip_id) > 64 or not all(c.isalnum() or c in "-_." for c in chip_id):
+        raise ValueError(
+            f"--chip-id {chip_id!r} must be 1-64 letters, digits, '-', '_' or '.', e.g. W7-C3"
+        )
 
 
 @app.command("generate")
 def generate_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Design library to write (.h5).")],
-    count: Annotated[int, typer.Option(help="Number of unique designs.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same designs.")] = 0,
-    grid_nm: Annotated[float, typer.Option(help="Fabrication grid for centres and sizes.")] = 5.0,
+    count: Annotated[int, COUNT.option(help="Number of unique designs.")] = 1000,
+    seed: Annotated[int, SEED.option(help="Random seed; same seed, same designs.")] = 0,
+    grid_nm: Annotated[
+        float, RULE_BOUNDS["grid_nm"].option(help="Fabrication grid for centres and sizes.")
+    ] = 5.0,
     periods_nm: Annotated[
-        str, typer.Option(help="Comma-separated periods to draw from.")
+        Any, PERIOD_NM.list_option(help="Comma-separated periods to draw from.")
     ] = "300,400,500,600",
-    max_primitives: Annotated[int, typer.Option(help="Primitives per design, 1..N.")] = 4,
+    max_primitives: Annotated[int, MAX_PRIMITIVES.option(help="Primitives per design.")] = 4,
+    force: Force = False,
 ) -> None:
     """Draw COUNT unique designs that pass the fabrication checker."""
-    _require_parent(output)
-    try:
-        periods = tuple(int(p) for p in periods_nm.split(","))
-    except ValueError:
-        raise ValueError(
-            f"--periods-nm {periods_nm!r} must be comma-separated integers, e.g. 300,400"
-        ) from None
+    check_outputs({"--output": output}, {}, force, schemas={"--output": LIBRARY_SCHEMA})
+    periods: tuple[int, ...] = periods_nm
     rules = DesignRules(grid_nm=grid_nm)
     config = GeneratorConfig(periods_nm=periods, max_primitives=max_primitives, rules=rules)
     library = generate(count, seed, config, progress=True)
@@ -86,34 +95,49 @@ def chip_cmd(
         typer.Option("--output", "-o", help="Layout to write; the manifest goes beside it as .h5."),
     ],
     thickness_nm: Annotated[
-        float, typer.Option(help="a-Si film thickness recorded in the manifest.")
+        float,
+        CHIP_BOUNDS["thickness_nm"].option(help="a-Si film thickness recorded in the manifest."),
     ],
-    arrays: Annotated[int, typer.Option(help="Number of distinct arrays.")] = 1,
-    rows: Annotated[int, typer.Option(help="Pad rows per array.")] = 10,
-    cols: Annotated[int, typer.Option(help="Pad columns per array.")] = 10,
+    arrays: Annotated[int, CHIP_BOUNDS["arrays"].option(help="Number of distinct arrays.")] = 1,
+    rows: Annotated[int, CHIP_BOUNDS["rows"].option(help="Pad rows per array.")] = 10,
+    cols: Annotated[int, CHIP_BOUNDS["cols"].option(help="Pad columns per array.")] = 10,
     replicas: Annotated[
-        int, typer.Option(help="Copies of each array, each in its own seeded order.")
+        int,
+        CHIP_BOUNDS["replicas"].option(help="Copies of each array, each in its own seeded order."),
     ] = 2,
     pad_size_um: Annotated[
-        float, typer.Option(help="Pad side; a whole number of every period.")
+        float,
+        CHIP_BOUNDS["pad_size_um"].option(help="Pad side; a whole number of every period."),
     ] = 6.0,
-    pad_gap_um: Annotated[float, typer.Option(help="Gap between pads (0: pads touch).")] = 0.0,
+    pad_gap_um: Annotated[
+        float, CHIP_BOUNDS["pad_gap_um"].option(help="Gap between pads (0: pads touch).")
+    ] = 0.0,
     companion: Annotated[
-        int, typer.Option(help="Side of each array's companion (SEM) array; 0 for none.")
+        int,
+        CHIP_BOUNDS["companion_size"].option(
+            help="Side of each array's companion (SEM) array; 0 for none."
+        ),
     ] = 10,
-    seed: Annotated[int, typer.Option(help="Seed for replica orders and companion picks.")] = 0,
+    seed: Annotated[int, SEED.option(help="Seed for replica orders and companion picks.")] = 0,
     chip_id: Annotated[str, typer.Option(help="Chip name in the manifest and top cell.")] = "chip",
-    tolerance_nm: Annotated[float, typer.Option(help="Max polygon deviation from curves.")] = 1.0,
+    tolerance_nm: Annotated[
+        float, TOLERANCE_NM.option(help="Max polygon deviation from curves.")
+    ] = 1.0,
     fmt: Annotated[str, typer.Option("--format", help="gds or oas.")] = "gds",
+    force: Force = False,
 ) -> None:
     """Place arrays of pads (one AREF of a unit cell each) and write layout + manifest."""
-    _require_parent(output)
     if fmt not in ("gds", "oas"):
         raise ValueError(f"--format {fmt!r} must be gds or oas")
-    if not 0 < tolerance_nm <= 1.0:
-        raise ValueError(
-            f"--tolerance-nm {tolerance_nm} must be in (0, 1] nm: the design rules assume <= 1 nm"
-        )
+    check_chip_id(chip_id)
+    manifest_path = _manifest_path(output)
+    manifest_label = f"manifest {manifest_path.name} (beside --output)"
+    check_outputs(
+        {"--output": output, manifest_label: manifest_path},
+        {"--designs": designs},
+        force,
+        schemas={manifest_label: MANIFEST_SCHEMA},
+    )
     config = ChipConfig(
         thickness_nm=thickness_nm,
         arrays=arrays,
@@ -128,7 +152,6 @@ def chip_cmd(
     )
     library = read_library(designs)
     manifest = plan_chip(library, config)
-    manifest_path = _manifest_path(output)
     write_chip(manifest, config, output, manifest_path, fmt, tolerance_nm, progress=True)  # type: ignore[arg-type]
     pads = manifest.pads
     typer.echo(
@@ -141,9 +164,9 @@ def chip_cmd(
 @app.command("drc")
 def drc_cmd(
     layout: Annotated[Path, typer.Argument(help="GDS or OASIS file.")],
-    min_width_nm: Annotated[float, typer.Option(help="Minimum feature width.")] = 50.0,
-    min_space_nm: Annotated[float, typer.Option(help="Minimum gap.")] = 50.0,
-    show: Annotated[int, typer.Option(help="How many violation locations to print.")] = 20,
+    min_width_nm: Annotated[float, DRC_NM.option(help="Minimum feature width.")] = 50.0,
+    min_space_nm: Annotated[float, DRC_NM.option(help="Minimum gap.")] = 50.0,
+    show: Annotated[int, SHOW.option(help="How many violation locations to print.")] = 20,
 ) -> None:
     """KLayout width and space checks on the silicon layer; exits 1 on any violation."""
     result = run_drc(layout, min_width_nm, min_space_nm)
@@ -170,14 +193,24 @@ def preview_cmd(
     array: Annotated[
         str | None, typer.Option(help="Array name, e.g. A0R1 (default: the first).")
     ] = None,
-    count: Annotated[int, typer.Option(help="Designs to show.")] = 6,
+    count: Annotated[int, PREVIEW_COUNT.option(help="Designs to show.")] = 6,
+    force: Force = False,
 ) -> None:
     """designs.png (raster beside polygons) and array.png (pad mosaic)."""
     if designs is None and manifest is None:
         raise ValueError("give --designs and/or --manifest")
     if not output_dir.is_dir():
         raise FileNotFoundError(f"output directory {output_dir} does not exist")
+    pngs = {"designs.png": output_dir / "designs.png"}
+    if manifest is not None:
+        pngs["array.png"] = output_dir / "array.png"
+    check_outputs(pngs, {"--designs": designs, "--manifest": manifest}, force)
     chip = read_manifest(manifest) if manifest else None
+    if chip is not None and array is not None and array not in chip.arrays.name:
+        raise ValueError(
+            f"--array {array!r} is not on chip {chip.chip_id!r}; its arrays are "
+            f"{', '.join(chip.arrays.name)}"
+        )
     library = read_library(designs) if designs else chip.designs  # type: ignore[union-attr]
     preview_designs(library, output_dir / "designs.png", count)
     typer.echo(f"wrote {output_dir / 'designs.png'}")

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from common.values import Bounds
 from layout.checker import check_library
 from layout.design import DesignLibrary, Kind
 from layout.rules import DesignRules
@@ -29,6 +30,10 @@ from layout.rules import DesignRules
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
+
+
+PERIOD_NM = Bounds(100, 5000, unit="nm", integer=True)
+MAX_PRIMITIVES = Bounds(1, 8, integer=True)
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class GeneratorConfig:
         if not self.periods_nm:
             raise ValueError("periods_nm is empty; give at least one period, e.g. 400")
         for p in self.periods_nm:
-            if p <= 0 or abs(p / g - round(p / g)) > 1e-9:
+            PERIOD_NM.check("period_nm", p)
+            if abs(p / g - round(p / g)) > 1e-9:
                 raise ValueError(f"period {p} nm must be a positive multiple of the {g} nm grid")
             usable = p - 2 * self._margin
             if usable < self.rules.min_size_nm:
@@ -57,8 +63,7 @@ class GeneratorConfig:
                 )
         if self.batch_size < 1:
             raise ValueError(f"batch_size={self.batch_size} must be >= 1 (default 4096)")
-        if not 1 <= self.max_primitives <= 8:
-            raise ValueError(f"max_primitives={self.max_primitives} must be in 1..8")
+        MAX_PRIMITIVES.check("max_primitives", self.max_primitives)
         if not self.kinds or Kind.EMPTY in self.kinds:
             raise ValueError(
                 f"kinds={self.kinds} must name at least one of rectangle, ellipse, ring"

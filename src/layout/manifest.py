@@ -8,6 +8,7 @@ row 0 / column 0 is the pad at the array's lower-left corner (rows grow with y).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, fields
 from enum import IntEnum
@@ -90,6 +91,31 @@ class ChipManifest:
     pads: PadTable
     designs: DesignLibrary
     attrs: dict[str, Any]
+
+    def content_sha256(self) -> str:
+        """SHA-256 of what the chip is: its attributes, arrays, pads, designs and the layout it
+        was written with (``layout_sha256``), not the HDF5 bytes, so a manifest rewritten with
+        the same content keeps its identity while another chip of the same ``chip_id`` and
+        arrays does not. Scans, hypercubes and spectra record it; downstream refuses another."""
+        digest = hashlib.sha256()
+        head = {
+            "chip_id": self.chip_id,
+            "thickness_nm": float(self.thickness_nm),
+            "pad_size_um": float(self.pad_size_um),
+            "pad_pitch_um": float(self.pad_pitch_um),
+            "layout_sha256": str(self.attrs.get("layout_sha256", "")),
+            "arrays": list(self.arrays.name),
+        }
+        digest.update(json.dumps(head, sort_keys=True).encode())
+        tables: list[Any] = [self.arrays, self.pads, self.designs]
+        for table in tables:
+            for fld in fields(table):
+                value = getattr(table, fld.name)
+                if isinstance(value, np.ndarray):  # canonical dtypes: in memory == read back
+                    kind = "<i8" if value.dtype.kind in "iub" else "<f8"
+                    digest.update(fld.name.encode())
+                    digest.update(np.ascontiguousarray(value, dtype=kind).tobytes())
+        return digest.hexdigest()
 
 
 def write_manifest(path: Path, manifest: ChipManifest) -> None:

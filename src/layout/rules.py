@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from common.values import Bounds
+
+_LENGTH_NM = Bounds(0.0, 10_000.0, unit="nm")
+RULE_BOUNDS = {"grid_nm": Bounds(1.0, 100.0, unit="nm")}  # GDS precision is 1 nm
+
 
 @dataclass(frozen=True)
 class DesignRules:
@@ -34,10 +39,7 @@ class DesignRules:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not value >= 0:
-                raise ValueError(f"{name}={value} must be >= 0")
-        if self.grid_nm <= 0:
-            raise ValueError(f"grid_nm={self.grid_nm} must be > 0 (e.g. 5)")
+            RULE_BOUNDS.get(name, _LENGTH_NM).check(name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,14 +34,17 @@ app.command("scan")(scan_cmd)
 app.command("curate")(curate_cmd)
 app.command("process")(process_cmd)
 
-_USER_ERRORS = (
-    ValueError,
-    FileNotFoundError,
-    FileExistsError,
-    KeyError,
-    PermissionError,
-    IsADirectoryError,
-)
+# OSError covers a full disk (common.outputs.OutputError), a refused connection, a missing file.
+_USER_ERRORS = (ValueError, KeyError, OSError)
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """Click's usage error as one line, with the command to ask for help."""
+    format_message = getattr(exc, "format_message", None)
+    text = format_message() if callable(format_message) else str(exc)
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    return " ".join(str(text).split()) + hint
 
 
 @app.callback()
@@ -59,18 +62,14 @@ def main() -> None:
     try:
         # Without standalone mode click returns a command's exit code instead of raising it.
         code = app(standalone_mode=False)
-    except typer.TyperException as exc:  # usage errors: typer prints them with the usage line
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            typer.echo(f"error: {exc}", err=True)
+    except typer.TyperException as exc:  # usage errors, in one line like every other error
+        typer.echo(f"error: {_usage_message(exc)}", err=True)
         sys.exit(int(getattr(exc, "exit_code", 2)))
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except _USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        typer.echo(f"error: {message}", err=True)
+        typer.echo(f"error: {' '.join(str(message).split())}", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -5,9 +5,18 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from common.outputs import check_outputs
+from common.values import COUNT, FRACTION, SEED, Bounds
+from layout.chip import CHIP_BOUNDS
+from layout.generator import PERIOD_NM
+from simulators.microscope.config import PREVIEW_PADS
+from simulators.passband import FILTER_WAVELENGTH_NM
+
+THICKNESS_NM = CHIP_BOUNDS["thickness_nm"]
 
 if TYPE_CHECKING:
     from layout.manifest import ChipManifest
@@ -17,16 +26,27 @@ app = typer.Typer(
     help="The simulated bench: device emulators and synthetic data.", no_args_is_help=True
 )
 
+# Unprivileged ports; BASE+2 must still be a port.
+BASE_PORT = Bounds(1024, 65533, integer=True)
+DURATION_S = Bounds(0.0, 10**7, unit="s", lo_open=True)
+NOISE = Bounds(0.0, 0.5)  # std of transmission noise
+REPLICAS = Bounds(1, 100, integer=True)
+ORDERS = Bounds(0, 25, integer=True)
+BIAS_NM = Bounds(-50.0, 50.0, unit="nm")
+DILATION_SD_NM = Bounds(0.0, 50.0, unit="nm")
+Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
+
 
 @app.command("serve")
 def serve_cmd(
     config: Annotated[Path, typer.Option("--config", "-c", help="Bench config (TOML).")],
     base_port: Annotated[
         int | None,
-        typer.Option(help="Serve 'sim' devices on BASE, BASE+1, BASE+2 instead of free ports."),
+        BASE_PORT.option(help="Serve 'sim' devices on BASE, BASE+1, BASE+2 instead of free ports."),
     ] = None,
     duration_s: Annotated[
-        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+        float | None,
+        DURATION_S.option(help="Stop after this many seconds (default: until Ctrl-C)."),
     ] = None,
 ) -> None:
     """Serve the bench's emulated serial devices on 127.0.0.1 and print their VISA names."""
@@ -51,44 +71,49 @@ def serve_cmd(
 @app.command("pairs")
 def pairs_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Pairs file to write (.h5).")],
-    count: Annotated[int, typer.Option(help="Number of distinct designs.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed for designs, thicknesses, noise and splits.")] = 0,
+    count: Annotated[int, COUNT.option(help="Number of distinct designs.")] = 1000,
+    seed: Annotated[int, SEED.option(help="Seed for designs, thicknesses, noise and splits.")] = 0,
     model: Annotated[str, typer.Option(help="Spectral model: analytic or rcwa.")] = "analytic",
     thickness_nm: Annotated[
-        str, typer.Option(help="Comma-separated film thicknesses; each design gets one at random.")
+        Any,
+        THICKNESS_NM.list_option(
+            help="Comma-separated film thicknesses; each design gets one at random."
+        ),
     ] = "150,178,195",
     material: Annotated[
         str, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>.")
     ] = "a-Si:H",
     periods_nm: Annotated[
-        str, typer.Option(help="Comma-separated periods to draw from.")
+        Any, PERIOD_NM.list_option(help="Comma-separated periods to draw from.")
     ] = "300,400,500,600",
     noise: Annotated[
-        float, typer.Option(help="Std of Gaussian measurement noise per replica (transmission).")
+        float, NOISE.option(help="Std of Gaussian measurement noise per replica (transmission).")
     ] = 0.0,
-    replicas: Annotated[int, typer.Option(help="Noisy copies of each design's spectra.")] = 1,
-    orders: Annotated[str, typer.Option(help="rcwa only: Fourier orders NX,NY.")] = "3,3",
+    replicas: Annotated[int, REPLICAS.option(help="Noisy copies of each design's spectra.")] = 1,
+    orders: Annotated[Any, ORDERS.list_option(help="rcwa only: Fourier orders NX,NY.")] = "3,3",
     cache: Annotated[
         Path | None, typer.Option(help="rcwa only: HDF5 cache of solved designs.")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Write geometry-spectrum pairs straight from the generator and a spectral model."""
-    from dataset.pairs_file import write_pairs  # keeps `metascan --help` fast
+    from dataset.pairs_file import SCHEMA as PAIRS_SCHEMA  # keeps `metascan --help` fast
+    from dataset.pairs_file import write_pairs
     from simulators.spectral import MODEL_NAMES
     from simulators.synthetic_pairs import SyntheticPairsConfig, make_pairs
 
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    check_outputs(
+        {"--output": output}, {"--cache": cache}, force, schemas={"--output": PAIRS_SCHEMA}
+    )
     if model not in MODEL_NAMES:
         raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
-    thicknesses = _floats("--thickness-nm", thickness_nm)
-    periods = tuple(int(p) for p in _floats("--periods-nm", periods_nm))
+    thicknesses: tuple[float, ...] = tuple(float(t) for t in thickness_nm)
+    periods: tuple[int, ...] = periods_nm
     options: dict[str, object] = {}
     if model == "rcwa":
-        nx_ny = _floats("--orders", orders)
-        if len(nx_ny) != 2:
+        if len(orders) != 2:
             raise ValueError(f"--orders {orders!r} must be two integers NX,NY, e.g. 3,3")
-        options = {"orders": (int(nx_ny[0]), int(nx_ny[1])), "cache_path": cache, "progress": True}
+        options = {"orders": (orders[0], orders[1]), "cache_path": cache, "progress": True}
     config = SyntheticPairsConfig(
         count=count,
         seed=seed,
@@ -112,16 +137,6 @@ def pairs_cmd(
     )
 
 
-def _floats(option: str, text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(
-            f"{option} {text!r} must be comma-separated numbers, e.g. 150,178"
-        ) from None
-    return values
-
-
 @app.command("truth")
 def truth_cmd(
     manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Chip manifest (chip.h5).")],
@@ -139,21 +154,23 @@ def truth_cmd(
         str | None, typer.Option(help="Spectral model: analytic or rcwa. [default: analytic]")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed for pad dilations and defects. [default: 0]")
+        int | None, SEED.option(help="Seed for pad dilations and defects. [default: 0]")
     ] = None,
     bandwidth: Annotated[
         str, typer.Option(help="Filter bandwidth mode the bands are averaged over.")
     ] = "narrow",
     bias_nm: Annotated[
-        float | None, typer.Option(help="Per-chip mean size bias (nm). [default: 4.0]")
+        float | None, BIAS_NM.option(help="Per-chip mean size bias (nm). [default: 4.0]")
     ] = None,
     dilation_sd_nm: Annotated[
         float | None,
-        typer.Option(help="Per-pad random dilation spread, standard deviation (nm). [default: 1]"),
+        DILATION_SD_NM.option(
+            help="Per-pad random dilation spread, standard deviation (nm). [default: 1]"
+        ),
     ] = None,
     defect_fraction: Annotated[
         float | None,
-        typer.Option(
+        FRACTION.option(
             help="Fraction of one replica's dataset pads made defective (half missing, "
             "half contaminated). [default: 0]"
         ),
@@ -161,9 +178,11 @@ def truth_cmd(
     material: Annotated[
         str | None, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>. [default: a-Si:H]")
     ] = None,
+    force: Force = False,
 ) -> None:
     """Write the ground truth of a simulated chip: every pad's band-averaged transmission."""
-    from dataset.truth_file import Defect, write_truth  # keeps `metascan --help` fast
+    from dataset.truth_file import SCHEMA as TRUTH_SCHEMA  # keeps `metascan --help` fast
+    from dataset.truth_file import Defect, write_truth
     from instruments.protocols import BandwidthMode
     from layout.manifest import read_manifest
     from simulators.spectral import MODEL_NAMES, get_model
@@ -198,18 +217,17 @@ def truth_cmd(
     material = DEFAULT_MATERIAL if material is None else material
     if model not in MODEL_NAMES:
         raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
-    if seed < 0:
-        raise ValueError(f"--seed {seed} must be >= 0")
-    if not -50.0 <= bias_nm <= 50.0:
-        raise ValueError(f"--bias-nm {bias_nm} must be in [-50, 50]")
-    if not 0.0 <= dilation_sd_nm <= 50.0:
-        raise ValueError(f"--dilation-sd-nm {dilation_sd_nm} must be in [0, 50]")
-    if not 0.0 <= defect_fraction <= 1.0:
-        raise ValueError(f"--defect-fraction {defect_fraction} must be in [0, 1]")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    check_outputs(
+        {"--output": output},
+        {"--manifest": manifest, "--config": config},
+        force,
+        schemas={"--output": TRUTH_SCHEMA},
+    )
     chip_manifest = read_manifest(manifest)
-    provenance: dict[str, object] = {"manifest": str(manifest)}
+    provenance: dict[str, object] = {
+        "manifest": str(manifest),
+        "manifest_sha256": chip_manifest.content_sha256(),
+    }
     if config is not None:
         chip = _bench_chip(config, chip_manifest)
         provenance["bench_config"] = str(config)
@@ -263,31 +281,27 @@ def preview_cmd(
         str | None, typer.Option(help="Array name, e.g. A0R1 (default: the first).")
     ] = None,
     wavelength: Annotated[
-        float, typer.Option(help="Band of the raw frame preview, nm (420..730).")
+        float, FILTER_WAVELENGTH_NM.option(help="Band of the raw frame preview.")
     ] = 550.0,
     model: Annotated[str, typer.Option(help="Spectral model: analytic or rcwa.")] = "analytic",
-    seed: Annotated[int, typer.Option(help="Seed for the chip's fabrication and the noise.")] = 0,
-    pads: Annotated[int, typer.Option(help="Pads whose spectra are plotted (1..20).")] = 6,
+    seed: Annotated[int, SEED.option(help="Seed for the chip's fabrication and the noise.")] = 0,
+    pads: Annotated[int, PREVIEW_PADS.option(help="Pads whose spectra are plotted.")] = 6,
+    force: Force = False,
 ) -> None:
     """PNGs of what the virtual microscope sees of one array: a raw frame, false colour, spectra."""
     from layout.manifest import read_manifest  # keeps `metascan --help` fast
-    from simulators.microscope.preview import array_index, check_wavelength, write_previews
+    from simulators.microscope.preview import array_index, preview_paths, write_previews
     from simulators.spectral import MODEL_NAMES, get_model
 
-    check_wavelength(wavelength)
     if model not in MODEL_NAMES:
         raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
-    if seed < 0:
-        raise ValueError(f"--seed {seed} must be >= 0")
-    if not 1 <= pads <= 20:
-        raise ValueError(f"--pads {pads} must be in [1, 20]")
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"--output {output} is a file; give a directory")
-    if not output.parent.is_dir():
-        raise FileNotFoundError(f"output directory {output.parent} does not exist")
+    check_outputs({"--output": output}, {"--manifest": manifest}, force, directories=True)
     chip_manifest = read_manifest(manifest)
     name = array or chip_manifest.arrays.name[0]
     array_index(chip_manifest, name)  # a bad name fails here, listing the arrays
+    if output.is_dir():
+        pngs = {f"preview {p}": p for p in preview_paths(output, name, wavelength).values()}
+        check_outputs(pngs, {"--manifest": manifest}, force)
     options: dict[str, object] = {"progress": True} if model == "rcwa" else {}
     try:
         spectral = get_model(model, **options)

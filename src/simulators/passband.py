@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from common.values import Bounds
 from instruments.protocols import BandwidthMode
 
 FloatArray = NDArray[np.float64]
@@ -47,6 +48,7 @@ FloatArray = NDArray[np.float64]
 DEFAULT_BAND_CENTERS_NM: FloatArray = np.arange(450.0, 731.0, 10.0)
 """The 29 MOCLIP bands: 450-730 nm every 10 nm."""
 DEFAULT_MODE = BandwidthMode.NARROW
+FILTER_WAVELENGTH_NM = Bounds(420.0, 730.0, unit="nm")  # a Kurios VIS unit's tuning range
 FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))  # 1 / 2.3548
 
 _H_C_OVER_K_NM_K = 1.438776877e7  # second radiation constant h c / k_B in nm K

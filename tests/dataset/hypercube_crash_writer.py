@@ -27,6 +27,7 @@ SIDE = 64
 LAYOUT = HypercubeLayout.build(("x", "y"), 500.0 + 20.0 * np.arange(12), SIDE, SIDE, [0.01, 0.1])
 ATTRS: dict[str, Any] = {
     "chip_id": "crash",
+    "manifest_sha256": "cc" * 32,
     "array_id": 2,
     "tile_row": 1,
     "tile_col": 3,

@@ -119,6 +119,7 @@ def render_scan(
         ]
         base = {
             "chip_id": manifest.chip_id,
+            "manifest_sha256": manifest.content_sha256(),
             "pixel_size_um": um_per_px,
             "instruments": {"camera": "virtual microscope sample camera"},
             "config": {"camera": {"bit_depth": s.bit_depth}},

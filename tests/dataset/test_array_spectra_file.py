@@ -61,6 +61,7 @@ def make(table: PadTable | None = None, seed: int = 0, **override: Any) -> Array
         "flags": flags,
         "wavelength_nm": WAVELENGTH_NM,
         "chip_id": "CHIP-7",
+        "manifest_sha256": "ab" * 32,
         "array_name": f"A{int(table.array_id[0])}R{int(table.replica[0])}",
         "hypercubes": [f"A{int(table.array_id[0])}R{int(table.replica[0])}.nc"],
         "registration_method": "fiducial-affine",

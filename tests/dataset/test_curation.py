@@ -94,6 +94,7 @@ def measure(
         spread = np.where(np.isnan(t), np.nan, 0.01)
         fields: dict[str, Any] = {
             "chip_id": manifest.chip_id,
+            "manifest_sha256": manifest.content_sha256(),
             "array_name": name,
             "hypercubes": [f"{name}.nc"],
             "registration_method": "fiducial-affine",
@@ -345,7 +346,10 @@ def test_bad_threshold_is_one_line(
     two_replicas: ChipManifest, truth: Truth, threshold: float
 ) -> None:
     parts = measure(two_replicas, truth, np.random.default_rng(0))[:1]
-    with pytest.raises(ValueError, match=r"threshold=.* must be a finite replica MSE > 0") as e:
+    with pytest.raises(
+        ValueError,
+        match=r"threshold .* (is outside the allowed range|must be a finite number in) \(0, 1\]",
+    ) as e:
         curate(parts, {"C1": two_replicas}, threshold)
     assert "\n" not in str(e.value)
 
@@ -364,6 +368,7 @@ def test_bad_inputs_are_one_line(two_replicas: ChipManifest, truth: Truth) -> No
         wavelength_nm=WAVELENGTH_NM,
         polarization=("x",),
         chip_id="C3",
+        manifest_sha256="c3" * 32,
         array_name="A0R0",
         registration_method="m",
         registration_residual_px=0.0,
@@ -462,9 +467,9 @@ def test_cli_explicit_manifest_threshold_and_report_dir(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["SPECTRA", "--threshold", "0"], "threshold=0.0 must be a finite replica MSE > 0"),
-        (["SPECTRA", "--threshold", "-1"], "must be a finite replica MSE > 0"),
-        (["SPECTRA", "--seed", "-1"], "--seed -1 must be >= 0"),
+        (["SPECTRA", "--threshold", "0"], "--threshold 0.0 is outside the allowed range (0, 1]"),
+        (["SPECTRA", "--threshold", "-1"], "is outside the allowed range (0, 1]"),
+        (["SPECTRA", "--seed", "-1"], "--seed -1 is outside the allowed range [0, 4294967295]"),
         (["EMPTY"], "holds no array-spectra files"),
         (["NOPE"], "does not exist"),
         (["NOTES"], "not a readable HDF5"),

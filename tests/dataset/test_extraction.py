@@ -346,7 +346,7 @@ def test_a_tile_found_twice_is_refused(single: RenderedScan, tmp_path: Path) -> 
     shutil.copy(path, tmp_path / "again" / path.name)
     with pytest.raises(ValueError, match=r"tile \(0, 0\) of array A0R1 \(chip chip\) is in two"):
         find_tiles(tmp_path)
-    assert list(find_tiles(single.folder)) == ["A0R1"]  # the flat is not a tile
+    assert list(find_tiles(single.folder).arrays) == ["A0R1"]  # the flat is not a tile
 
 
 def test_flat_cache_shares_a_flat_and_keeps_the_most_recent(

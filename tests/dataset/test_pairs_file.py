@@ -42,7 +42,8 @@ def test_round_trip(tmp_path: Path) -> None:
     assert back.provenance["model"] == "analytic" and back.provenance["seed"] == 3
     assert back.provenance["config"] == {"noise": 0.01, "periods_nm": [300, 400]}
     with h5py.File(path) as f:
-        assert f.attrs["schema"] == "metascan.pairs" and f.attrs["schema_version"] == 1
+        assert f.attrs["schema"] == "metascan.pairs" and f.attrs["schema_version"] == 2
+        assert f.attrs["spectra_convention"] == "relative_to_substrate"
         assert f["geometry"].compression == "gzip" and f["split"].dtype == np.uint8
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.h5"]  # no temporary left behind
 

@@ -250,7 +250,7 @@ def test_process_command_output_and_one_line_errors(
         (["--manifest", str(other), "--output", str(tmp_path / "b")],
          "was scanned on chip proof, the manifest"),
         (["--manifest", chip, "--output", str(tmp_path / "c"), "--workers", "0"],
-         "workers=0 must be in [1, 1024]"),
+         "--workers 0 is outside the allowed range [1, 1024]"),
         (["--manifest", str(tmp_path / "none.h5"), "--output", str(tmp_path / "d")],
          "does not exist"),
         (["--manifest", chip, "--output", str(tmp_path / "e"), "--scheduler", "tcp://127.0.0.1:9"],

@@ -83,9 +83,11 @@ def test_plan_rejects_what_cannot_fit(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"thickness_nm": -5}, "thickness_nm=-5"),
-        ({"rows": 0}, "rows=0"),
-        ({"pad_gap_um": -1}, "pad_gap_um=-1"),
+        ({"thickness_nm": -5}, r"thickness_nm -5 is outside the allowed range \(0, 10000\] nm"),
+        ({"rows": 0}, r"rows 0 is outside the allowed range \[1, 10000\]"),
+        ({"pad_gap_um": -1}, "pad_gap_um -1 is outside"),
+        ({"pad_gap_um": float("nan")}, "pad_gap_um nan must be a finite number"),
+        ({"rows": 2.5}, "rows 2.5 must be an integer"),
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict[str, float], message: str) -> None:

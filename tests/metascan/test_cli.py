@@ -56,7 +56,10 @@ def test_drc_exits_nonzero_on_violations(tmp_path: Path, cli: Cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["layout", "generate", "--count", "0", "--output", "{d}/x.h5"], "count=0 must be >= 1"),
+        (
+            ["layout", "generate", "--count", "0", "--output", "{d}/x.h5"],
+            "--count 0 is outside the allowed range [1, 1000000000]",
+        ),
         (
             ["layout", "generate", "--periods-nm", "100", "--output", "{d}/x.h5"],
             "period 100 nm cannot hold",

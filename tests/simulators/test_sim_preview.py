@@ -83,7 +83,7 @@ def test_wavelength_outside_the_filter_is_one_line(
         "--wavelength", wavelength,
     )  # fmt: skip
     assert code == 2
-    assert err.count("\n") == 1 and "420..730 nm" in err and wavelength in err
+    assert err.count("\n") == 1 and "[420, 730] nm" in err and wavelength in err
 
 
 def test_rendered_spectra_recover_the_truth(manifest: ChipManifest) -> None:

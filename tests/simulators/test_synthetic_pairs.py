@@ -11,7 +11,7 @@ import pytest
 from dataset.pairs_file import read_pairs
 from layout.generator import generate
 from layout.raster import rasterize
-from simulators.spectral import MOCLIP_WAVELENGTHS_NM, AnalyticModel
+from simulators.spectral import MOCLIP_WAVELENGTHS_NM, AnalyticModel, bare_substrate_transmission
 from simulators.synthetic_pairs import SyntheticPairsConfig, make_pairs
 
 if TYPE_CHECKING:
@@ -45,11 +45,15 @@ def test_pairs_command_writes_moclip_shaped_pairs(tmp_path: Path, cli: Cli) -> N
     )
 
 
-def test_noise_free_pairs_are_the_model_spectra() -> None:
+def test_noise_free_pairs_are_the_model_spectra_relative_to_bare_glass() -> None:
     pairs = make_pairs(SyntheticPairsConfig(count=30, seed=2, thicknesses_nm=(178.0,)))
     lib = generate(30, seed=2)
-    expected = AnalyticModel().spectra(lib, MOCLIP_WAVELENGTHS_NM, thickness_nm=178.0)
+    absolute = AnalyticModel().spectra(lib, MOCLIP_WAVELENGTHS_NM, thickness_nm=178.0)
+    glass = bare_substrate_transmission(MOCLIP_WAVELENGTHS_NM)
+    assert 0.963 < glass.min() < glass.max() < 0.967  # what the convention changes
+    expected = np.clip(absolute / glass, 0.0, 1.0)
     np.testing.assert_allclose(pairs.spectra, expected, atol=1e-7)  # stored as float32
+    assert pairs.provenance["spectra_values_clipped"] == int(np.count_nonzero(absolute > glass))
     again = make_pairs(SyntheticPairsConfig(count=30, seed=2, thicknesses_nm=(178.0,)))
     np.testing.assert_array_equal(again.spectra, pairs.spectra)
     np.testing.assert_array_equal(again.split, pairs.split)
@@ -68,13 +72,13 @@ def test_pairs_command_with_rcwa(tmp_path: Path, cli: Cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--count", "0"], "count=0 must be >= 1"),
+        (["--count", "0"], "--count 0 is outside the allowed range"),
         (["--model", "fdtd"], "--model 'fdtd' is not known; known: analytic, rcwa"),
         (["--thickness-nm", "thick"], "--thickness-nm 'thick' must be comma-separated numbers"),
-        (["--noise", "-0.1"], "noise=-0.1 must be a finite standard deviation >= 0"),
-        (["--replicas", "0"], "replicas=0 must be >= 1"),
+        (["--noise", "-0.1"], "--noise -0.1 is outside the allowed range [0, 0.5]"),
+        (["--replicas", "0"], "--replicas 0 is outside the allowed range [1, 100]"),
         (["--material", "gold"], "unknown material 'gold'"),
-        (["--model", "rcwa", "--orders", "3"], "--orders '3' must be two integers"),
+        (["--model", "rcwa", "--orders", "3"], "--orders (3,) must be two integers"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], message: str, cli: Cli) -> None:

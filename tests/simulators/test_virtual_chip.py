@@ -186,8 +186,8 @@ def test_truth_command_writes_a_readable_truth_file(
         (["--manifest", "missing.h5"], "does not exist"),
         (["--model", "fdtd"], "known: analytic, rcwa"),
         (["--bandwidth", "black"], "use one of: wide, medium, narrow"),
-        (["--dilation-sd-nm", "80"], "must be in [0, 50]"),
-        (["--defect-fraction", "1.5"], "must be in [0, 1]"),
+        (["--dilation-sd-nm", "80"], "is outside the allowed range [0, 50] nm"),
+        (["--defect-fraction", "1.5"], "is outside the allowed range [0, 1]"),
     ],
 )
 def test_truth_command_errors_are_one_line(

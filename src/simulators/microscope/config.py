@@ -33,6 +33,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from common.values import Bounds
+
+PREVIEW_PADS = Bounds(1, 20, integer=True)  # pads whose spectra a preview plots
+
 
 def _check(name: str, value: float, low: float, high: float) -> None:
     if not (math.isfinite(value) and low <= value <= high):

@@ -43,13 +43,19 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from common.atomic import save_png
+from common.values import SEED
 from dataset.false_colour import RGB_CENTERS_NM, RGB_SIGMA_NM, rgb_weights
 from dataset.truth_file import Truth
 from instruments.protocols import BandwidthMode
 from layout.manifest import ChipManifest
-from simulators.microscope.config import MicroscopeConfig, OpticsConfig, SensorConfig
+from simulators.microscope.config import (
+    PREVIEW_PADS,
+    MicroscopeConfig,
+    OpticsConfig,
+    SensorConfig,
+)
 from simulators.microscope.microscope import OpticalState, Role, VirtualMicroscope
-from simulators.passband import DEFAULT_BAND_CENTERS_NM, DEFAULT_MODE
+from simulators.passband import DEFAULT_BAND_CENTERS_NM, DEFAULT_MODE, FILTER_WAVELENGTH_NM
 from simulators.spectral import AnalyticModel
 from simulators.spectral.base import SpectralModel
 from simulators.virtual_chip import FabricationConfig, VirtualChip, make_truth
@@ -63,16 +69,22 @@ GLASS_FILL = 0.7
 FRAME_MARGIN_UM = 30.0
 MAX_SENSOR_PX = 2048
 PAD_CORE_FRACTION = 0.5
-WAVELENGTH_RANGE_NM = (420.0, 730.0)
 BIT_DEPTH = 12
 _FLAT_CLEARANCE_UM = 50.0
 
 
 def check_wavelength(wavelength_nm: float) -> None:
-    """The filter tunes over 420..730 nm; anything else has no light to render."""
-    low, high = WAVELENGTH_RANGE_NM
-    if not (math.isfinite(wavelength_nm) and low <= wavelength_nm <= high):
-        raise ValueError(f"wavelength {wavelength_nm:g} nm is outside {low:g}..{high:g} nm")
+    """The filter tunes over its range only; anything else has no light to render."""
+    FILTER_WAVELENGTH_NM.check("wavelength_nm", wavelength_nm)
+
+
+def preview_paths(output_dir: Path, array: str, wavelength_nm: float) -> dict[str, Path]:
+    """The PNGs :func:`write_previews` writes, by kind (checked as outputs before rendering)."""
+    return {
+        "frame": Path(output_dir) / f"frame_{array}_{wavelength_nm:g}nm.png",
+        "rgb": Path(output_dir) / f"rgb_{array}.png",
+        "spectra": Path(output_dir) / f"spectra_{array}.png",
+    }
 
 
 def array_index(manifest: ChipManifest, name: str) -> int:
@@ -456,10 +468,8 @@ def write_previews(
     name = array or manifest.arrays.name[0]
     array_index(manifest, name)
     check_wavelength(wavelength_nm)
-    if not 1 <= pads <= 20:
-        raise ValueError(f"pads={pads} must be in [1, 20]")
-    if seed < 0:
-        raise ValueError(f"seed={seed} must be >= 0")
+    PREVIEW_PADS.check("pads", pads)
+    SEED.check("seed", seed)
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"output directory {output_dir} does not exist")
@@ -470,9 +480,7 @@ def write_previews(
         preview = render_array_preview(microscope, truth, name, pads=pads, progress=progress)
         frame, exposure = render_band_frame(microscope, name, wavelength_nm)
     files = PreviewFiles(
-        frame=output_dir / f"frame_{name}_{wavelength_nm:g}nm.png",
-        rgb=output_dir / f"rgb_{name}.png",
-        spectra=output_dir / f"spectra_{name}.png",
+        **preview_paths(output_dir, name, wavelength_nm),
         max_error=max_error(preview),
         sensor_px=(config.sensor.width_px, config.sensor.height_px),
     )
