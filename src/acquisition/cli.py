@@ -66,25 +66,10 @@ def scan_dry_run(
     config_path: Path, manifest_path: Path, output: Path, arrays: list[str] | None
 ) -> DryRunReport:
     """Everything ``scan --dry-run`` does short of printing: read, align, plan, check, estimate."""
-    from dataclasses import replace
-
-    from acquisition.estimate import DeviceLimits, dry_run
+    from acquisition.estimate import setup_dry_run
     from acquisition.scan_setup import scan_setup
 
-    setup = scan_setup(config_path, manifest_path, arrays)
-    report = dry_run(
-        setup.manifest,
-        setup.config,
-        DeviceLimits.from_config(setup.instruments, setup.config),
-        setup.alignment.transform,
-        output,
-        setup.arrays,
-        flat_chip_um=setup.flat_chip_um,
-        settle_s=setup.settle_s,
-        mode=setup.config.scan.mode(),
-    )
-    fit = setup.alignment
-    return replace(report, alignment_rms_um=fit.rms_residual, alignment_max_um=fit.max_residual)
+    return setup_dry_run(scan_setup(config_path, manifest_path, arrays), output)
 
 
 def _arrays_option(text: str | None) -> list[str] | None:

@@ -30,7 +30,7 @@ import math
 import shutil
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from acquisition.plan import (
@@ -49,6 +49,7 @@ from acquisition.plan import (
     scan_plan,
 )
 from acquisition.scan_config import ScanConfig
+from acquisition.scan_setup import ScanSetup
 from acquisition.time_model import DeviceTimeModel
 from instruments.config import InstrumentsConfig
 from instruments.protocols import BandwidthMode
@@ -146,9 +147,13 @@ def dry_run(
     flat_chip_um: tuple[float, float],
     settle_s: float | None = None,
     mode: BandwidthMode = BandwidthMode.NARROW,
+    on_disk_bytes: int = 0,
 ) -> DryRunReport:
     """Walk the whole plan as the runner would, answering every ``AutoExpose`` with the estimated
-    exposure; collect every violation and raise them as one ValueError, else report."""
+    exposure; collect every violation and raise them as one ValueError, else report.
+
+    ``on_disk_bytes``: hypercubes a resumed scan already holds (preallocated, so they need no
+    more space); the disk check asks only for the rest."""
     settle = limits.filter_settle_s if settle_s is None else settle_s
     plan = scan_plan(
         manifest, config, transform, arrays, flat_chip_um=flat_chip_um, settle_s=settle, mode=mode
@@ -224,7 +229,7 @@ def dry_run(
     o = config.optics
     image = o.width_px * o.height_px * BYTES_PER_VALUE
     per_file = len(s.polarizations) * len(s.wavelengths_nm) * image + len(darks) * image
-    needed = (sum(tiles.values()) + flats) * per_file
+    needed = max(0, (sum(tiles.values()) + flats) * per_file - on_disk_bytes)
     free = _free_bytes(output)
     if needed > free:
         violations.add(
@@ -245,3 +250,22 @@ def dry_run(
         pads=len(pads),
         notes=(f"every band assumed at {estimate_s * 1e3:.3g} ms exposure",),
     )
+
+
+def setup_dry_run(setup: ScanSetup, output: Path, on_disk_bytes: int = 0) -> DryRunReport:
+    """The dry run of a prepared scan (``scan --dry-run``, and the runner's check before it
+    connects: a plan the devices or the disk cannot take is refused before anything moves)."""
+    report = dry_run(
+        setup.manifest,
+        setup.config,
+        DeviceLimits.from_config(setup.instruments, setup.config),
+        setup.alignment.transform,
+        output,
+        setup.arrays,
+        flat_chip_um=setup.flat_chip_um,
+        settle_s=setup.settle_s,
+        mode=setup.config.scan.mode(),
+        on_disk_bytes=on_disk_bytes,
+    )
+    fit = setup.alignment
+    return replace(report, alignment_rms_um=fit.rms_residual, alignment_max_um=fit.max_residual)

@@ -5,18 +5,22 @@ behind, and never costs the previous output.
 its manifest): all are written to temporary names and renamed only when every one is complete.
 ``write_stream`` fills a temporary from memory and reports a full disk as one ``OSError`` naming
 the output, and ``require_free_space`` refuses before a byte is written what cannot fit.
+``write_hdf5`` is how every whole HDF5 file is written: made in memory, then streamed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+import h5py
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 """errnos that mean the file system (or the user's quota) is full."""
@@ -55,9 +59,38 @@ def atomic_output(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in DISK_FULL_ERRNOS:
+            raise disk_full(path) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def hdf5_image(fill: Callable[[h5py.File], None]) -> bytes:
+    """An HDF5 file's bytes, made in memory by ``fill``.
+
+    HDF5 on a full disk does not fail cleanly: a dataset whose flush fails on close is flushed
+    again when the file closes, and the library crashes (h5py#914; SIGSEGV in
+    ``H5D__flush_all_cb``). Made in memory, the file meets the disk only as bytes, whose size is
+    known before the first one is written."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        fill(f)
+    return buffer.getvalue()
+
+
+def write_hdf5(path: Path, fill: Callable[[h5py.File], None]) -> None:
+    """The one way whole HDF5 files are written here: made in memory (:func:`hdf5_image`),
+    checked against the free space, written to a temporary name, synced and renamed."""
+    path = Path(path)
+    (path,) = check_targets([path])
+    image = hdf5_image(fill)
+    require_free_space({path: len(image)})
+    with atomic_output(path) as tmp:
+        write_stream(tmp, image, path)
 
 
 @contextlib.contextmanager

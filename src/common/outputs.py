@@ -6,28 +6,16 @@
 * Outputs derived from one name (``chip.gds`` -> ``chip.h5``) are checked like named ones, so a
   derived name cannot land on an input or on another output either.
 * An existing output is refused unless ``--force``.
-* A write that fails for lack of space says so in one line (:class:`OutputError`), naming the
-  file; the previous output stays, because writers go through :mod:`common.atomic`.
+* Writes themselves go through :mod:`common.atomic`: a failure (a full disk included) is one
+  line naming the file, and the previous output stays.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
-
-# errnos that mean "the disk (or quota) is full": the one write failure a user can fix.
-_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-# HDF5 reports a failed write inside its own message, not as the OSError's errno.
-_FULL_TEXT = ("no space left", "errno = 28", "disk quota", "file too large")
-
-
-class OutputError(OSError):
-    """An output that cannot or may not be written: one line for the user, no traceback."""
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -56,7 +44,7 @@ def check_outputs(
     ``directories`` the outputs are folders to be created or filled (their own files are
     checked by the command with another call). ``schemas`` gives, per output label, the schema
     of the HDF5 file that will be written: ``--force`` replaces a previous output of that kind,
-    never a file of another kind that happens to have the name (a design library where a
+    never another project file that happens to have the name (a design library where a
     manifest is derived)."""
     named = {label: Path(p) for label, p in outputs.items()}
     for label, path in named.items():
@@ -87,13 +75,12 @@ def check_outputs(
         if not force:
             raise FileExistsError(f"{label} {path} exists; pass --force to overwrite it")
         expected = (schemas or {}).get(label)
-        if expected is not None:
-            found = hdf5_schema(path)
-            if found != expected:
-                raise ValueError(
-                    f"{label} {path} exists and holds {found or 'something else'}, not a "
-                    f"previous {expected}; --force replaces only that: give another output name"
-                )
+        found = hdf5_schema(path) if expected is not None else None
+        if found is not None and found != expected:
+            raise ValueError(
+                f"{label} {path} exists and holds a {found}, not a previous {expected}; "
+                "--force replaces only that: give another output name"
+            )
 
 
 def hdf5_schema(path: Path) -> str | None:
@@ -108,53 +95,3 @@ def hdf5_schema(path: Path) -> str | None:
     if isinstance(value, bytes):
         value = value.decode()
     return value if isinstance(value, str) else None
-
-
-def check_free_space(folder: Path, bytes_needed: int, what: str) -> None:
-    """Refuse a write the disk cannot hold, before it starts (a full disk mid-write costs the
-    work done so far and, for some libraries, the process)."""
-    folder = Path(folder)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    if bytes_needed > free:
-        raise OutputError(
-            f"not enough disk space for {what}: needs {_size(bytes_needed)}, "
-            f"{_size(free)} free on {folder}"
-        )
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether an exception (an OSError, or h5py's OSError-with-text) means a full disk."""
-    if isinstance(exc, OSError) and exc.errno in _FULL:
-        return True
-    text = str(exc).lower()
-    return any(t in text for t in _FULL_TEXT)
-
-
-@contextlib.contextmanager
-def write_errors_named(path: Path, what: str) -> Iterator[None]:
-    """Turn a failed write into one line naming the file; a full disk is said to be one."""
-    try:
-        yield
-    except OutputError:
-        raise
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise OutputError(
-                f"no space left on the device writing {what} {path}; free space and run again "
-                "(the previous output, if any, is untouched)"
-            ) from None
-        raise OutputError(f"writing {what} {path} failed: {_one_line(exc)}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n} B"

@@ -41,7 +41,7 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from common.atomic import atomic_output
+from common.atomic import write_hdf5
 from dataset import conventions
 from dataset.columns import check_pad_columns
 from dataset.quality import PadFlag, describe
@@ -366,7 +366,8 @@ def write_array_spectra(
     }
     fixed["hypercubes"] = list(spectra.hypercubes)
     fixed["reference_compensation"] = int(spectra.reference_compensation)
-    with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+
+    def fill(f: h5py.File) -> None:
         write_header(f, SCHEMA, SCHEMA_VERSION, fixed, attrs, _RESERVED, "array spectra")
         pad = f.create_dataset("pad", data=np.arange(len(spectra), dtype=np.int32))
         pol = f.create_dataset(
@@ -391,6 +392,8 @@ def write_array_spectra(
             )
             for axis, scale in enumerate((pad, pol, wl)):
                 data.dims[axis].attach_scale(scale)
+
+    write_hdf5(path, fill)
 
 
 def read_array_spectra(path: Path) -> ArraySpectra:

@@ -69,7 +69,7 @@ import xarray as xr
 from h5py import h5d, h5p
 from numpy.typing import ArrayLike, NDArray
 
-from common.atomic import atomic_output
+from common.atomic import atomic_output, require_free_space
 from dataset.quality import BandFlag
 from layout.library_file import decode_attr, open_versioned, write_header
 
@@ -181,6 +181,14 @@ class HypercubeLayout:
     def bands(self) -> tuple[int, int]:
         """(P, B): the shape of every per-band array."""
         return len(self.polarizations), int(self.wavelength_nm.size)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the preallocated file takes: float32 images of every section and dark, plus a
+        megabyte for the per-band scalars and metadata (what the free-space check asks for)."""
+        p, b = self.bands
+        image = 4 * self.height_px * self.width_px
+        return image * (len(self.sections) * p * b + len(self.dark_exposures_s)) + (1 << 20)
 
     def band_index(self, polarization: str, wavelength_nm: float) -> tuple[int, int]:
         """Indices (p, b) of one band; refuses a polarization or wavelength not in the cube."""
@@ -440,6 +448,9 @@ class HypercubeWriter:
         stored = _check_attrs(attrs, layout)
         if path.exists() and not overwrite:
             raise FileExistsError(f"hypercube {path} exists; resume it or pass overwrite")
+        # HDF5 crashes the process when a full disk fails its flush (common.atomic.hdf5_image);
+        # a preallocated file's size is known, so a full disk is refused before it starts.
+        require_free_space({path: layout.nbytes})
         with atomic_output(path) as tmp:
             _create_file(tmp, layout, stored)
             if durable:

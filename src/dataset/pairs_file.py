@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from common.atomic import atomic_output
+from common.atomic import write_hdf5
 from dataset import conventions
 from layout.library_file import decode_attr, open_versioned, write_header
 
@@ -188,7 +188,8 @@ def write_pairs(path: Path, pairs: Pairs, provenance: dict[str, Any] | None = No
     """Write ``pairs`` atomically; ``provenance`` is merged over ``pairs.provenance``."""
     attrs = {**pairs.provenance, **(provenance or {})}
     n, size = len(pairs), pairs.geometry.shape[1]
-    with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+
+    def fill(f: h5py.File) -> None:
         fixed = {
             "split_names": list(SPLIT_NAMES),
             conventions.ATTRIBUTE: conventions.RELATIVE,  # the only one contract 5 holds
@@ -207,6 +208,8 @@ def write_pairs(path: Path, pairs: Pairs, provenance: dict[str, Any] | None = No
         f.create_dataset("wavelength_nm", data=pairs.wavelength_nm)
         f.create_dataset("design_id", data=pairs.design_id)
         f.create_dataset("split", data=pairs.split)
+
+    write_hdf5(path, fill)
 
 
 def read_pairs(path: Path) -> Pairs:

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from common.atomic import atomic_output
+from common.atomic import write_hdf5
 from dataset import conventions
 from dataset.columns import check_pad_columns
 from layout.library_file import decode_attr, open_versioned, write_header
@@ -120,7 +120,8 @@ class Truth:
 def write_truth(path: Path, truth: Truth, provenance: dict[str, Any] | None = None) -> None:
     """Write ``truth`` atomically; ``provenance`` is merged over ``truth.provenance``."""
     attrs = {**truth.provenance, **(provenance or {})}
-    with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+
+    def fill(f: h5py.File) -> None:
         fixed = {
             "bandwidth_mode": truth.bandwidth_mode,
             "roles": {r.name.lower(): int(r) for r in Role},
@@ -136,6 +137,8 @@ def write_truth(path: Path, truth: Truth, provenance: dict[str, Any] | None = No
         )
         f.create_dataset("band_center_nm", data=truth.band_center_nm)
         f.create_dataset("glass_transmission", data=truth.glass_transmission)
+
+    write_hdf5(path, fill)
 
 
 def design_truth(truth: Truth, design_ids: NDArray[np.int64]) -> NDArray[np.float64]:

@@ -31,10 +31,15 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import gdstk
-import h5py
 from tqdm import tqdm
 
-from common.atomic import atomic_outputs, check_targets, require_free_space, write_stream
+from common.atomic import (
+    atomic_outputs,
+    check_targets,
+    hdf5_image,
+    require_free_space,
+    write_stream,
+)
 from layout.chip import ChipConfig, cells_per_pad
 from layout.layers import Layer
 from layout.manifest import ChipManifest, Role, write_manifest_file
@@ -199,10 +204,7 @@ def file_sha256(path: Path) -> str:
 
 def manifest_image(manifest: ChipManifest) -> bytes:
     """The manifest file's bytes, made in memory (see the module's note on HDF5 and full disks)."""
-    buffer = io.BytesIO()
-    with h5py.File(buffer, "w") as f:
-        write_manifest_file(f, manifest)
-    return buffer.getvalue()
+    return hdf5_image(lambda f: write_manifest_file(f, manifest))
 
 
 def _size(stream: BinaryIO) -> int:

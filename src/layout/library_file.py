@@ -19,7 +19,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from common.atomic import atomic_output
+from common.atomic import write_hdf5
 from layout.design import GEOMETRY_COLUMNS, DesignLibrary, Kind
 
 SCHEMA = "metascan.design_library"
@@ -144,8 +144,11 @@ def read_library_group(group: h5py.Group, source: str = "") -> DesignLibrary:
 
 def write_library(path: Path, library: DesignLibrary, attrs: dict[str, Any] | None = None) -> None:
     """Write ``designs.h5`` atomically."""
-    with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+
+    def fill(f: h5py.File) -> None:
         write_library_group(f, library, attrs)
+
+    write_hdf5(path, fill)
 
 
 def read_library(path: Path) -> DesignLibrary:

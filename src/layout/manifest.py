@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from common.atomic import atomic_output
+from common.atomic import write_hdf5
 from layout.design import DesignLibrary
 from layout.library_file import (
     read_library_group,
@@ -119,8 +119,10 @@ class ChipManifest:
 
 
 def write_manifest(path: Path, manifest: ChipManifest) -> None:
-    with atomic_output(Path(path)) as tmp, h5py.File(tmp, "w") as f:
+    def fill(f: h5py.File) -> None:
         write_manifest_file(f, manifest)
+
+    write_hdf5(path, fill)
 
 
 def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:

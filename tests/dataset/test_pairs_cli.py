@@ -65,7 +65,7 @@ def test_outputs_are_not_overwritten_without_force(tmp_path: Path, cli: Cli) -> 
     h5 = tmp_path / "pairs.h5"
     h5.write_bytes(b"keep me")
     code, _, err = cli("pairs", "import-moclip", str(npz), "--output", str(h5))
-    assert code == 2 and err.strip() == f"error: output {h5} exists; pass --force to overwrite it"
+    assert code == 2 and err.strip() == f"error: --output {h5} exists; pass --force to overwrite it"
     assert h5.read_bytes() == b"keep me"
     code, _, err = cli("pairs", "import-moclip", str(npz), "--output", str(h5), "--force")
     assert code == 0, err
