@@ -10,6 +10,17 @@ from typing import Annotated
 
 import typer
 
+from common.outputs import check_outputs
+from common.values import SEED, Bounds
+
+EPOCHS = Bounds(1, 100_000, integer=True)
+BATCH = Bounds(2, 65_536, integer=True)  # a contrastive batch needs two pairs
+LR = Bounds(0.0, 1.0, lo_open=True)  # AdamW's base rate; past 1 nothing trains
+PATIENCE = Bounds(0, 1_000_000, integer=True)
+BUDGET_MIN = Bounds(0.0, 100_000.0, unit="min", lo_open=True)
+VAL_EVERY = Bounds(0, 10**9, integer=True)
+GALLERY = Bounds(2, 10**8, integer=True)
+
 
 def train_cmd(
     pairs: Annotated[
@@ -17,16 +28,17 @@ def train_cmd(
     ],
     output: Annotated[Path, typer.Option("--output", help="Model directory to write.")],
     config: Annotated[str, typer.Option("--config", help="Architecture name.")] = "metascan-small",
-    epochs: Annotated[int, typer.Option("--epochs")] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch.")] = 64,
+    epochs: Annotated[int, EPOCHS.option("--epochs")] = 10,
+    batch_size: Annotated[int, BATCH.option("--batch-size", help="Global batch.")] = 64,
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Base rate (default 1e-4 moclip, 1e-3 cosine).")
+        float | None, LR.option("--lr", help="Base rate (default 1e-4 moclip, 1e-3 cosine).")
     ] = None,
     schedule: Annotated[str, typer.Option("--schedule", help="cosine or moclip.")] = "cosine",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, SEED.option("--seed")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from latest.pt.")] = False,
     patience: Annotated[
-        int, typer.Option("--patience", help="Stop after P epochs without better val R@1; 0 off.")
+        int,
+        PATIENCE.option("--patience", help="Stop after P epochs without better val R@1; 0 off."),
     ] = 0,
     no_shift: Annotated[
         bool, typer.Option("--no-shift", help="Switch off the circular-shift augmentation.")
@@ -36,14 +48,15 @@ def train_cmd(
     ] = False,
     time_budget_min: Annotated[
         float | None,
-        typer.Option(
+        BUDGET_MIN.option(
             "--time-budget-min",
             help="Wall-clock minutes; the schedule is fitted to it and training stops after "
             "the step that passes it.",
         ),
     ] = None,
     val_every_steps: Annotated[
-        int, typer.Option("--val-every-steps", help="Also validate every N steps; 0: per epoch.")
+        int,
+        VAL_EVERY.option("--val-every-steps", help="Also validate every N steps; 0: per epoch."),
     ] = 0,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
@@ -53,6 +66,7 @@ def train_cmd(
     from models.train import STOP_MESSAGES, TrainConfig, train
 
     get_config(config)  # an unknown name fails before the pairs are read
+    check_outputs({"--output": output}, {"--pairs": pairs}, resume, directories=True)
     cfg = TrainConfig(
         model=config,
         epochs=epochs,
@@ -80,7 +94,9 @@ def evaluate_cmd(
         Path, typer.Option("--pairs", help="Pairs file (HDF5, contract 5) or MOCLIP .npz.")
     ],
     split: Annotated[str, typer.Option("--split")] = "test",
-    gallery: Annotated[int, typer.Option("--gallery", help="Size of the seeded gallery.")] = 10_000,
+    gallery: Annotated[
+        int, GALLERY.option("--gallery", help="Size of the seeded gallery.")
+    ] = 10_000,
     truth: Annotated[
         Path | None,
         typer.Option(
@@ -89,16 +105,24 @@ def evaluate_cmd(
             "chip's truth file (metascan sim truth) for pairs curated from its scan.",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, SEED.option("--seed")] = 0,
     output: Annotated[
         Path | None, typer.Option("--output", help="Folder for JSON and PNGs (default: model).")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a previous evaluation in the folder.")
+    ] = False,
 ) -> None:
     """R@1/5/10 both ways, the oracle and its ratio; writes evaluation.json and PNGs."""
-    from models.evaluate import evaluate
+    from models.evaluate import evaluate, output_files
 
     if not model.is_dir():
         raise FileNotFoundError(f"model directory {model} does not exist")
+    folder = output if output is not None else model
+    inputs: dict[str, Path | None] = {"--pairs": pairs, "--truth": truth}
+    check_outputs({"--output": folder}, inputs, force, directories=True)
+    if folder.is_dir():
+        check_outputs({f"output {f}": f for f in output_files(folder)}, inputs, force)
     report = evaluate(model, pairs, split, gallery, truth, seed, output)
     for entry in report["results"]:
         s2g = entry["spectrum_to_geometry"]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from common.atomic import save_png
 from dataset.pairs_file import SPLIT_NAMES, Pairs
 from dataset.pairs_io import load_pairs
 from dataset.truth_file import SCHEMA as TRUTH_SCHEMA
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 KS = (1, 5, 10)
 CURVE_KS = range(1, 21)
 EVALUATION_FILE = "evaluation.json"
+PLOT_FILES = ("similarity.png", "recall_at_k.png", "training.png")
 
 
 @dataclass(frozen=True)
@@ -148,18 +150,32 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     save_json(report, out / EVALUATION_FILE)
     n = min(64, rows.size)
-    _plot_similarity(cosine_scores(s_all[:n], g_all[:n]).numpy(), out / "similarity.png")
-    _plot_recall_curve(curves, galleries[-1].label, out / "recall_at_k.png")
+    _plot_similarity(cosine_scores(s_all[:n], g_all[:n]).numpy(), out / PLOT_FILES[0])
+    _plot_recall_curve(curves, galleries[-1].label, out / PLOT_FILES[1])
     metrics = Path(model_dir) / "metrics.csv"
     if metrics.is_file():
-        _plot_training(metrics, out / "training.png")
+        _plot_training(metrics, out / PLOT_FILES[2])
     return report
+
+
+def output_files(output: Path) -> list[Path]:
+    """What :func:`evaluate` writes into ``output`` (checked as outputs before it starts)."""
+    return [output / n for n in (EVALUATION_FILE, *PLOT_FILES)]
 
 
 def _read_truth(path: Path, pairs: Pairs) -> np.ndarray[Any, np.dtype[np.float64]]:
     """True spectra row for row with ``pairs``, from a chip truth file or a twin pairs file."""
     if has_schema(path, TRUTH_SCHEMA):
         chip = read_truth(path)
+        chips = pairs.provenance.get("manifest_sha256")
+        digest = chip.provenance.get("manifest_sha256")
+        if not isinstance(chips, dict) or not digest or digest not in chips.values():
+            raise ValueError(
+                f"truth {path} is of chip manifest {str(digest)[:12] or 'unrecorded'}, and the "
+                f"pairs were not curated from that chip (their manifests: "
+                f"{', '.join(str(v)[:12] for v in chips.values()) if isinstance(chips, dict) else 'unrecorded'}); "
+                "give the truth file of the pairs' chip"
+            )
         if chip.band_center_nm.size != pairs.spectra.shape[-1]:
             raise ValueError(
                 f"truth {path} has {chip.band_center_nm.size} bands; the pairs have "
@@ -184,7 +200,7 @@ def _plot_similarity(sim: np.ndarray[Any, Any], path: Path) -> None:
     ax.set_ylabel("spectrum")
     ax.set_title(f"cosine similarity, {sim.shape[0]} samples")
     fig.colorbar(im, ax=ax)
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
 
 
 def _plot_recall_curve(curves: dict[str, list[float]], label: str, path: Path) -> None:
@@ -197,7 +213,7 @@ def _plot_recall_curve(curves: dict[str, list[float]], label: str, path: Path) -
     ax.set_ylim(0, 1.02)
     ax.set_title(f"retrieval, {label}")
     ax.legend()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)
 
 
 def _plot_training(metrics_csv: Path, path: Path) -> None:
@@ -214,4 +230,4 @@ def _plot_training(metrics_csv: Path, path: Path) -> None:
     ax_r1.set_xlabel("epoch")
     ax_r1.set_ylim(0, 1.02)
     ax_r1.legend()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path, dpi=100)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from common.atomic import atomic_output
+from dataset import conventions
 from models.config import ModelConfig
 from models.model import ContrastiveModel, Normalization
 
@@ -24,7 +25,7 @@ CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
 LATEST_FILE = "latest.pt"
 FORMAT = "metascan.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: spectra_convention recorded
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -66,6 +67,8 @@ def write_model_dir(
         {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            # What the spectra it learned from mean; contract 5 holds only this convention.
+            conventions.ATTRIBUTE: conventions.RELATIVE,
             "model": model.cfg.to_dict(),
             "train": train_config or {},
         },
@@ -91,6 +94,12 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Contra
     """Rebuild the model from its directory alone, in eval mode."""
     folder = Path(folder)
     data = read_config(folder)
+    source = f"model {folder}"
+    conventions.require(
+        conventions.stored(data, f"{source} ({CONFIG_FILE}, trained by an older version)"),
+        conventions.RELATIVE,
+        source,
+    )
     for name in (MODEL_FILE, NORMALIZATION_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"model directory {folder} has no {name}")

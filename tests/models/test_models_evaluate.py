@@ -11,7 +11,7 @@ import pytest
 import torch
 from models_data import TINY
 
-from dataset.pairs_file import Pairs
+from dataset.pairs_file import Pairs, write_pairs
 from dataset.pairs_io import load_pairs
 from dataset.truth_file import Defect, Truth, write_truth
 from layout.manifest import Role
@@ -188,12 +188,20 @@ def test_evaluate_writes_json_and_pngs_with_the_oracle(
 
     # Pairs curated from a scan of the simulated bench get their oracle from the chip's truth
     # file: the same noise-free spectra, seen through the glass, give the same oracle.
+    # Both name the chip manifest they come from, and only a truth of the pairs' chip is used.
     chip = tmp_path / "chip_truth.h5"
-    write_truth(chip, _chip_truth_of(load_pairs(truth_h5)))
-    via_chip = evaluate(run, pairs_h5, "test", 10, chip, 0, tmp_path / "via_chip")
+    digest = "7a" * 32
+    write_truth(chip, _chip_truth_of(load_pairs(truth_h5)), {"manifest_sha256": digest})
+    curated = tmp_path / "curated.h5"
+    write_pairs(curated, load_pairs(pairs_h5), {"manifest_sha256": {"chip": digest}})
+    via_chip = evaluate(run, curated, "test", 10, chip, 0, tmp_path / "via_chip")
     for a, b in zip(via_chip["results"], report["results"], strict=True):
         assert a["oracle"] == b["oracle"] and a["model_over_oracle"] == b["model_over_oracle"]
     assert via_chip["truth"] == str(chip)
+    other = tmp_path / "other_chip.h5"
+    write_pairs(other, load_pairs(pairs_h5), {"manifest_sha256": {"chip": "b0" * 32}})
+    with pytest.raises(ValueError, match="the pairs were not curated from that chip"):
+        evaluate(run, other, "test", 10, chip, 0, tmp_path / "other")
 
 
 def _chip_truth_of(pairs: Pairs, glass: float = 0.93) -> Truth:

@@ -48,16 +48,24 @@ def _poison_at(monkeypatch: pytest.MonkeyPatch, step: int, loss: float) -> None:
 
 
 def test_a_diverging_train_command_fails_naming_the_step(
-    tmp_path: Path, pairs_h5: Path, cli: Cli
+    tmp_path: Path, pairs_h5: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
+    # A rate no optimizer survives is refused before any work, like every out-of-range number.
+    code, _, err = cli("train", "--pairs", str(pairs_h5), "--output", str(out), "--lr", "1e10")
+    assert (
+        code == 2 and err.strip() == "error: --lr 10000000000.0 is outside the allowed range (0, 1]"
+    )
+    assert not out.exists()
+    # A run that diverges at an allowed rate stops at the step, with nothing to score.
+    _poison_at(monkeypatch, step=2, loss=float("nan"))
     code, stdout, err = cli("train", "--pairs", str(pairs_h5), "--output", str(out),
-                            "--epochs", "2", "--batch-size", "32", "--lr", "1e10",
+                            "--epochs", "2", "--batch-size", "32", "--lr", "0.5",
                             "--no-progress")  # fmt: skip
     assert code == 2 and "best val R@1" not in stdout
     assert len(err.strip().splitlines()) == 1
     assert re.fullmatch(
-        r"error: training diverged at step \d+: loss is nan \(lr [0-9.e+]+, base --lr 1e\+10\); "
+        r"error: training diverged at step 2: loss is nan \(lr [0-9.e+-]+, base --lr 0\.5\); "
         rf"lower --lr and train into a new --output; no model was written to {re.escape(str(out))}",
         err.strip(),
     ), err
