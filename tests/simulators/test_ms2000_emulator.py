@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -137,6 +138,119 @@ def test_raw_halt_mid_move_answers_halted_and_stops_there() -> None:
     assert emu.position_um[0] == stopped
 
 
+def test_raw_backslash_is_the_halt_shortcut() -> None:
+    # ASI, commands/halt: "Shortcut \\ (the backslash character)"; :A, or :N-21 mid-move.
+    emu = emulator(x_speed_mm_per_s=1.0)
+    assert raw(emu, b"\\") == [b":A\r\n"]
+    raw(emu, b"M X=500000")
+    time.sleep(0.03)
+    assert raw(emu, b"\\", b"/") == [b":N-21\r\n", b"N\r\n"]
+    assert 1_000 < emu.position_um[0] < 45_000
+
+
+def test_raw_rdstat_answers_the_status_byte_in_decimal() -> None:
+    # ASI, commands/rdstat and commands/rdsbyte: RS X -> :A 138 (0x8A: lower limit closed,
+    # joystick enabled, axis enabled); ? -> N/B, - -> the LCD's left status character.
+    emu = emulator(x_speed_mm_per_s=1.0)
+    assert raw(emu, b"RS X", b"RDSTAT X Y", b"RS Y?", b"RS X-") == [
+        b":A 10\r\n",  # 0x0A, idle mid-travel: enabled, joystick enabled
+        b":A 10 10\r\n",
+        b":A N\r\n",
+        b":A f\r\n",
+    ]
+    raw(emu, b"M X=500000")  # 50 mm at 1 mm/s: 0.5 s wall
+    assert raw(emu, b"RS X Y", b"RS X? Y?") == [b":A 15 10\r\n", b":A B N\r\n"]
+    assert raw(emu, b"\\", b"RS X") == [b":N-21\r\n", b":A 10\r\n"]
+    homed = emulator(x_speed_mm_per_s=7.5)
+    assert raw(homed, b"! X") == [b":A\r\n"]  # HOME: 55 mm to the lower limit switch, 73 ms
+    time.sleep(0.2)
+    assert raw(homed, b"RS X", b"RS X-", b"RS Y") == [
+        b":A 138\r\n",
+        b":A L\r\n",
+        b":A 10\r\n",
+    ]
+    assert raw(emu, b"RS", b"RS Q", b"RS X+") == [b":N-3\r\n", b":N-2\r\n", b":N-2\r\n"]
+    upper = emulator(x_travel_um=(-55_000.0, 0.0), joystick_enabled=False, lcd_status=" ")
+    assert raw(upper, b"RS X", b"RS X-", b"RS Y-") == [b":A 66\r\n", b":A U\r\n", b":A  \r\n"]
+
+
+def info(emu: Ms2000Emulator, command: bytes) -> bytes:
+    """Everything INFO answers (its lines end in CR alone, so read until quiet)."""
+    session = emu.open_session()
+    session.write(command + b"\r")
+    reply = session.read_available(0.05)
+    session.close()
+    return reply
+
+
+INFO_X = (
+    b"Axis Name    :  X                Limits Status: f\r"
+    b"Max Lim      :  55.000 mm        Min Lim      : -55.000 mm\r"
+    b"Speed        :  5.0000 [S] mm/s  Max Speed    : 7.5000 mm/s\r"
+)
+
+
+def test_raw_info_dumps_the_axis_in_two_columns() -> None:
+    emu = emulator(has_z=True, z_travel_um=(-5_000.0, 5_000.0), z_speed_mm_per_s=2.5)
+    assert info(emu, b"INFO X") == INFO_X  # first line as on a unit (python-microscope#298)
+    assert info(emu, b"I Z") == (
+        b"Axis Name    :  Z                Limits Status: f\r"
+        b"Max Lim      :  5.000 mm         Min Lim      : -5.000 mm\r"
+        b"Speed        :  2.5000 [S] mm/s  Max Speed    : 7.5000 mm/s\r"
+    )
+    xy = emulator()
+    assert info(xy, b"INFO Z") == b""  # no such axis: nothing, "axis not present"
+    assert info(xy, b"INFO") == b":N-3\r\n"
+    assert info(emulator(info_silent_for_missing_axis=False), b"INFO Z") == b":N-2\r\n"
+
+
+_INFO_ITEM = re.compile(
+    r"(?P<name>.*):\s*((?P<value>\S+)(\s+)?(?P<command>[\[].*[\]])?(\s+)?(?P<units>.*)?)$"
+)
+
+
+def test_a_python_microscope_style_client_starts_and_polls() -> None:
+    """What python-microscope's ASI controller does at start-up and in ``motor_moving``: INFO
+    per axis read line by line up to CR until a read times out, each line split at column 33
+    and parsed with its pattern; then RDSTAT's ``int(reply.strip()[3:]) & 1``. Against
+    ``:N-1`` the poll would read 1 ("moving") forever."""
+    emu = emulator(x_speed_mm_per_s=1.0)
+    session = emu.open_session()
+    present: dict[str, dict[str, str]] = {}
+    for axis in "XYZ":
+        session.write(f"INFO {axis}\r".encode())
+        lines = []
+        while True:
+            try:
+                lines.append(session.read_until(b"\r", 0.05).strip(b"\r"))
+            except TimeoutError:
+                break
+        if not lines:
+            continue  # "axis not present"
+        items = [part.strip().decode() for line in lines for part in (line[:33], line[33:])]
+        settings = {}
+        for item in items:
+            match = _INFO_ITEM.search(item)
+            assert match is not None, item
+            settings[match["name"].strip()] = match["value"]
+        present[axis] = settings
+    assert sorted(present) == ["X", "Y"]
+    assert present["X"]["Axis Name"] == "X" and present["X"]["Speed"] == "1.0000"
+
+    def moving() -> int:
+        session.write(b"RDSTAT X\r")
+        return int(session.read_until(b"\r\n", 0.2).strip()[3:]) & 1
+
+    assert moving() == 0
+    session.write(b"MOVE X=20000\r")  # 2 mm at 1 mm/s: 20 ms wall
+    assert session.read_until(b"\r\n", 0.2) == b":A\r\n"
+    time.sleep(0.05)
+    assert moving() == 0
+    session.write(b"MOVE X=500000\r")  # 0.5 s wall
+    assert session.read_until(b"\r\n", 0.2) == b":A\r\n"
+    assert moving() == 1
+
+
 def test_emulator_config_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="X speed 9"):
         Ms2000EmulatorConfig(x_speed_mm_per_s=9.0)
@@ -144,6 +258,8 @@ def test_emulator_config_rejects_nonsense() -> None:
         Ms2000EmulatorConfig(y_travel_um=(5.0, -5.0))
     with pytest.raises(ValueError, match="position_error_sigma_um"):
         Ms2000EmulatorConfig(position_error_sigma_um=-1.0)
+    with pytest.raises(ValueError, match="lcd_status"):
+        Ms2000EmulatorConfig(lcd_status="fs")
 
 
 def test_positioning_error_is_seeded_and_reported_by_the_encoder() -> None:

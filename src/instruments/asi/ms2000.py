@@ -5,6 +5,11 @@ The MS-2000 acknowledges a move at once (``:A``) and reports motion through a se
 :meth:`MS2000.move_to` returns on the acknowledgement, :meth:`MS2000.wait_until_idle` polls, and
 :meth:`MS2000.move_to_and_wait` does both.
 
+The busy poll stays ``/``: two bytes out and ``N``/``B`` back for all axes at once. ``RDSTAT``
+(``RS X Y`` → ``:A 10 10``) carries the same busy flag per axis (bit 0 of each status byte,
+"synonymous with the STATUS command" in ASI's RDSBYTE page) but costs seven bytes out and ten
+back a poll, so it is not a cheaper idle poll and the driver does not send it.
+
 Units: the public API is in µm and mm/s. The controller counts positions in tenths of a µm, so
 every coordinate is sent as an integer number of tenths, rounded to the nearest tenth with
 Python's :func:`round` (an exact tie goes to the even tenth): 12.34 µm is sent as ``X=123``,

@@ -16,11 +16,35 @@ at the same place in every run (a resumed scan sees the stage where the first ru
 encoder would. Error codes other than -1 (unknown command) and -21 (halted) are UNVERIFIED and
 are config fields. Commands are upper-cased on arrival, so lower-case input is accepted too (an
 assumption: the reference only shows upper case, which is what the driver sends).
+
+Commands third-party clients send, answered as ASI documents them (www.asiimaging.com/docs,
+pages ``commands/halt``, ``commands/rdstat``, ``commands/rdsbyte``):
+
+* ``\\`` is HALT's shortcut: ``:A``, or ``:N-21`` when it stopped a move. The emulator, like for
+  every command, acts on it when its CR arrives (whether the controller acts before the CR is
+  UNVERIFIED; ASI says the parser handles it "quickly").
+* ``RDSTAT``/``RS`` answers each named axis's status byte in decimal, ``RS X`` → ``:A 138`` (ASI's
+  example): bit 0 a commanded move in progress, 1 axis enabled, 2 motor on, 3 joystick enabled,
+  4/5 ramping (always 0: no acceleration is modelled), 6 upper and 7 lower limit switch closed
+  (the axis at that end of its travel). ``RS X?`` answers ``N``/``B`` for the axis, ``RS X-`` the
+  left LCD status character (``U``/``L`` at a limit, else ``lcd_status``); the ``+`` qualifier is
+  not emulated (unknown axis). Several axes answer space-separated, ``:A 10 10`` (UNVERIFIED:
+  ASI shows one axis). Micro-Manager's ASITiger adapter parses ``RS <axis>?`` at reply index 3
+  and ``RS <axis>`` after index 2; python-microscope's ``motor_moving`` reads
+  ``int(reply.strip()[3:]) & 1``.
+* ``INFO``/``I`` (python-microscope's quick reference: "Returns a screen full of information
+  about the axis") answers lines ended by ``\\r`` alone, two 33-character columns of
+  ``name: value``. Its first line is the one seen on a unit, ``Axis Name    :  X                ``
+  ``Limits Status: f`` (python-microscope issue 298, which also shows lines end in ``\\r`` and the
+  client splits them at column 33); the two lines after it (travel limits, speed) are this
+  emulator's own, in the same layout. An axis the controller lacks answers nothing, which
+  python-microscope's start-up reads as "axis not present" (``info_silent_for_missing_axis``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulators.devices.emulator import Emulator, Reply
@@ -40,7 +64,15 @@ _ALIASES = {
     "HOME": "!",
     "STATUS": "/",
     "VERSION": "V",
+    "\\": "HALT",
+    "RDSTAT": "RS",
+    "INFO": "I",
 }
+#: RDSTAT status byte bits (ASI, commands/rdsbyte).
+_MOVING, _ENABLED, _MOTOR_ON, _JOYSTICK = 0x01, 0x02, 0x04, 0x08
+_UPPER_LIMIT, _LOWER_LIMIT = 0x40, 0x80
+#: INFO's left column is 33 characters wide (python-microscope splits its lines there).
+_INFO_COLUMN = 33
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,14 @@ class Ms2000EmulatorConfig:
     error_missing_argument: int = -3  # UNVERIFIED
     error_out_of_range: int = -4  # UNVERIFIED
     error_halted: int = -21
+    #: RDSTAT bit 3; ASI's RDSBYTE example (0x8A) has the joystick enabled
+    joystick_enabled: bool = True
+    #: RDSTAT ``-`` (and INFO's Limits Status) when no limit switch is closed: ``f`` as on the one
+    #: unit seen (python-microscope issue 298); ASI lists ``f``/``s`` for a joystick speed just
+    #: selected, ``D`` for a disabled motor, and a space for nothing to report
+    lcd_status: str = "f"
+    #: INFO for an axis this controller lacks answers nothing (False: the unknown-axis error)
+    info_silent_for_missing_axis: bool = True
 
     def __post_init__(self) -> None:
         for axis in _ALL_AXES:
@@ -82,6 +122,12 @@ class Ms2000EmulatorConfig:
         if not (math.isfinite(self.position_error_sigma_um) and self.position_error_sigma_um >= 0):
             raise ValueError(
                 f"position_error_sigma_um {self.position_error_sigma_um} must be finite and >= 0"
+            )
+        if len(self.lcd_status) != 1 or not (
+            self.lcd_status.isascii() and self.lcd_status.isprintable()
+        ):
+            raise ValueError(
+                f"lcd_status {self.lcd_status!r} must be one printable ASCII character"
             )
 
     def travel_um(self, axis: str) -> tuple[float, float]:
@@ -191,7 +237,7 @@ class Ms2000Emulator(Emulator):
             return None
         verb, *args = text.split()
         verb = _ALIASES.get(verb, verb)
-        handler = {
+        handler: Callable[[list[str]], str | Reply | None] | None = {
             "/": self._status,
             "M": self._move_absolute,
             "R": self._move_relative,
@@ -201,6 +247,8 @@ class Ms2000Emulator(Emulator):
             "V": self._version,
             "H": self._here,
             "!": self._home,
+            "RS": self._rdstat,
+            "I": self._info,
         }.get(verb)
         try:
             if handler is None:
@@ -208,6 +256,8 @@ class Ms2000Emulator(Emulator):
             answer = handler(args)
         except _CommandError as error:
             answer = f":N{error.code}"
+        if answer is None or isinstance(answer, Reply):
+            return answer
         return Reply((answer + "\r\n").encode("ascii"))
 
     # --- commands -------------------------------------------------------------------------------
@@ -277,6 +327,72 @@ class Ms2000Emulator(Emulator):
             here = motion.at(now)
             self._motions[axis] = _Motion(here, here, now, now)
         return f":N{self.config.error_halted}"
+
+    def _rdstat(self, args: list[str]) -> str:
+        """RDSTAT: per named axis its status byte, or with ``?`` N/B, with ``-`` the LCD status."""
+        if not args:
+            raise _CommandError(self.config.error_missing_argument)
+        now = self.clock.now_s()
+        fields: list[str] = []
+        for token in args:
+            axis, qualifier = self._axis(token[:1]), token[1:]
+            if qualifier == "":
+                fields.append(str(self._status_byte(axis, now)))
+            elif qualifier == "?":
+                fields.append("B" if now < self._motions[axis].t1_s else "N")
+            elif qualifier == "-":
+                fields.append(self._lcd_left(axis, now))
+            else:
+                raise _CommandError(self.config.error_unknown_axis)
+        return ":A " + " ".join(fields)
+
+    def _status_byte(self, axis: str, now: float) -> int:
+        motion = self._motions[axis]
+        byte = _ENABLED  # MC (motor control) is not emulated: every axis stays enabled
+        if now < motion.t1_s:
+            byte |= _MOVING | _MOTOR_ON
+        if self.config.joystick_enabled:
+            byte |= _JOYSTICK
+        return byte | self._limits(axis, now)
+
+    def _limits(self, axis: str, now: float) -> int:
+        """The limit-switch bits: a switch closes at its end of the (physical) travel."""
+        here = self._motions[axis].at(now)
+        low, high = self.config.travel_um(axis)
+        return (_UPPER_LIMIT if here >= high else 0) | (_LOWER_LIMIT if here <= low else 0)
+
+    def _lcd_left(self, axis: str, now: float) -> str:
+        limits = self._limits(axis, now)
+        if limits & _UPPER_LIMIT:
+            return "U"
+        return "L" if limits & _LOWER_LIMIT else self.config.lcd_status
+
+    def _info(self, args: list[str]) -> Reply | None:
+        """INFO: the axis's settings in two 33-character columns, lines ended by CR alone."""
+        if not args:
+            raise _CommandError(self.config.error_missing_argument)
+        axis = args[0]
+        if axis not in self._axes:
+            if self.config.info_silent_for_missing_axis:
+                return None
+            raise _CommandError(self.config.error_unknown_axis)
+        low, high = self.config.travel_um(axis)
+        rows = [
+            (("Axis Name", axis), ("Limits Status", self._lcd_left(axis, self.clock.now_s()))),
+            (
+                ("Max Lim", f"{high / _UM_PER_MM:.3f} mm"),
+                ("Min Lim", f"{low / _UM_PER_MM:.3f} mm"),
+            ),
+            (
+                ("Speed", f"{self._speeds[axis]:.4f} [S] mm/s"),
+                ("Max Speed", f"{self.config.max_speed_mm_per_s:.4f} mm/s"),
+            ),
+        ]
+        lines = [
+            f"{left[0]:<13}:  {left[1]}".ljust(_INFO_COLUMN) + f"{right[0]:<13}: {right[1]}"
+            for left, right in rows
+        ]
+        return Reply("".join(line + "\r" for line in lines).encode("ascii"))
 
     def _here(self, args: list[str]) -> str:
         """HERE makes the current position read as the given value (0 when none is given)."""
