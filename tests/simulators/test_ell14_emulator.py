@@ -348,6 +348,38 @@ def test_raw_settings(session: EmulatorSession) -> None:
     assert raw(session, b"5gs") == b"5GS00\r\n"
 
 
+def test_raw_motor_info(session: EmulatorSession) -> None:
+    # roesel/elliptec's test bytes for I1; the layout pylablib's get_motor_info reads.
+    assert raw(session, b"0i1") == b"0I111074A010001000E140E14\r\n"
+    assert raw(session, b"0i2") == b"0I211074A010001000E140E14\r\n"
+    assert raw(session, b"0i3") == b"0GS03\r\n"  # no third motor
+    assert raw(session, b"0gs") == b"0GS03\r\n"
+    config = Ell14EmulatorConfig(
+        motor_loop_on=False,
+        motor_current=0x0400,
+        motor_forward_periods=[0x0093, 0x0094],  # type: ignore[arg-type]  # as TOML gives it
+        motor_backward_periods=(0x0095, 0x0096),
+    )
+    other = emulator(config).open_session()
+    assert raw(other, b"0i1") == b"0I10104000100010000930095\r\n"
+    assert raw(other, b"0i2") == b"0I20104000100010000940096\r\n"
+
+
+def test_a_pylablib_style_client_reads_motor_info(session: EmulatorSession) -> None:
+    """pylablib reads the 3-character header, then the line, checks 22 data characters for I1/I2
+    and decodes: loop, motor, current/1866 A, ramps, 14740000/period Hz."""
+    for motor in (1, 2):
+        session.write(f"0i{motor}".encode())
+        header = session.read_exactly(3, 0.2)
+        data = session.read_until(b"\r\n", 0.2)[:-2]
+        assert header == f"0I{motor}".encode() and len(data) == 22
+        assert (bool(int(data[0:1])), bool(int(data[1:2]))) == (True, True)
+        assert int(data[2:6], 16) / 1866 == pytest.approx(1.0)
+        assert (int(data[6:10], 16), int(data[10:14], 16)) == (256, 256)
+        assert 14740000 / int(data[14:18], 16) == pytest.approx(4090, abs=1)
+        assert 14740000 / int(data[18:22], 16) == pytest.approx(4090, abs=1)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -358,6 +390,9 @@ def test_raw_settings(session: EmulatorSession) -> None:
         {"speed_deg_per_s": 0.0},
         {"velocity_percent": 101},
         {"initial_position_pulses": 2**31},
+        {"motor_current": 0x10000},
+        {"motor_forward_periods": (0, 0x0E14)},
+        {"motor_backward_periods": (0x0E14,)},
     ],
 )
 def test_config_is_validated(kwargs: dict[str, Any]) -> None:

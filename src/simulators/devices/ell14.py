@@ -12,6 +12,15 @@ one is under way ``gs`` answers ``09`` (busy) and further motion commands are re
 packets for another address are ignored. The error code stays latched until ``gs`` reads it
 (pylablib clears it that way), unless the config says otherwise.
 
+``i1``/``i2`` (motor 1 and 2 info) answer ``I1``/``I2`` and 22 characters, the layout both
+public clients parse (pylablib's ``ElliptecMotor.get_motor_info``, roesel/elliptec's
+``tools.parse``): loop state and motor state (one character each, ``1`` on, ``0`` off), then
+4 hex digits each of the current (1866 per ampere), the ramp-up and ramp-down rates (PWM steps
+per ms), and the forward and backward periods (14 740 000 / frequency in Hz), e.g.
+``0i1`` → ``0I111074A010001000E140E14`` (roesel/elliptec's own test bytes, this emulator's
+default). The values are config fields, UNVERIFIED: no unit has been read; ``i3`` and above
+answer ``GS03`` as any command the ELL14 lacks.
+
 Positions are kept in signed 32-bit pulses and not wrapped to one turn; ``angle_deg`` takes them
 modulo one revolution for the virtual microscope. The time a home takes is modelled as a straight
 move to the home offset, whichever direction was asked for.
@@ -69,6 +78,15 @@ class Ell14EmulatorConfig:
     jog_step_pulses: int = 143_360 // 36
     initial_position_pulses: int = 0
     latch_errors: bool = True
+    #: ``i1``/``i2`` fields (module docstring; UNVERIFIED values), the same for both motors but
+    #: the periods, one per motor
+    motor_loop_on: bool = True
+    motor_on: bool = True
+    motor_current: int = 0x074A  # 1866 per A: 1.0 A
+    motor_ramp_up: int = 0x0100
+    motor_ramp_down: int = 0x0100
+    motor_forward_periods: tuple[int, int] = (0x0E14, 0x0E14)
+    motor_backward_periods: tuple[int, int] = (0x0E14, 0x0E14)
 
     def __post_init__(self) -> None:
         if len(self.address) != 1 or self.address.upper() not in "0123456789ABCDEF":
@@ -96,6 +114,14 @@ class Ell14EmulatorConfig:
             value = getattr(self, name)
             if _wrap32(value) != value:
                 raise ValueError(f"{name} {value} is outside the signed 32-bit range")
+        for name in ("motor_current", "motor_ramp_up", "motor_ramp_down"):
+            if not 0 <= getattr(self, name) <= 0xFFFF:
+                raise ValueError(f"{name} {getattr(self, name)} is outside 0..0xFFFF")
+        for name in ("motor_forward_periods", "motor_backward_periods"):
+            periods = tuple(getattr(self, name))
+            if len(periods) != 2 or not all(0 < p <= 0xFFFF for p in periods):
+                raise ValueError(f"{name} {periods} is not two periods in 1..0xFFFF")
+            object.__setattr__(self, name, periods)  # a TOML array arrives as a list
 
 
 @dataclass(frozen=True)
@@ -206,6 +232,8 @@ class Ell14Emulator(Emulator):
             return self._reply("GS", f"{code:02X}")
         if mnemonic == "in":
             return self._reply("IN", self._info())
+        if mnemonic in ("i1", "i2"):
+            return self._reply(mnemonic.upper(), self._motor_info(int(mnemonic[1]) - 1))
         if mnemonic == "gp":
             return self._reply("PO", f"{self._position_at(now_s) % _INT32:08X}")
         if mnemonic == "gv":
@@ -283,6 +311,14 @@ class Ell14Emulator(Emulator):
         return (
             f"{c.model_code:02X}{c.serial}{c.year:04d}{c.firmware:02X}{c.hardware:02X}"
             f"{c.travel_deg:04X}{c.pulses_per_revolution:08X}"
+        )
+
+    def _motor_info(self, motor: int) -> str:
+        c = self.config
+        return (
+            f"{int(c.motor_loop_on)}{int(c.motor_on)}{c.motor_current:04X}"
+            f"{c.motor_ramp_up:04X}{c.motor_ramp_down:04X}"
+            f"{c.motor_forward_periods[motor]:04X}{c.motor_backward_periods[motor]:04X}"
         )
 
     def _status(self, code: int) -> Reply:
