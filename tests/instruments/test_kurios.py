@@ -49,8 +49,10 @@ def test_has_every_tunable_filter_member_without_io() -> None:
         assert callable(kurios.wait_until_ready)
 
 
-def test_initialize_reads_range_and_modes_and_sets_manual_mode() -> None:
-    with expected_protocol(Kurios, VB1_INIT) as kurios:
+@pytest.mark.parametrize("set_reply", ["", "\r"], ids=["bare-prompt", "cr-prompt"])
+def test_initialize_reads_range_and_modes_and_sets_manual_mode(set_reply: str) -> None:
+    pairs = [*VB1_INIT[:-1], ("OM=1", set_reply)]
+    with expected_protocol(Kurios, pairs) as kurios:
         kurios.initialize()
         assert kurios.wavelength_range_nm == (420.0, 730.0)
         assert kurios.available_modes == (
@@ -214,6 +216,16 @@ def test_wait_until_ready_times_out_naming_device_and_command() -> None:
 def test_wait_until_ready_checks_its_timeout(timeout_s: float) -> None:
     with expected_protocol(Kurios, []) as kurios, pytest.raises(ValueError, match="timeout_s"):
         kurios.wait_until_ready(timeout_s)
+
+
+@pytest.mark.parametrize("set_reply", ["", "\r", "\r\n"])
+def test_a_set_is_acknowledged_by_a_bare_prompt_or_an_empty_line(set_reply: str) -> None:
+    # Which of the two the unit sends is unverified (instruments.md: echo and set replies open).
+    pairs = [("WL=600.000", set_reply), ("BW=4", set_reply), ("WL?", "WL=600.000\r")]
+    with expected_protocol(Kurios, pairs) as kurios:
+        kurios.wavelength_nm = 600
+        kurios.bandwidth_mode = BandwidthMode.MEDIUM
+        assert kurios.wavelength_nm == 600.0
 
 
 def test_an_echo_of_the_command_is_tolerated() -> None:

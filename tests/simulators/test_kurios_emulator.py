@@ -27,6 +27,8 @@ Connect = Callable[..., Any]
 SCALE = 0.01  # 1 device second = 10 ms wall
 FAST: dict[str, Any] = {"poll_interval_s": 0.002, "settle_s": 0.0}
 QUICK_RETRY = RetryPolicy(attempts=3, backoff_s=0.0, drain_s=0.02)
+#: What an accepted set sends before the prompt: unverified, so the driver is tested with both.
+SET_REPLIES = pytest.mark.parametrize("set_reply", ["\r", ""], ids=["cr-prompt", "bare-prompt"])
 
 
 def emulator(**changes: Any) -> KuriosEmulator:
@@ -51,8 +53,9 @@ def raw(emu: KuriosEmulator, data: bytes) -> bytes:
 # --- operations -------------------------------------------------------------------------------
 
 
-def test_initialize_and_identity(connect_driver: Connect) -> None:
-    emu = emulator()
+@SET_REPLIES
+def test_initialize_and_identity(connect_driver: Connect, set_reply: str) -> None:
+    emu = emulator(set_reply=set_reply)
     kurios = connected(connect_driver, emu)
     assert isinstance(kurios, TunableFilter)
     assert kurios.identity == "THORLABS KURIOS-VB1 SN-M00000001 HW1.0 FW3.1 CN-00000001"
@@ -63,8 +66,9 @@ def test_initialize_and_identity(connect_driver: Connect) -> None:
     assert kurios.status is KuriosStatus.READY
 
 
-def test_tune_wavelength_and_bandwidth(connect_driver: Connect) -> None:
-    emu = emulator()
+@SET_REPLIES
+def test_tune_wavelength_and_bandwidth(connect_driver: Connect, set_reply: str) -> None:
+    emu = emulator(set_reply=set_reply)
     kurios = connected(connect_driver, emu)
     kurios.wavelength_nm = 632.8
     kurios.bandwidth_mode = BandwidthMode.WIDE
@@ -112,8 +116,9 @@ def test_a_unit_without_narrow(connect_driver: Connect) -> None:
         kurios.transact("BW=8")  # had the driver not known, the unit would refuse it
 
 
-def test_echoing_unit(connect_driver: Connect) -> None:
-    emu = emulator(echo=True)
+@SET_REPLIES
+def test_echoing_unit(connect_driver: Connect, set_reply: str) -> None:
+    emu = emulator(echo=True, set_reply=set_reply)
     kurios = connected(connect_driver, emu)
     kurios.wavelength_nm = 500
     assert kurios.wavelength_nm == 500.0
@@ -195,7 +200,7 @@ def test_raw_bytes() -> None:
     assert raw(emu, b"OM?\r") == b"OM=1\r>"
     assert raw(emu, b"ST?\r") == b"ST=2\r>"
     assert raw(emu, b"TP?\r") == b"TP=37.0\r>"
-    assert raw(emu, b"WL=500.5\r") == b">"
+    assert raw(emu, b"WL=500.5\r") == b"\r>"  # an accepted set: an empty line, the prompt
     assert raw(emu, b"WL?\r") == b"WL=500.500\r>"
     assert raw(emu, b"ST?\r") == b"ST=1\r>"  # settling after the change
     assert raw(emu, b"\r") == b"CMD_NOT_DEFINED\r>"
@@ -204,6 +209,34 @@ def test_raw_bytes() -> None:
     echoing.open_session()  # takes the power-up prompt
     assert raw(echoing, b"WL?\r") == b"WL?\rWL=550.000\r>"
     assert raw(echoing, b"WL=1\r") == b"WL=1\rARG ERROR\r>"
+    assert raw(echoing, b"BW=4\r") == b"BW=4\r\r>"
+    bare = emulator(set_reply="")
+    bare.open_session()
+    assert raw(bare, b"WL=500.5\r") == b">"
+    assert raw(bare, b"OM=1\r") == b">"
+    assert raw(bare, b"WL?\r") == b"WL=500.500\r>"
+
+
+def test_a_common_client_reads_every_reply_up_to_cr_prompt() -> None:
+    """The public pyserial Kurios client sends each command and reads until ``b"\\r>"`` (1 s
+    timeout), sets included: with the default set reply every read ends at once; with a bare
+    ``>`` a set's reply never completes and that client waits out its timeout."""
+    session = emulator().open_session()
+    assert session.read_until(b">", 1.0) == b">"  # the power-up prompt
+    for command, reply in [
+        (b"SP?", b"WLmax=730.000\rWLmin=420.000\r>"),
+        (b"BW=8", b"\r>"),
+        (b"WL=600.000", b"\r>"),
+        (b"ST?", b"ST=1\r>"),
+        (b"WL?", b"WL=600.000\r>"),
+    ]:
+        session.write(command + b"\r")
+        assert session.read_until(b"\r>", 1.0) == reply, command
+    bare = emulator(set_reply="").open_session()
+    bare.read_until(b">", 1.0)
+    bare.write(b"WL=600.000\r")
+    with pytest.raises(TimeoutError):
+        bare.read_until(b"\r>", 0.05)
 
 
 @pytest.mark.parametrize(
@@ -216,6 +249,8 @@ def test_raw_bytes() -> None:
         {"options_code": 0x107},  # initial NARROW not offered
         {"settle_s": -1.0},
         {"line_separator": ">"},
+        {"set_reply": "OK"},
+        {"set_reply": ">"},
     ],
 )
 def test_config_checks_itself(changes: dict[str, Any]) -> None:
@@ -226,9 +261,12 @@ def test_config_checks_itself(changes: dict[str, Any]) -> None:
 # --- faults -----------------------------------------------------------------------------------
 
 
+@SET_REPLIES
 @pytest.mark.parametrize("fault", [Fault.DROP, Fault.GARBLE, Fault.DELAY])
-def test_a_transient_fault_is_retried(connect_driver: Connect, fault: Fault) -> None:
-    emu = emulator(faults=FaultInjector(FaultRates(delay_s=0.3)))
+def test_a_transient_fault_is_retried(
+    connect_driver: Connect, fault: Fault, set_reply: str
+) -> None:
+    emu = emulator(faults=FaultInjector(FaultRates(delay_s=0.3)), set_reply=set_reply)
     kurios = connected(connect_driver, emu, timeout_s=0.2, retry=QUICK_RETRY)
     emu.faults.inject(fault)
     start = time.monotonic()

@@ -2,9 +2,10 @@
 
 The Kurios answers every command, so it fits :class:`AsciiInstrument`: a command ends with ``\\r``
 and the device closes every reply with a ``>`` prompt, which is therefore the read terminator.
-What stands before the prompt is the reply proper: nothing for an accepted set command, one
-``KEY=value`` line for most queries, several ``\\r``-separated lines for ``SP?``, or an error line
-(``CMD_NOT_DEFINED``, and for a bad argument presumably another ``CMD_*`` code).
+What stands before the prompt is the reply proper: for an accepted set command nothing or an
+empty line (a bare ``>`` or ``\\r>``: which one the unit sends is unverified, and both are
+accepted), one ``KEY=value`` line for most queries, several ``\\r``-separated lines for ``SP?``, or
+an error line (``CMD_NOT_DEFINED``, and for a bad argument presumably another ``CMD_*`` code).
 
 Facts not confirmed on hardware are handled leniently or made constructor arguments:
 

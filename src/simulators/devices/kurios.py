@@ -2,14 +2,24 @@
 
 It answers the ASCII protocol of the reference (instruments.md section 1): a command ends with
 ``\\r``; every reply ends with a ``>`` prompt; a query's answer is ``KEY=value`` followed by
-``\\r`` before the prompt; an accepted set command is answered by the prompt alone; an unknown or
-empty command by ``CMD_NOT_DEFINED\\r>``. The first client to connect after power-up finds the
-power-up ``>`` prompt waiting, as a serial port opened after switching the unit on would.
+``\\r`` before the prompt; an accepted set command is answered by an empty line and the prompt,
+``\\r>`` (``set_reply``, below); an unknown or empty command by ``CMD_NOT_DEFINED\\r>``. The first
+client to connect after power-up finds the power-up ``>`` prompt waiting, as a serial port opened
+after switching the unit on would.
 
 Choices where the reference is silent, each a :class:`KuriosEmulatorConfig` field because a real
 unit may differ (UNVERIFIED):
 
-* no echo of commands by default (``echo``);
+* what an accepted set command sends before the prompt (``set_reply``): ``\\r`` by default, so
+  every reply ends ``\\r>``. The evidence, all second-hand: the public pyserial Kurios client
+  (instruments.md's K-SER) sends every command, sets included, and reads until ``b"\\r>"`` with a
+  1 s timeout, which a bare ``>`` would stall after every set; pylabnet's Kurios driver reads
+  with ``read_termination="\\r>"``, does not read after a set, and repeats every query while it
+  reads an empty string, the residue a ``\\r>`` acknowledgement leaves; and a query's answer line
+  ends in ``\\r`` before the prompt, so an empty answer is ``\\r>``. ``set_reply = ""`` gives
+  the bare ``>`` (the manual's "``>`` after an accepted command" read literally);
+* no echo of commands by default (``echo``): pylabnet documents the ``SP?`` answer as
+  ``WLmax=730.000\\rWLmin=420.000`` with nothing before it;
 * ``SP?`` lines are separated by ``\\r`` (``line_separator``);
 * an out-of-range or malformed argument is answered ``CMD_ARG_INVALID\\r>``
   (``invalid_argument_reply``);
@@ -62,6 +72,7 @@ class KuriosEmulatorConfig:
     initial_bandwidth_code: int = 8
     temperature_c: float = 37.0
     echo: bool = False
+    set_reply: str = "\r"
     settle_s: float = 0.05
     initialization_s: float = 0.0
     warm_up_s: float = 0.0
@@ -99,6 +110,8 @@ class KuriosEmulatorConfig:
             text = getattr(self, name)
             if not text or not text.isascii() or ">" in text:
                 raise ValueError(f"{name} {text!r} must be non-empty ASCII without '>'")
+        if self.set_reply.strip("\r\n"):
+            raise ValueError(f"set_reply {self.set_reply!r} may hold only line ends ('' or '\\r')")
 
     @property
     def mode_codes(self) -> tuple[int, ...]:
@@ -212,12 +225,14 @@ class KuriosEmulator(Emulator):
             out += command.strip() + b"\r"
         if body is not None:
             out += body.encode("ascii") + b"\r"
+        else:
+            out += self.config.set_reply.encode("ascii")
         return Reply(out + PROMPT)
 
     # --- commands ------------------------------------------------------------------------------
 
     def _answer(self, text: str) -> str | None:
-        """The reply line(s) for one command, None for a bare prompt."""
+        """The reply line(s) for one command, None for an accepted set (``set_reply``)."""
         config = self.config
         upper = text.upper()
         if upper.endswith("?"):
