@@ -89,6 +89,8 @@ def connect(
     simulation: SimulationConfig | None = None,
     manifest: ChipManifest | None = None,
     optics: OpticsConfig | None = None,
+    *,
+    fault_run: int = 0,
 ) -> Bench:
     """Construct every driver and run its connect-time queries (``initialize``).
 
@@ -96,10 +98,11 @@ def connect(
     (through pylon's emulation and the real driver, or as in-process SimCameras, as
     ``[simulation.microscope] camera_feed`` says); without one they show pylon's test image.
     The scan's ``optics`` (``[optics]``) set the simulated camera's pixel size and sensor.
+    ``fault_run`` keys the emulators' random faults (``simulators.devices.sim_config``).
     """
     # Without a [simulation] table nothing is emulated but devices explicitly at address "sim".
     simulation = simulation or SimulationConfig(pylon_cameras=0)
-    emulators = build_emulators(instruments, simulation)
+    emulators = build_emulators(instruments, simulation, run=fault_run)
     render = manifest is not None and simulation.pylon_cameras > 0
     missing = [role for role in ("filter", "rotator", "stage") if role not in emulators]
     if render and missing:

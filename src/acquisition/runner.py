@@ -39,7 +39,7 @@ from acquisition.scan_folder import (
 from acquisition.scan_setup import ScanSetup, scan_setup
 from acquisition.time_model import DeviceTimeModel
 from instruments.protocols import Camera
-from simulators.devices.sim_config import simulation_config
+from simulators.devices.sim_config import next_simulation_run, simulation_config
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,12 @@ def run_scan(
     simulation = simulation_config(setup.raw, config_path)
     quicklooks: list[Path] = []
     start = time.perf_counter()
+    # Each run of a simulated scan draws its own emulator faults, so a resume gets past them.
+    fault_run = 0 if simulation is None else next_simulation_run(output)
     with scan_log_file(output / LOG_FILE), sigterm_as_interrupt():
-        bench = connect(setup.instruments, simulation, setup.manifest, config.optics)
+        bench = connect(
+            setup.instruments, simulation, setup.manifest, config.optics, fault_run=fault_run
+        )
         try:
             match_roi(bench.camera, config.optics.width_px, config.optics.height_px)
             identities = _identities(bench)

@@ -73,10 +73,12 @@ class Emulator(abc.ABC):
 
 class EmulatorSession:
     """One client's byte stream to an emulator, with a millisecond ``timeout`` like a VISA
-    resource so drivers can set it the same way on both."""
+    resource so drivers can set it the same way on both. Each session is one connection and draws
+    its random faults from its own generator (:meth:`FaultInjector.connect`)."""
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+        self._fault_draws = emulator.faults.connect()
         self.timeout: int = 1000
         self.closed = False
         self._inbox = b""
@@ -102,7 +104,7 @@ class EmulatorSession:
 
     def _send(self, reply: Reply) -> None:
         emulator = self.emulator
-        fault = emulator.faults.next_fault()
+        fault = emulator.faults.next_fault(self._fault_draws)
         data, extra_wall_s = reply.data, 0.0
         if fault is Fault.DROP:
             return
@@ -110,7 +112,7 @@ class EmulatorSession:
             self.close()
             return
         if fault is Fault.GARBLE:
-            data = emulator.faults.garble(data, emulator.reply_terminator)
+            data = emulator.faults.garble(data, emulator.reply_terminator, self._fault_draws)
         elif fault is Fault.DELAY:
             extra_wall_s = emulator.faults.rates.delay_s
         deadline = time.monotonic() + emulator.clock.to_wall_s(reply.after_s)

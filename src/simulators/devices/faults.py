@@ -4,6 +4,13 @@ A USB-serial bridge drops or garbles a reply now and then, a busy controller ans
 cable gets pulled. Drivers must turn each of these into a retry or a clear error, never a hang, so
 every emulator can be told to misbehave on its next replies (tests) or at random with seeded rates
 (long simulated scans).
+
+Random faults are drawn connection by connection: every session an emulator opens (an in-process
+adapter, a TCP client) gets its own generator, keyed by the seed, the injector's ``stream`` (which
+device, which run: :func:`simulators.devices.sim_config.build_emulators`) and the connection's
+index. A reconnection, or a resumed scan that builds its emulators again for the next run, draws
+faults of its own instead of replaying the ones that stopped the last connection at the same byte;
+the same seed and the same sequence of runs and connections still replays the whole session.
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ import enum
 import random
 import threading
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from simulators.keyed_random import KeyPart, key_words
 
 
 class Fault(enum.Enum):
@@ -49,14 +59,36 @@ _GARBAGE = b"#?~@!%^*&$"
 
 
 class FaultInjector:
-    """Decides, reply by reply, whether and how to misbehave; counts what it did."""
+    """Decides, reply by reply, whether and how to misbehave; counts what it did.
 
-    def __init__(self, rates: FaultRates | None = None, seed: int = 0) -> None:
+    ``seed`` and ``stream`` key the random draws (module docstring); :meth:`connect` starts the
+    generator of one connection. Scheduled faults (:meth:`inject`) apply to the next replies
+    whatever connection sends them.
+    """
+
+    def __init__(
+        self, rates: FaultRates | None = None, seed: int = 0, *, stream: Sequence[KeyPart] = ()
+    ) -> None:
         self.rates = rates or FaultRates()
-        self._random = random.Random(seed)
+        self.seed = seed
+        self.stream: tuple[KeyPart, ...] = tuple(stream)
         self._scheduled: deque[Fault] = deque()
         self._lock = threading.Lock()
         self.injected: Counter[Fault] = Counter()
+        self.connections = 0
+        # Replies sent outside any connection's generator use connection 0's draws.
+        self._default = self._generator(0)
+
+    def _generator(self, connection: int) -> random.Random:
+        words = key_words(self.seed, *self.stream, "connection", connection)
+        return random.Random(int.from_bytes(b"".join(w.to_bytes(4, "little") for w in words)))
+
+    def connect(self) -> random.Random:
+        """The fault generator of a new connection (the first is connection 0)."""
+        with self._lock:
+            generator = self._generator(self.connections)
+            self.connections += 1
+            return generator
 
     def inject(self, fault: Fault, count: int = 1) -> None:
         """Apply ``fault`` to each of the next ``count`` replies."""
@@ -65,16 +97,19 @@ class FaultInjector:
         with self._lock:
             self._scheduled.extend([fault] * count)
 
-    def next_fault(self) -> Fault | None:
-        """The fault for the reply about to be sent, if any."""
+    def next_fault(self, generator: random.Random | None = None) -> Fault | None:
+        """The fault for the reply about to be sent on the connection drawing from ``generator``."""
         with self._lock:
-            fault = self._scheduled.popleft() if self._scheduled else self._draw()
+            if self._scheduled:
+                fault: Fault | None = self._scheduled.popleft()
+            else:
+                fault = self._draw(generator or self._default)
             if fault is not None:
                 self.injected[fault] += 1
             return fault
 
-    def _draw(self) -> Fault | None:
-        r = self._random.random()
+    def _draw(self, generator: random.Random) -> Fault | None:
+        r = generator.random()
         for fault, rate in (
             (Fault.DROP, self.rates.drop),
             (Fault.GARBLE, self.rates.garble),
@@ -86,10 +121,13 @@ class FaultInjector:
             r -= rate
         return None
 
-    def garble(self, reply: bytes, terminator: bytes) -> bytes:
+    def garble(
+        self, reply: bytes, terminator: bytes, generator: random.Random | None = None
+    ) -> bytes:
         """Junk of at least three bytes in place of the body; the terminator survives so the
         reader still sees one (wrong) reply rather than a timeout."""
         body = reply[: -len(terminator)] if terminator and reply.endswith(terminator) else reply
         with self._lock:
-            junk = bytes(self._random.choice(_GARBAGE) for _ in range(max(3, len(body))))
+            draw = generator or self._default
+            junk = bytes(draw.choice(_GARBAGE) for _ in range(max(3, len(body))))
         return junk + (terminator if reply.endswith(terminator) else b"")

@@ -3,15 +3,22 @@
 Device addresses stay in the instruments tables (``address = "sim"`` or a 127.0.0.1 socket); this
 table only says how fast emulated time runs, how each emulator misbehaves, and any emulator
 settings that differ from the reference figures (e.g. a Kurios without NARROW mode).
+
+Random faults are keyed by (``seed``, device role, run, connection) (simulators.devices.faults):
+the run is which invocation of a scan this is in its folder (:func:`next_simulation_run`), so a
+``--resume`` draws new faults, and a scan folder replayed from scratch with the same seed sees the
+same ones.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from common.atomic import atomic_output
 from instruments.config import InstrumentsConfig, validation_message
 from simulators.config_tables import dataclass_from_table
 from simulators.devices.ell14 import Ell14Emulator, Ell14EmulatorConfig
@@ -61,20 +68,53 @@ def simulation_config(raw: dict[str, Any], path: Path) -> SimulationConfig | Non
         raise ValueError(validation_message(path, exc, "simulation")) from None
 
 
+#: In a scan folder: how many runs of a simulated bench have started there (next_simulation_run).
+SIMULATION_RUNS = "simulation_runs.json"
+
+
+def next_simulation_run(folder: Path) -> int:
+    """The index of the run starting now among the simulated runs in ``folder`` (0 for the
+    first), counted in :data:`SIMULATION_RUNS` there, which this call advances.
+
+    The count lives in its own file rather than being read from the run record because a run can
+    fail before its start document is written (a disconnect while connecting): counting starts
+    would give the next run the same index, the same faults and the same failure, forever.
+    """
+    path = Path(folder) / SIMULATION_RUNS
+    try:
+        runs = int(json.loads(path.read_text())["runs"])
+    except FileNotFoundError:
+        runs = 0
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is not a simulation run count ({exc})") from None
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps({"runs": runs + 1}) + "\n")
+    return runs
+
+
 def build_emulators(
-    instruments: InstrumentsConfig, simulation: SimulationConfig, *, only_emulated: bool = True
+    instruments: InstrumentsConfig,
+    simulation: SimulationConfig,
+    *,
+    only_emulated: bool = True,
+    run: int = 0,
 ) -> dict[str, Emulator]:
     """One emulator per serial device whose address is ``sim`` (or every serial device).
 
     Settings a driver and its emulator must agree on (the Elliptec bus address, a Z axis) are
-    taken from the instruments tables so the two cannot disagree.
+    taken from the instruments tables so the two cannot disagree. ``run`` keys the random faults
+    (module docstring): 0 for a bench connected once, :func:`next_simulation_run` for a scan.
     """
+    if run < 0:
+        raise ValueError(f"run {run} must be >= 0")
     emulators: dict[str, Emulator] = {}
-    for index, (role, device) in enumerate(instruments.serial_devices.items()):
+    for role, device in instruments.serial_devices.items():
         if only_emulated and not device.is_emulated:
             continue
         sim: DeviceSimulation = getattr(simulation, role)
-        faults = FaultInjector(FaultRates(**sim.faults.model_dump()), seed=simulation.seed + index)
+        faults = FaultInjector(
+            FaultRates(**sim.faults.model_dump()), seed=simulation.seed, stream=(role, "run", run)
+        )
         common: dict[str, Any] = {
             "time_scale": simulation.time_scale,
             "faults": faults,
