@@ -120,9 +120,10 @@ def connect(
         for role, device in instruments.serial_devices.items():
             emulator = emulators.get(role)
             make_adapter = None if emulator is None else _emulator_link(emulator, device.timeout_s)
-            driver = connect_serial(device, make_adapter)
-            closers.append(driver.adapter.close)
-            driver.initialize()
+            with _naming_the_device(role, device.driver, device.address):
+                driver = connect_serial(device, make_adapter)
+                closers.append(driver.adapter.close)
+                driver.initialize()
             serial[role] = driver
         microscope = None
         if render and manifest is not None:
@@ -130,10 +131,14 @@ def connect(
                 instruments, simulation, manifest, emulators, closers, optics or OpticsConfig()
             )
         else:
-            camera = open_camera(instruments.camera)
-            closers.append(camera.close)
-            reference = open_camera(instruments.reference_camera)
-            closers.append(reference.close)
+            with _naming_the_device("camera", "basler.pylon", instruments.camera.serial):
+                camera = open_camera(instruments.camera)
+                closers.append(camera.close)
+            with _naming_the_device(
+                "reference_camera", "basler.pylon", instruments.reference_camera.serial
+            ):
+                reference = open_camera(instruments.reference_camera)
+                closers.append(reference.close)
     except BaseException:
         _close_all(closers)
         raise
@@ -147,6 +152,24 @@ def connect(
         microscope,
         closers,
     )
+
+
+@contextlib.contextmanager
+def _naming_the_device(role: str, driver: str, address: str) -> Iterator[None]:
+    """A device that cannot be reached or does not answer at connect is one line naming its
+    role, driver and address: PyVISA's and pylon's own errors are pages long and name neither."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        if len(reason) > 200:
+            reason = reason[:197] + "..."
+        raise ConnectionError(
+            f"{role} ({driver}) at {address} could not be connected: {reason}; check the cable, "
+            "the power and the address in the bench config"
+        ) from exc
 
 
 def _microscope_cameras(

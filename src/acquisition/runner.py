@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from acquisition.bench import Bench, connect
+from acquisition.estimate import setup_dry_run
 from acquisition.executor import ExecutorStats, FileContext, PlanExecutor
 from acquisition.plan import Acquire, tiles_for_array
 from acquisition.quicklook import write_quicklook
@@ -104,6 +105,8 @@ def _identity(setup: ScanSetup, manifest_path: Path) -> ScanIdentity:
         config_digest=config_digest(setup.config.model_dump(mode="json")),
         arrays=setup.arrays,
         chip_to_stage=tuple(tuple(float(v) for v in row) for row in m),
+        manifest_sha256=setup.manifest.content_sha256(),
+        layout_sha256=str(setup.manifest.attrs.get("layout_sha256", "")),
     )
 
 
@@ -112,7 +115,10 @@ def _check_folder(output: Path, identity: ScanIdentity, resume: bool) -> None:
         found = ScanIdentity.read(output)
         diff = found.mismatch(identity)
         if diff is not None:
-            raise ValueError(f"{output} holds another scan ({diff}); resume it with its own config")
+            raise ValueError(
+                f"{output} holds another scan ({diff}); resume it with its own config and "
+                f"manifest (it was started with {found.manifest})"
+            )
     elif (output / IDENTITY).exists():
         raise FileExistsError(
             f"{output} already holds a scan; pass --resume to continue it, or choose another folder"
@@ -162,6 +168,10 @@ def run_scan(
     identity = _identity(setup, manifest_path)
     output = Path(output)
     _check_folder(output, identity, resume)
+    # The plan the dry run checks, checked again here: limits, and the disk for the hypercubes
+    # still to be made (a full disk mid-scan would cost a tile; HDF5 would cost the process).
+    on_disk = sum(f.stat().st_size for f in output.glob("*.h5")) if output.is_dir() else 0
+    setup_dry_run(setup, output, on_disk_bytes=on_disk)
     output.mkdir(parents=True, exist_ok=True)
     total_bands, tiles = _band_total(setup)
     config = setup.config

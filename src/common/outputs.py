@@ -55,18 +55,19 @@ def check_outputs(
                 raise FileExistsError(f"{label} {path} is a file; give a directory")
         elif path.is_dir():
             raise IsADirectoryError(f"{label} {path} is a directory; give a file name")
+    for label, path in named.items():
+        for in_label, in_path in inputs.items():
+            if in_path is not None and same_file(path, Path(in_path)):
+                named_input = in_label if str(in_path) in in_label else f"{in_label} {in_path}"
+                raise ValueError(
+                    f"{label} {path} is the input {named_input}; writing it would destroy the "
+                    "input: give another output name"
+                )
     labels = list(named)
     for i, a in enumerate(labels):
         for b in labels[i + 1 :]:
             if same_file(named[a], named[b]):
                 raise ValueError(f"{a} {named[a]} and {b} {named[b]} are the same file")
-    for label, path in named.items():
-        for in_label, in_path in inputs.items():
-            if in_path is not None and same_file(path, Path(in_path)):
-                raise ValueError(
-                    f"{label} {path} is the input {in_label} {in_path}; writing it would "
-                    "destroy the input: give another output name"
-                )
     if directories:
         return
     for label, path in named.items():

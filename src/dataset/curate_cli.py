@@ -68,9 +68,6 @@ def curate_cmd(
     )
 
     report_dir = report if report is not None else default_report_dir(output)
-    given: dict[str, Path | None] = {f"--manifest {p}": p for p in manifest or []}
-    check_outputs({"--output": output}, given, force, schemas={"--output": PAIRS_SCHEMA})
-    check_outputs({"--report": report_dir}, given, force, directories=True)
     files = spectra_files(inputs)
     spectra = [read_array_spectra(f) for f in files]
     manifests, manifest_paths = resolve_manifests(spectra, files, manifest or [])
@@ -79,7 +76,13 @@ def curate_cmd(
     reports = {}
     if report_dir.is_dir():
         reports = {f"report file {report_dir / n}": report_dir / n for n in REPORT_FILES}
-    check_outputs({"--output": output, **reports}, inputs_by_name, force)
+    check_outputs({"--report": report_dir}, inputs_by_name, force, directories=True)
+    check_outputs(
+        {"--output": output, **reports},
+        inputs_by_name,
+        force,
+        schemas={"--output": PAIRS_SCHEMA},
+    )
 
     result = curate(spectra, manifests, threshold, keep_single=keep_single)
     report_path = write_report(

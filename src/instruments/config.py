@@ -1,20 +1,29 @@
 """The instruments section of a bench config: which device sits where, and how to talk to it.
 
-A bench config is one TOML file. This module validates only the device tables (``[filter]``,
-``[rotator]``, ``[stage]``, ``[camera]``, ``[reference_camera]``); other tables (``[simulation]``,
-and the scan settings the acquisition package adds) belong to their own packages and are ignored
-here. Every field has a unit in its name and a range, so a typo or a wrong unit is caught before
+A bench config is one TOML file. This module validates the device tables (``[filter]``,
+``[rotator]``, ``[stage]``, ``[camera]``, ``[reference_camera]``) and refuses a table nobody reads
+(:data:`BENCH_TABLES`); the other tables (``[simulation]``, and the scan settings the acquisition
+package adds) are validated by their own packages. Every field has a unit in its name and a range, so a typo or a wrong unit is caught before
 any device is touched, with a one-line message naming the file, the field and the bad value.
 """
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SIM_ADDRESS = "sim"
 _VISA_RESOURCE = re.compile(r"^(ASRL\S*::INSTR|TCPIP\d*::[^:]+::\d+::SOCKET|GPIB\S+|USB\S+)$", re.I)
@@ -145,12 +154,41 @@ class InstrumentsConfig(_Strict):
     camera: CameraConfig
     reference_camera: CameraConfig
 
+    @model_validator(mode="after")
+    def _distinct_cameras(self) -> InstrumentsConfig:
+        # pylon opens a camera by serial: two roles on one serial would be one camera seen
+        # twice, and the lamp correction would divide the sample by itself.
+        if self.camera.serial == self.reference_camera.serial:
+            raise ValueError(
+                f"camera and reference_camera have the same serial {self.camera.serial!r}; "
+                "they must be two cameras"
+            )
+        for a, b in itertools.combinations(self.serial_devices.items(), 2):
+            (role_a, dev_a), (role_b, dev_b) = a, b
+            if dev_a.address != SIM_ADDRESS and dev_a.address == dev_b.address:
+                raise ValueError(f"{role_a} and {role_b} have the same address {dev_a.address!r}")
+        return self
+
     @property
     def serial_devices(self) -> dict[str, SerialDeviceConfig]:
         return {"filter": self.filter, "rotator": self.rotator, "stage": self.stage}
 
 
 DEVICE_TABLES = tuple(InstrumentsConfig.model_fields)
+# Every top-level table a bench config may hold: the devices' (here), the simulated bench's
+# ([simulation], simulators.devices.sim_config) and the scan's (acquisition.scan_config
+# SCAN_TABLES; a test keeps the two lists equal). Any other table is a typo, refused by name.
+BENCH_TABLES = (
+    *DEVICE_TABLES,
+    "simulation",
+    "optics",
+    "scan",
+    "exposure",
+    "flat",
+    "alignment",
+    "runner",
+    "dry_run",
+)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -159,9 +197,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"bench config {path} does not exist")
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            raw = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    unknown = [key for key in raw if key not in BENCH_TABLES]
+    if unknown:
+        close = {k: difflib.get_close_matches(k, BENCH_TABLES, n=1) for k in unknown}
+        hints = ", ".join(
+            f"[{k}]" + (f" (did you mean [{close[k][0]}]?)" if close[k] else "") for k in unknown
+        )
+        raise ValueError(
+            f"{path}: unknown table {hints}; a bench config holds {', '.join(BENCH_TABLES)}"
+        )
+    return raw
 
 
 def validation_message(path: Path, exc: ValidationError, table: str = "") -> str:

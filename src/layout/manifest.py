@@ -156,7 +156,11 @@ def read_manifest(path: Path) -> ChipManifest:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"chip manifest {path} does not exist")
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable HDF5 chip manifest ({exc})") from None
+    with f:
         if f.attrs.get("schema") != SCHEMA:
             raise ValueError(f"{path} is not a chip manifest (schema={f.attrs.get('schema')!r})")
         if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
