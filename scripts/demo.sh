@@ -9,13 +9,13 @@
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
-metascan layout generate --count 2000 --seed 7 --output "$out/designs.h5"
+metascan layout generate --count 2000 --seed 7 --output "$out/designs.h5" --force
 metascan layout chip --designs "$out/designs.h5" --arrays 3 --rows 20 --cols 20 --replicas 2 \
-    --thickness-nm 500 --output "$out/chip.gds"
+    --thickness-nm 500 --output "$out/chip.gds" --force
 metascan layout chip --designs "$out/designs.h5" --arrays 3 --rows 20 --cols 20 --replicas 2 \
-    --thickness-nm 500 --format oas --output "$out/chip_oasis.oas"
+    --thickness-nm 500 --format oas --output "$out/chip_oasis.oas" --force
 metascan layout drc "$out/chip.gds"
-metascan layout preview --designs "$out/designs.h5" --manifest "$out/chip.h5" --output "$out"
+metascan layout preview --designs "$out/designs.h5" --manifest "$out/chip.h5" --output "$out" --force
 echo "--- simulated bench, in-process emulators ---"
 metascan instruments check --config configs/sim-bench.toml
 echo "--- simulated bench over TCP (metascan sim serve) ---"
@@ -27,7 +27,7 @@ cat "$out/serve.log"
 metascan instruments check --config configs/sim-bench-tcp.toml
 kill "$serve_pid"
 echo "--- virtual microscope: a rendered frame, false-colour RGB and measured vs true spectra ---"
-metascan sim preview --manifest "$out/chip.h5" --output "$out/previews"
+metascan sim preview --manifest "$out/chip.h5" --output "$out/previews" --force
 echo "--- scan plan on the simulated bench: validated and timed, nothing moves ---"
 metascan scan --config configs/sim-bench.toml --manifest "$out/chip.h5" --output "$out/scans" --dry-run
 # The demo's bench: configs/sim-bench.toml with the devices at 1/1000 of real time (the real-time
@@ -42,7 +42,7 @@ camera_feed = "direct"
 fabrication = { missing_fraction = 0.01, contamination_fraction = 0.01 }
 TOML
 echo "--- virtual chip: passband-averaged ground truth of every pad the bench will image ---"
-metascan sim truth --manifest "$out/chip.h5" --config "$out/bench-fast.toml" --output "$out/truth.h5"
+metascan sim truth --manifest "$out/chip.h5" --config "$out/bench-fast.toml" --output "$out/truth.h5" --force
 echo "--- scan every array (replicas included): flat, darks, 29 bands x 2 polarisations per tile ---"
 rm -rf "$out/scans"
 metascan scan --config "$out/bench-fast.toml" --manifest "$out/chip.h5" --output "$out/scans" --no-progress
@@ -59,7 +59,7 @@ echo "--- evaluate on the test designs; the oracle retrieves by the chip's noise
 metascan evaluate --model "$out/runs/chip" --pairs "$out/chip_pairs.h5" --truth "$out/truth.h5"
 ls "$out/runs/chip"/*.png
 echo "--- synthetic pairs straight from the analytic spectral model (what benchmarks train on) ---"
-metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5"
+metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5" --force
 echo "--- summary ---"
 metascan layout info "$out/chip.h5"
 echo "files:"

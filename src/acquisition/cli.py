@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from common.outputs import check_outputs
+
 if TYPE_CHECKING:
     from acquisition.bench import Bench
     from acquisition.estimate import DryRunReport
@@ -104,6 +106,9 @@ def scan_cmd(
 ) -> None:
     """Scan a chip's arrays: flat, darks, and every tile in every band and polarisation."""
     names = _arrays_option(arrays)
+    check_outputs(
+        {"--output": output}, {"--config": config, "--manifest": manifest}, resume, directories=True
+    )
     if dry_run:
         _print_dry_run(scan_dry_run(config, manifest, output, names))
         return

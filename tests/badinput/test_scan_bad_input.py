@@ -55,6 +55,11 @@ CASES = [
         "filter.timeout_s",
         prepare=bench("slow.toml", "timeout_s = 1.0", "timeout_s = -1.0"),
     ),
+    Case(
+        "scan output is the manifest",
+        ["scan", "-c", "{w}/bench.toml", "-m", "{w}/chip.h5", "-o", "{w}/chip.h5"],
+        "--output {w}/chip.h5 is a file; give a directory",
+    ),
     Case("scan arrays unknown", scan("--arrays", "ZZZ"), "ZZZ"),
     Case("scan arrays empty", scan("--arrays", ","), "--arrays ',' names no array"),
     Case(
