@@ -128,8 +128,14 @@ def test_schedules() -> None:
         (["--config", "nope"], "unknown model config 'nope'; known: metascan-small, moclip"),
         (["--epochs", "0"], "--epochs 0 is outside the allowed range [1, 100000]"),
         (["--schedule", "linear"], "schedule 'linear' not in cosine, moclip"),
-        (["--time-budget-min", "0"], "--time-budget-min 0.0 is outside the allowed range (0, 100000] min"),
-        (["--val-every-steps", "-1"], "--val-every-steps -1 is outside the allowed range [0, 1000000000]"),
+        (
+            ["--time-budget-min", "0"],
+            "--time-budget-min 0.0 is outside the allowed range (0, 100000] min",
+        ),
+        (
+            ["--val-every-steps", "-1"],
+            "--val-every-steps -1 is outside the allowed range [0, 1000000000]",
+        ),
     ],
 )
 def test_bad_input_is_one_line(
