@@ -598,22 +598,22 @@ def train(
             f"--lr {cfg.base_lr:g}); lower --lr and train into a new --output; {kept}"
         )
         if rank == 0 and output.is_dir():
-            _write_metrics(
-                output,
-                history,
-                {
-                    "reason": "diverged",
-                    "message": message,
-                    "epoch": history[-1]["epoch"] if history else 0.0,
-                    "step": global_step,
-                    "elapsed_s": elapsed_before + clock.elapsed(),
-                    "time_budget_min": cfg.time_budget_min,
-                    "planned_steps": plan.steps,
-                    "best_val_r1": best_r1,
-                    "best_epoch": best_epoch,
-                },
-            )
+            _write_metrics(output, history, stop_record("diverged", message))
         return Diverged(message)
+
+    def stop_record(reason: str, message: str) -> dict[str, Any]:
+        """Why and where the run ended, as ``metrics.json`` records it."""
+        return {
+            "reason": reason,
+            "message": message,
+            "epoch": history[-1]["epoch"] if history else 0.0,
+            "step": global_step,
+            "elapsed_s": elapsed_before + clock.elapsed(),
+            "time_budget_min": cfg.time_budget_min,
+            "planned_steps": plan.steps,
+            "best_val_r1": best_r1,
+            "best_epoch": best_epoch,
+        }
 
     stop_reason = "epochs"
     last_eval = time.perf_counter()
@@ -730,19 +730,8 @@ def train(
             stop_reason = stop
             break
     bar.close()
-    stop_record = {
-        "reason": stop_reason,
-        "message": STOP_MESSAGES[stop_reason],
-        "epoch": history[-1]["epoch"] if history else 0.0,
-        "step": global_step,
-        "elapsed_s": elapsed_before + clock.elapsed(),
-        "time_budget_min": cfg.time_budget_min,
-        "planned_steps": plan.steps,
-        "best_val_r1": best_r1,
-        "best_epoch": best_epoch,
-    }
     if rank == 0 and output.is_dir():
-        _write_metrics(output, history, stop_record)
+        _write_metrics(output, history, stop_record(stop_reason, STOP_MESSAGES[stop_reason]))
     log.info("stopped: %s", STOP_MESSAGES[stop_reason])
     return TrainResult(
         history, best_r1, best_epoch, stop_reason == "patience", stop_reason, global_step

@@ -16,23 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "acquisition"))
 
 from scan_bench import bench_config  # noqa: E402
 
-
-def metascan(*args: str) -> None:
-    """The console entry point in-process; it must succeed (world building only)."""
-    from metascan.cli import main
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["metascan", *args])
-        with pytest.raises(SystemExit) as done:
-            main()
-    assert done.value.code in (0, None), f"metascan {' '.join(args)} exited {done.value.code}"
+from helpers import TINY, metascan  # noqa: E402
 
 
 def build_world(folder: Path) -> Path:
@@ -41,7 +30,6 @@ def build_world(folder: Path) -> Path:
 
     from acquisition.runner import run_scan
     from dataset.pairs_io import load_pairs
-    from models.config import GeometryEncoderConfig, ModelConfig, SpectraEncoderConfig
     from models.train import TrainConfig, train
 
     d = folder
@@ -90,21 +78,13 @@ def build_world(folder: Path) -> Path:
         str(d / "pairs.h5"),
     )
     metascan("pairs", "export-moclip", str(d / "pairs.h5"), "-o", str(d / "pairs.npz"))
-    tiny = ModelConfig(
-        name="tiny-badinput",
-        geometry=GeometryEncoderConfig(
-            stem="patchify", stem_patch=8, stem_width=4, widths=(8,), depths=(1,), param_hidden=8
-        ),
-        spectra=SpectraEncoderConfig(hidden=(16,)),
-        embed_dim=16,
-    )
     assert len(load_pairs(d / "pairs.h5")) == 120
     train(
         d / "pairs.h5",
         d / "model",
         replace(TrainConfig(), epochs=1, batch_size=16),
         progress=False,
-        model_config=tiny,
+        model_config=TINY,
     )
     (d / "notes.txt").write_text("not a project file\n")
     return d

@@ -11,7 +11,6 @@ contaminated). Everything runs through the ``metascan`` entry point once per mod
 from __future__ import annotations
 
 import importlib.util
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from dataset.array_spectra_file import ArraySpectra, read_array_spectra
 from dataset.quality import PadFlag
 from dataset.registration import METHOD
 from dataset.truth_file import Defect, Truth, read_truth
+from helpers import TINY, metascan
 from layout.chip import ChipConfig, plan_chip
 from layout.generator import generate
 from layout.manifest import ChipManifest, write_manifest
@@ -78,17 +78,6 @@ def bench_config(folder: Path) -> Path:
     path = folder / "bench.toml"
     path.write_text(text + SCAN_TABLES)
     return path
-
-
-def metascan(*args: str) -> None:
-    """Run the ``metascan`` entry point in-process; it must succeed."""
-    from metascan.cli import main
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["metascan", *args])
-        with pytest.raises(SystemExit) as done:
-            main()
-    assert done.value.code in (0, None), f"metascan {' '.join(args)} exited {done.value.code}"
 
 
 @dataclass(frozen=True)
@@ -301,7 +290,6 @@ def test_synthetic_and_measured_pairs_share_one_spectra_convention(
     from dataclasses import replace
 
     from dataset.pairs_file import read_pairs
-    from models.config import GeometryEncoderConfig, ModelConfig, SpectraEncoderConfig
     from models.evaluate import evaluate
     from models.train import TrainConfig, train
 
@@ -319,17 +307,9 @@ def test_synthetic_and_measured_pairs_share_one_spectra_convention(
     print(f"\nmeasured / synthetic mean transmission: {ratio:.4f}")
     # Absolute synthetic spectra gave 1/0.965 = 1.036 here; bias and passbands stay within 1.5 %.
     assert abs(ratio - 1.0) < 0.015, ratio
-    tiny = ModelConfig(
-        name="tiny-convention",
-        geometry=GeometryEncoderConfig(
-            stem="patchify", stem_patch=8, stem_width=4, widths=(8,), depths=(1,), param_hidden=8
-        ),
-        spectra=SpectraEncoderConfig(hidden=(16,)),
-        embed_dim=16,
-    )
     run = tmp_path / "run"
     train(synthetic, run, replace(TrainConfig(), epochs=2, batch_size=16), progress=False,
-          model_config=tiny)  # fmt: skip
+          model_config=TINY)  # fmt: skip
     report = evaluate(run, pairs, "train", 10, proof.folder / "truth.h5", 0, tmp_path / "eval")
     whole = report["results"][0]
     assert np.isfinite(whole["spectrum_to_geometry"]["R@1"])

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import torch
-from models_data import TINY
 
 from dataset.pairs_file import Pairs, write_pairs
 from dataset.pairs_io import load_pairs
 from dataset.truth_file import Defect, Truth, write_truth
+from helpers import TINY
 from layout.manifest import Role
 from models.evaluate import evaluate
 from models.model import ContrastiveModel

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import torch
-from models_data import TINY, write_synthetic
+from models_data import write_synthetic
 
 import models.train
 from dataset.pairs_file import VAL
 from dataset.pairs_io import load_pairs
+from helpers import TINY
 from models.augment import AugmentConfig
 from models.model import ContrastiveModel
 from models.model_dir import load_model
