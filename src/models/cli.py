@@ -66,7 +66,7 @@ def train_cmd(
     from models.train import STOP_MESSAGES, TrainConfig, train
 
     get_config(config)  # an unknown name fails before the pairs are read
-    check_outputs({"--output": output}, {"--pairs": pairs}, resume, directories=True)
+    check_outputs({"--output": output}, {"--pairs": pairs}, False, directories=True)
     cfg = TrainConfig(
         model=config,
         epochs=epochs,
