@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from held_clock import held_clock
 
 from instruments.ascii_instrument import RetryPolicy
 from instruments.errors import (
@@ -24,13 +27,21 @@ from simulators.devices.faults import Fault, FaultInjector, FaultRates
 
 Connect = Callable[..., Any]
 SCALE = 0.01  # 1 s of device time takes 10 ms
+#: Every reply and wait that must succeed gets this long: no load uses it up, and it ends a hang.
+GENEROUS_S = 10.0
+#: The reply and motion timeouts of an exchange a fault test makes time out on purpose.
+TIMEOUT_S, MOVE_TIMEOUT_S = 0.2, 0.25
+DRAIN_S = 0.01
 DRIVER: dict[str, Any] = {
-    "timeout_s": 0.2,
-    "move_timeout_s": 0.25,
+    "timeout_s": GENEROUS_S,
+    "move_timeout_s": GENEROUS_S,
     "move_pause_s": 0.0,
     "busy_poll_s": 0.005,
-    "retry": RetryPolicy(attempts=3, backoff_s=0.0, drain_s=0.01),
+    "retry": RetryPolicy(attempts=3, backoff_s=0.0, drain_s=DRAIN_S),
 }
+#: A late reply lands this long after its command: half a second after the reply timeout and the
+#: drain that follows it, so that even on a busy machine the timeout fires and the drain ends first.
+LATE_S = TIMEOUT_S + DRAIN_S + 0.5
 PULSE_DEG = 360 / 143360  # one encoder pulse
 SLOW = Ell14EmulatorConfig(speed_deg_per_s=10.0)  # 90 deg take 9 s device, 90 ms wall
 
@@ -45,7 +56,18 @@ def connected(connect: Connect, emu: Ell14Emulator, **overrides: Any) -> ELL14:
     return rotator
 
 
-def raw(session: EmulatorSession, data: bytes, timeout_s: float = 0.2) -> bytes:
+@contextlib.contextmanager
+def short_timeout(rotator: ELL14) -> Iterator[ELL14]:
+    """Replies time out after TIMEOUT_S (motions MOVE_TIMEOUT_S) inside the block: the fault
+    tests wait that out on purpose; outside it every exchange has GENEROUS_S again."""
+    rotator.timeout_s, rotator.move_timeout_s = TIMEOUT_S, MOVE_TIMEOUT_S
+    try:
+        yield rotator
+    finally:
+        rotator.timeout_s = rotator.move_timeout_s = GENEROUS_S
+
+
+def raw(session: EmulatorSession, data: bytes, timeout_s: float = GENEROUS_S) -> bytes:
     session.write(data)
     return session.read_until(b"\r\n", timeout_s)
 
@@ -121,35 +143,49 @@ def test_pause_between_moves_is_enforced(connect_driver: Connect) -> None:
 
 def test_is_busy_seen_by_a_second_client_during_a_motion(connect_driver: Connect) -> None:
     emu = emulator(Ell14EmulatorConfig(speed_deg_per_s=3.0))
+    clock = held_clock(emu)
     watcher = connected(connect_driver, emu)
     mover = emu.open_session()
-    mover.write(b"0ma00008C00")  # 90 deg, 300 ms wall
-    time.sleep(0.03)
+    clock.hold()
+    mover.write(b"0ma00008C00")  # 90 deg: 30 device s, 300 ms wall
+    clock.advance(3.0)  # 9 deg along, and there it stays while the clock is held
     assert emu.is_moving
     assert watcher.is_busy
-    assert 0.0 < emu.angle_deg < 90.0
-    assert 0.0 < watcher.angle_deg < 90.0
-    assert mover.read_until(b"\r\n", 1.0) == b"0PO00008C00\r\n"
+    assert emu.angle_deg == pytest.approx(9.0, abs=PULSE_DEG)
+    assert watcher.angle_deg == pytest.approx(9.0, abs=PULSE_DEG)
+    clock.release()
+    assert mover.read_until(b"\r\n", GENEROUS_S) == b"0PO00008C00\r\n"
     assert not watcher.is_busy
 
 
-def test_busy_mount_is_polled_then_the_absolute_move_sent_again(connect_driver: Connect) -> None:
+def test_busy_mount_is_polled_then_the_absolute_move_sent_again(
+    connect_driver: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
     emu = emulator(SLOW)
-    rotator = connected(connect_driver, emu, move_timeout_s=1.0)
+    clock = held_clock(emu)
+    rotator = connected(connect_driver, emu)
+    clock.hold()  # the other motion cannot end before the rotator has found the mount busy
     emu.open_session().write(b"0ma00008C00")  # someone else turns it to 90 deg
-    rotator.move_to(45.0)
+    seen = emu.commands_seen
+    clock.release_when(lambda: emu.commands_seen >= seen + 2)  # its refused move, one busy poll
+    with caplog.at_level(logging.WARNING):
+        rotator.move_to(45.0)
     assert emu.angle_deg == pytest.approx(45.0)
     assert emu.motions_started == 2
+    assert "found the mount busy; sending it again" in caplog.text
 
 
 def test_busy_longer_than_the_move_timeout_is_a_busy_timeout(connect_driver: Connect) -> None:
-    emu = emulator(Ell14EmulatorConfig(speed_deg_per_s=1.0))  # 90 deg: 0.9 s wall
+    emu = emulator(Ell14EmulatorConfig(speed_deg_per_s=1.0))  # 90 deg: 90 device s
+    clock = held_clock(emu)
     rotator = connected(connect_driver, emu, move_timeout_s=0.15)
+    clock.hold()  # the other motion lasts until the clock is released
     emu.open_session().write(b"0ma00008C00")
-    start = time.monotonic()
     with pytest.raises(DeviceBusyTimeout) as caught:
         rotator.move_to(45.0)
-    assert time.monotonic() - start < 0.6
+    # It gave up at its timeout while the mount was still busy: its own move was never started.
+    assert emu.is_moving and emu.motions_started == 1
+    clock.release()
     assert caught.value.device == rotator.name
     assert caught.value.command == "0ma00004600"
 
@@ -159,7 +195,10 @@ def test_a_second_address_on_the_bus_is_ignored(connect_driver: Connect) -> None
     rotator = connected(connect_driver, emu, address="3")
     rotator.move_to(30.0)
     assert emu.angle_deg == pytest.approx(30.0, abs=PULSE_DEG)
-    other = connect_driver(ELL14, emu, **{**DRIVER, "retry": RetryPolicy(attempts=1)})
+    # No reply comes from address 0: its one timeout is waited out on purpose.
+    other = connect_driver(
+        ELL14, emu, **{**DRIVER, "timeout_s": TIMEOUT_S, "retry": RetryPolicy(attempts=1)}
+    )
     with pytest.raises(DeviceTimeout, match="'0in'"):
         other.initialize()
 
@@ -171,9 +210,10 @@ def test_dropped_query_reply_is_retried(connect_driver: Connect) -> None:
     emu = emulator()
     rotator = connected(connect_driver, emu)
     emu.faults.inject(Fault.DROP)
-    start = time.monotonic()
-    assert rotator.position_pulses == 0
-    assert time.monotonic() - start < 1.0
+    seen = emu.commands_seen
+    with short_timeout(rotator):
+        assert rotator.position_pulses == 0
+    assert emu.commands_seen - seen == 2  # asked again once, and no more
     assert emu.faults.injected[Fault.DROP] == 1
 
 
@@ -181,9 +221,9 @@ def test_dropped_absolute_move_reply_is_retried(connect_driver: Connect) -> None
     emu = emulator()
     rotator = connected(connect_driver, emu)
     emu.faults.inject(Fault.DROP)
-    start = time.monotonic()
-    rotator.move_to(60.0)
-    assert time.monotonic() - start < 1.5
+    with short_timeout(rotator):
+        rotator.move_to(60.0)
+    assert emu.motions_started == 2  # sent again once its reply was lost, and no more
     assert emu.angle_deg == pytest.approx(60.0, abs=PULSE_DEG)
 
 
@@ -191,10 +231,8 @@ def test_dropped_relative_move_reply_is_not_retried(connect_driver: Connect) -> 
     emu = emulator()
     rotator = connected(connect_driver, emu)
     emu.faults.inject(Fault.DROP)
-    start = time.monotonic()
-    with pytest.raises(DeviceTimeout) as caught:
+    with short_timeout(rotator), pytest.raises(DeviceTimeout) as caught:
         rotator.move_by(45.0)
-    assert time.monotonic() - start < 1.0
     assert caught.value.device == rotator.name
     assert caught.value.command == "0mr00004600"
     assert emu.motions_started == 1
@@ -223,13 +261,16 @@ def test_garbled_relative_move_reply_is_not_retried(connect_driver: Connect) -> 
 def test_delayed_reply_is_retried_and_its_late_copy_not_taken_for_a_move(
     connect_driver: Connect,
 ) -> None:
-    emu = emulator(SLOW, faults=FaultInjector(FaultRates(delay_s=0.3)))  # driver timeout 0.2 s
+    emu = emulator(SLOW, faults=FaultInjector(FaultRates(delay_s=LATE_S)))
     rotator = connected(connect_driver, emu)
     emu.faults.inject(Fault.DELAY)
-    start = time.monotonic()
-    assert rotator.position_pulses == 0
-    assert time.monotonic() - start < 1.0
-    time.sleep(0.15)  # the late "0PO00000000" has arrived by now and waits to be read
+    seen = emu.commands_seen
+    with short_timeout(rotator):
+        assert rotator.position_pulses == 0
+    assert emu.commands_seen - seen == 2  # timed out and asked again, not waiting for the late one
+    # The late "0PO00000000" lands LATE_S after the first gp, which went out at least TIMEOUT_S +
+    # DRAIN_S ago: by the end of this it has arrived and waits to be read, with 0.5 s to spare.
+    time.sleep(LATE_S - TIMEOUT_S - DRAIN_S + 0.5)
     start = time.monotonic()
     rotator.move_to(90.0)  # 90 ms wall: it must not return on the stale PO
     assert time.monotonic() - start >= 9.0 * SCALE * 0.95
@@ -241,10 +282,9 @@ def test_disconnect_is_a_clear_error(connect_driver: Connect) -> None:
     emu = emulator()
     rotator = connected(connect_driver, emu)
     emu.faults.inject(Fault.DISCONNECT)
-    start = time.monotonic()
-    with pytest.raises(InstrumentError) as caught:
+    with short_timeout(rotator), pytest.raises(InstrumentError) as caught:
         rotator.move_to(10.0)
-    assert time.monotonic() - start < 2.0
+    assert emu.faults.injected[Fault.DISCONNECT] == 1
     assert isinstance(caught.value, DeviceDisconnected | DeviceTimeout)
     assert caught.value.device == rotator.name
     assert caught.value.command.startswith("0")
@@ -268,20 +308,24 @@ def test_raw_info_status_and_position(session: EmulatorSession) -> None:
 def test_raw_move_replies_only_at_its_end() -> None:
     emu = emulator(SLOW)
     session = emu.open_session()
+    sent_s = emu.clock.now_s()
     session.write(b"0ma00004600")  # 45 deg: 4.5 s device, 45 ms wall
-    with pytest.raises(TimeoutError):
-        session.read_until(b"\r\n", 0.01)
-    assert raw(session, b"", 0.2) == b"0PO00004600\r\n"
+    assert raw(session, b"") == b"0PO00004600\r\n"
+    # Measured in device time, which a busy machine can only lengthen: no earlier than the end.
+    assert emu.clock.now_s() - sent_s >= 4.5 - 1e-6
     assert emu.angle_deg == pytest.approx(45.0)
 
 
 def test_raw_busy_while_moving() -> None:
     emu = emulator(SLOW)
+    clock = held_clock(emu)
     mover, other = emu.open_session(), emu.open_session()
+    clock.hold()  # the motion lasts until the clock is released
     mover.write(b"0ma00008C00")
     assert raw(other, b"0gs") == b"0GS09\r\n"
     assert raw(other, b"0mr00001000") == b"0GS09\r\n"  # refused, not queued
-    assert mover.read_until(b"\r\n", 0.5) == b"0PO00008C00\r\n"
+    clock.release()
+    assert mover.read_until(b"\r\n", GENEROUS_S) == b"0PO00008C00\r\n"
     assert raw(other, b"0gs") == b"0GS00\r\n"
     assert emu.motions_started == 1
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from held_clock import held_clock
 from pymeasure.test import expected_protocol
 
 from instruments.ascii_instrument import RetryPolicy
@@ -25,8 +27,16 @@ from simulators.devices.kurios import KuriosEmulator, KuriosEmulatorConfig
 
 Connect = Callable[..., Any]
 SCALE = 0.01  # 1 device second = 10 ms wall
-FAST: dict[str, Any] = {"poll_interval_s": 0.002, "settle_s": 0.0}
-QUICK_RETRY = RetryPolicy(attempts=3, backoff_s=0.0, drain_s=0.02)
+#: Every reply and wait that must succeed gets this long: no load uses it up, and it ends a hang.
+GENEROUS_S = 10.0
+#: The reply timeout of an exchange a fault test makes time out on purpose (short_timeout).
+TIMEOUT_S = 0.2
+DRAIN_S = 0.02
+FAST: dict[str, Any] = {"timeout_s": GENEROUS_S, "poll_interval_s": 0.002, "settle_s": 0.0}
+QUICK_RETRY = RetryPolicy(attempts=3, backoff_s=0.0, drain_s=DRAIN_S)
+#: A late reply lands this long after its command: half a second after the reply timeout and the
+#: drain that follows it, so that even on a busy machine the timeout fires and the drain ends first.
+LATE_S = TIMEOUT_S + DRAIN_S + 0.5
 #: What an accepted set sends before the prompt: unverified, so the driver is tested with both.
 SET_REPLIES = pytest.mark.parametrize("set_reply", ["\r", ""], ids=["cr-prompt", "bare-prompt"])
 
@@ -41,6 +51,17 @@ def connected(connect: Connect, emu: KuriosEmulator, **kwargs: Any) -> Kurios:
     kurios: Kurios = connect(Kurios, emu, **{**FAST, **kwargs})
     kurios.initialize()
     return kurios
+
+
+@contextlib.contextmanager
+def short_timeout(kurios: Kurios, timeout_s: float = TIMEOUT_S) -> Iterator[Kurios]:
+    """Replies time out after ``timeout_s`` inside the block (the fault tests wait that out),
+    and after GENEROUS_S again outside it."""
+    kurios.timeout_s = timeout_s
+    try:
+        yield kurios
+    finally:
+        kurios.timeout_s = GENEROUS_S
 
 
 def raw(emu: KuriosEmulator, data: bytes) -> bytes:
@@ -72,7 +93,7 @@ def test_tune_wavelength_and_bandwidth(connect_driver: Connect, set_reply: str) 
     kurios = connected(connect_driver, emu)
     kurios.wavelength_nm = 632.8
     kurios.bandwidth_mode = BandwidthMode.WIDE
-    kurios.wait_until_ready(1.0)
+    kurios.wait_until_ready(GENEROUS_S)
     assert kurios.wavelength_nm == pytest.approx(632.8)
     assert kurios.bandwidth_mode is BandwidthMode.WIDE
     assert emu.wavelength_nm == pytest.approx(632.8)
@@ -130,13 +151,16 @@ def test_echoing_unit(connect_driver: Connect, set_reply: str) -> None:
 
 def test_settling_after_a_retune(connect_driver: Connect) -> None:
     emu = emulator(settle_s=10.0)  # 100 ms wall
+    clock = held_clock(emu)
     kurios = connected(connect_driver, emu)
+    start = time.monotonic()
+    clock.hold()  # the settle pause cannot be over before the driver has asked
     kurios.wavelength_nm = 700
     assert not kurios.is_ready
     assert not emu.is_settled
-    start = time.monotonic()
-    kurios.wait_until_ready(2.0)
-    assert 0.05 < time.monotonic() - start < 1.0
+    clock.release()
+    kurios.wait_until_ready(GENEROUS_S)  # a wait that never saw ready would raise at its deadline
+    assert time.monotonic() - start > 0.05  # the pause ends 100 ms after the retune, at the soonest
     assert emu.is_settled and kurios.is_ready
 
 
@@ -145,20 +169,22 @@ def test_settle_pause_is_kept_even_when_the_unit_reports_ready(connect_driver: C
     kurios = connected(connect_driver, emu, settle_s=0.15)
     start = time.monotonic()
     kurios.wavelength_nm = 700
-    kurios.wait_until_ready(1.0)
+    kurios.wait_until_ready(GENEROUS_S)
     assert time.monotonic() - start >= 0.15
 
 
 def test_warm_up_times_out_then_finishes(connect_driver: Connect) -> None:
     emu = emulator(initialization_s=5.0, warm_up_s=20.0)  # 50 ms then 200 ms wall
+    clock = held_clock(emu).hold(at_s=0.0)  # just switched on, until the clock is let go
     kurios = connected(connect_driver, emu)
-    assert kurios.status in (KuriosStatus.INITIALIZING, KuriosStatus.WARMING_UP)
-    start = time.monotonic()
+    assert kurios.status is KuriosStatus.INITIALIZING
+    clock.advance(10.0)
+    assert kurios.status is KuriosStatus.WARMING_UP
     with pytest.raises(DeviceBusyTimeout, match=r"'ST\?'") as caught:
-        kurios.wait_until_ready(0.05)
+        kurios.wait_until_ready(0.05)  # gives up at its timeout: warm-up cannot end while held
     assert caught.value.device == "Thorlabs Kurios"
-    assert time.monotonic() - start < 0.5
-    kurios.wait_until_ready(2.0)
+    clock.release()
+    kurios.wait_until_ready(GENEROUS_S)
     assert kurios.status is KuriosStatus.READY
 
 
@@ -266,55 +292,56 @@ def test_config_checks_itself(changes: dict[str, Any]) -> None:
 def test_a_transient_fault_is_retried(
     connect_driver: Connect, fault: Fault, set_reply: str
 ) -> None:
-    emu = emulator(faults=FaultInjector(FaultRates(delay_s=0.3)), set_reply=set_reply)
-    kurios = connected(connect_driver, emu, timeout_s=0.2, retry=QUICK_RETRY)
+    emu = emulator(faults=FaultInjector(FaultRates(delay_s=LATE_S)), set_reply=set_reply)
+    kurios = connected(connect_driver, emu, retry=QUICK_RETRY)
     emu.faults.inject(fault)
-    start = time.monotonic()
-    kurios.wavelength_nm = 600  # a repeatable absolute set
+    seen = emu.commands_seen
+    with short_timeout(kurios):
+        kurios.wavelength_nm = 600  # a repeatable absolute set
+    assert emu.commands_seen - seen == 2  # sent again once, and no more
     assert emu.wavelength_nm == 600.0
     assert kurios.wavelength_nm == 600.0  # the late reply, if any, did not confuse the next query
     assert emu.faults.injected[fault] == 1
-    assert time.monotonic() - start < 2.0
 
 
 def test_a_late_reply_is_not_taken_for_the_next_one(
     connect_driver: Connect, caplog: pytest.LogCaptureFixture
 ) -> None:
-    emu = emulator(faults=FaultInjector(FaultRates(delay_s=0.3)))
-    kurios = connected(connect_driver, emu, timeout_s=0.2, retry=QUICK_RETRY)
+    emu = emulator(faults=FaultInjector(FaultRates(delay_s=LATE_S)))
+    kurios = connected(connect_driver, emu, retry=QUICK_RETRY)
     emu.faults.inject(Fault.DELAY)
-    start = time.monotonic()
-    assert kurios.bandwidth_mode is BandwidthMode.NARROW  # times out, retried
-    time.sleep(0.15)  # the late "BW=8" lands now, ahead of the next reply
-    assert kurios.temperature_c == 37.0  # "BW=8" does not fit TP?: garbled, retried
-    assert kurios.wavelength_nm == 550.0
+    with short_timeout(kurios):
+        assert kurios.bandwidth_mode is BandwidthMode.NARROW  # times out, retried
+        # The late "BW=8" lands LATE_S after the first BW?, which went out at least TIMEOUT_S +
+        # DRAIN_S ago: by the end of this it waits ahead of the next reply, with 0.5 s to spare.
+        time.sleep(LATE_S - TIMEOUT_S - DRAIN_S + 0.5)
+        assert kurios.temperature_c == 37.0  # "BW=8" does not fit TP?: garbled, retried
+        assert kurios.wavelength_nm == 550.0
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
     assert any("no reply" in m for m in retries) and any("TP=<number>" in m for m in retries)
-    assert time.monotonic() - start < 2.0
 
 
 def test_persistent_silence_ends_in_a_timeout(connect_driver: Connect) -> None:
     emu = emulator()
-    kurios = connected(connect_driver, emu, timeout_s=0.1, retry=QUICK_RETRY)
+    kurios = connected(connect_driver, emu, retry=QUICK_RETRY)
     emu.faults.inject(Fault.DROP, 3)
-    start = time.monotonic()
-    with pytest.raises(DeviceTimeout) as caught:
+    seen = emu.commands_seen
+    with short_timeout(kurios, 0.1), pytest.raises(DeviceTimeout) as caught:
         _ = kurios.wavelength_nm
     assert caught.value.device == "Thorlabs Kurios" and caught.value.command == "WL?"
-    assert time.monotonic() - start < 2.0
+    assert emu.commands_seen - seen == 3  # every attempt, and then no more
 
 
 def test_a_disconnect_is_a_clear_error(connect_driver: Connect) -> None:
     emu = emulator()
-    kurios = connected(connect_driver, emu, timeout_s=0.2, retry=QUICK_RETRY)
+    kurios = connected(connect_driver, emu, retry=QUICK_RETRY)
     emu.faults.inject(Fault.DISCONNECT)
-    start = time.monotonic()
-    with pytest.raises(DeviceDisconnected) as caught:
+    with short_timeout(kurios), pytest.raises(DeviceDisconnected) as caught:
         kurios.wavelength_nm = 600
     assert caught.value.device == "Thorlabs Kurios"
     assert caught.value.command == "WL=600.000"
     assert "Thorlabs Kurios" in str(caught.value) and "WL=600.000" in str(caught.value)
-    assert time.monotonic() - start < 2.0
+    assert emu.faults.injected[Fault.DISCONNECT] == 1
 
 
 def test_no_command_is_unsafe_to_repeat() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from held_clock import held_clock
 
 from instruments.ascii_instrument import RetryPolicy
 from instruments.asi import MS2000
@@ -23,17 +26,35 @@ from simulators.devices.faults import Fault, FaultInjector, FaultRates
 from simulators.devices.ms2000 import Ms2000Emulator, Ms2000EmulatorConfig
 
 SCALE = 0.01  # device time runs 100x faster than wall time
+#: Every reply and wait that must succeed gets this long: no load uses it up, and it ends a hang.
+GENEROUS_S = 10.0
+#: The reply timeout of an exchange a fault test makes time out on purpose (short_timeout).
 TIMEOUT_S = 0.25
+DRAIN_S = 0.03
 FAST: dict[str, Any] = {
-    "timeout_s": TIMEOUT_S,
+    "timeout_s": GENEROUS_S,
     "poll_interval_s": 0.002,
-    "retry": RetryPolicy(attempts=3, backoff_s=0.0, drain_s=0.03),
+    "retry": RetryPolicy(attempts=3, backoff_s=0.0, drain_s=DRAIN_S),
 }
+#: A late reply lands this long after its command: half a second after the reply timeout and the
+#: drain that follows it, so that even on a busy machine the timeout fires and the drain ends first.
+LATE_S = TIMEOUT_S + DRAIN_S + 0.5
 
 
 def emulator(**config: Any) -> Ms2000Emulator:
     faults = config.pop("faults", None)
     return Ms2000Emulator(Ms2000EmulatorConfig(**config), time_scale=SCALE, faults=faults)
+
+
+@contextlib.contextmanager
+def short_timeout(stage: MS2000) -> Iterator[MS2000]:
+    """Replies time out after TIMEOUT_S inside the block (the fault tests wait that out), and
+    after GENEROUS_S again outside it."""
+    stage.timeout_s = TIMEOUT_S
+    try:
+        yield stage
+    finally:
+        stage.timeout_s = GENEROUS_S
 
 
 def raw(emu: Ms2000Emulator, *commands: bytes) -> list[bytes]:
@@ -129,41 +150,48 @@ def test_raw_here_sets_the_reported_origin_only() -> None:
 
 def test_raw_halt_mid_move_answers_halted_and_stops_there() -> None:
     emu = emulator(x_speed_mm_per_s=1.0)
-    raw(emu, b"M X=500000")  # 50 mm at 1 mm/s: 50 device s, 0.5 s wall
-    time.sleep(0.03)
+    clock = held_clock(emu).hold()  # device time moves only when the test moves it
+    raw(emu, b"M X=500000")  # 50 mm at 1 mm/s: 50 device s
+    clock.advance(3.0)  # 3 mm along
     assert raw(emu, b"/", b"HALT", b"/", b"HALT") == [b"B\r\n", b":N-21\r\n", b"N\r\n", b":A\r\n"]
-    stopped = emu.position_um[0]
-    assert 1_000 < stopped < 45_000
-    time.sleep(0.02)
-    assert emu.position_um[0] == stopped
+    assert emu.position_um[0] == pytest.approx(3_000.0)
+    clock.release()
+    time.sleep(0.02)  # at least 2 device s more: another 2 mm, had the halt not stopped it
+    assert emu.position_um[0] == pytest.approx(3_000.0)
 
 
 def test_raw_backslash_is_the_halt_shortcut() -> None:
     # ASI, commands/halt: "Shortcut \\ (the backslash character)"; :A, or :N-21 mid-move.
     emu = emulator(x_speed_mm_per_s=1.0)
+    clock = held_clock(emu)
     assert raw(emu, b"\\") == [b":A\r\n"]
+    clock.hold()
     raw(emu, b"M X=500000")
-    time.sleep(0.03)
+    clock.advance(3.0)
     assert raw(emu, b"\\", b"/") == [b":N-21\r\n", b"N\r\n"]
-    assert 1_000 < emu.position_um[0] < 45_000
+    assert emu.position_um[0] == pytest.approx(3_000.0)
 
 
 def test_raw_rdstat_answers_the_status_byte_in_decimal() -> None:
     # ASI, commands/rdstat and commands/rdsbyte: RS X -> :A 138 (0x8A: lower limit closed,
     # joystick enabled, axis enabled); ? -> N/B, - -> the LCD's left status character.
     emu = emulator(x_speed_mm_per_s=1.0)
+    clock = held_clock(emu)
     assert raw(emu, b"RS X", b"RDSTAT X Y", b"RS Y?", b"RS X-") == [
         b":A 10\r\n",  # 0x0A, idle mid-travel: enabled, joystick enabled
         b":A 10 10\r\n",
         b":A N\r\n",
         b":A f\r\n",
     ]
-    raw(emu, b"M X=500000")  # 50 mm at 1 mm/s: 0.5 s wall
+    clock.hold()
+    raw(emu, b"M X=500000")  # 50 mm at 1 mm/s: 50 device s, and the clock is held
     assert raw(emu, b"RS X Y", b"RS X? Y?") == [b":A 15 10\r\n", b":A B N\r\n"]
     assert raw(emu, b"\\", b"RS X") == [b":N-21\r\n", b":A 10\r\n"]
+    clock.release()
     homed = emulator(x_speed_mm_per_s=7.5)
-    assert raw(homed, b"! X") == [b":A\r\n"]  # HOME: 55 mm to the lower limit switch, 73 ms
-    time.sleep(0.2)
+    homed_clock = held_clock(homed).hold()
+    assert raw(homed, b"! X") == [b":A\r\n"]  # HOME: 55 mm to the lower limit switch, 7.3 device s
+    homed_clock.advance(8.0)
     assert raw(homed, b"RS X", b"RS X-", b"RS Y") == [
         b":A 138\r\n",
         b":A L\r\n",
@@ -215,6 +243,7 @@ def test_a_python_microscope_style_client_starts_and_polls() -> None:
     and parsed with its pattern; then RDSTAT's ``int(reply.strip()[3:]) & 1``. Against
     ``:N-1`` the poll would read 1 ("moving") forever."""
     emu = emulator(x_speed_mm_per_s=1.0)
+    clock = held_clock(emu)
     session = emu.open_session()
     present: dict[str, dict[str, str]] = {}
     for axis in "XYZ":
@@ -244,9 +273,10 @@ def test_a_python_microscope_style_client_starts_and_polls() -> None:
     assert moving() == 0
     session.write(b"MOVE X=20000\r")  # 2 mm at 1 mm/s: 20 ms wall
     assert session.read_until(b"\r\n", 0.2) == b":A\r\n"
-    time.sleep(0.05)
+    time.sleep(0.05)  # at least 5 device s
     assert moving() == 0
-    session.write(b"MOVE X=500000\r")  # 0.5 s wall
+    clock.hold()
+    session.write(b"MOVE X=500000\r")  # 50 device s, and the clock is held
     assert session.read_until(b"\r\n", 0.2) == b":A\r\n"
     assert moving() == 1
 
@@ -291,26 +321,29 @@ def test_driver_satisfies_the_stage_protocol(connect_driver: Any) -> None:
 
 def test_move_wait_and_read_back(connect_driver: Any) -> None:
     emu = emulator(has_z=True)
+    clock = held_clock(emu)
     stage = connect_driver(MS2000, emu, has_z=True, **FAST)
     start = time.monotonic()
+    clock.hold()  # the motion cannot end before the driver has looked
     stage.move_to(-20_000.0, 12.34, 100.0)  # 20 mm at 5 mm/s: 4 device s, 40 ms wall
     assert stage.is_busy
     assert emu.is_moving
-    stage.wait_until_idle(2.0)
-    elapsed = time.monotonic() - start
-    assert 0.035 < elapsed < 1.0
+    clock.release()
+    stage.wait_until_idle(GENEROUS_S)  # a wait that never saw idle would raise at its deadline
+    assert time.monotonic() - start > 0.035  # it waited for the motion
+    assert not emu.is_moving
     assert not stage.is_busy
     assert stage.position_um == pytest.approx((-20_000.0, 12.3, 100.0))
     assert emu.position_um == pytest.approx((-20_000.0, 12.3, 100.0))
     stage.move_by(1.0, -2.3, 0.5)
-    stage.wait_until_idle(1.0)
+    stage.wait_until_idle(GENEROUS_S)
     assert stage.position_um == pytest.approx((-19_999.0, 10.0, 100.5))
 
 
 def test_move_to_and_wait(connect_driver: Any) -> None:
     emu = emulator()
     stage = connect_driver(MS2000, emu, **FAST)
-    stage.move_to_and_wait(300.0, -400.0, timeout_s=2.0)
+    stage.move_to_and_wait(300.0, -400.0, timeout_s=GENEROUS_S)
     assert not emu.is_moving
     assert emu.position_um == pytest.approx((300.0, -400.0, 0.0))
 
@@ -323,30 +356,38 @@ def test_speed_round_trip_sets_move_time(connect_driver: Any) -> None:
     assert stage.speed_mm_per_s == pytest.approx(1.25)
     assert emu.speeds_mm_per_s == {"X": 1.25, "Y": 1.25}
     start = time.monotonic()
-    stage.move_to_and_wait(0.0, 5_000.0, timeout_s=2.0)  # 5 mm at 1.25 mm/s: 40 ms wall
+    stage.move_to_and_wait(0.0, 5_000.0, timeout_s=GENEROUS_S)  # 5 mm at 1.25 mm/s: 40 ms wall
     assert time.monotonic() - start > 0.035
 
 
 def test_halt_mid_move(connect_driver: Any) -> None:
     emu = emulator(x_speed_mm_per_s=1.0)
+    clock = held_clock(emu)
     stage = connect_driver(MS2000, emu, **FAST)
-    stage.move_to(50_000.0, 0.0)  # 50 device s: 0.5 s wall
-    time.sleep(0.02)
+    clock.hold()
+    stage.move_to(50_000.0, 0.0)  # 50 device s
+    clock.advance(2.0)  # 2 mm along, and there it stays until the halt
+    assert stage.is_busy
     stage.halt()  # the device answers :N-21, which for HALT is success
     assert not stage.is_busy
     x, _ = stage.position_um
-    assert 500.0 < x < 45_000.0
+    assert x == pytest.approx(2_000.0, abs=0.1)
+    clock.release()
     stage.halt()  # idle: plain :A
+    assert stage.position_um[0] == pytest.approx(2_000.0, abs=0.1)
 
 
 def test_wait_until_idle_times_out_naming_device_and_command(connect_driver: Any) -> None:
     emu = emulator(x_speed_mm_per_s=1.0)
+    clock = held_clock(emu)
     stage = connect_driver(MS2000, emu, **FAST)
-    stage.move_to(50_000.0, 50_000.0)  # X busy for 0.5 s wall
+    clock.hold()  # X stays busy until the clock is released
+    stage.move_to(50_000.0, 50_000.0)
     with pytest.raises(DeviceBusyTimeout) as caught:
         stage.wait_until_idle(0.02)
     assert (caught.value.device, caught.value.command) == ("ASI MS-2000", "/")
     stage.halt()
+    clock.release()
     assert not emu.is_moving
 
 
@@ -355,12 +396,12 @@ def test_soft_limits_block_before_the_device_moves(connect_driver: Any) -> None:
     stage = connect_driver(MS2000, emu, soft_limits_um={"x": (-100.0, 100.0)}, **FAST)
     with pytest.raises(ValueError, match="soft limits"):
         stage.move_to(100.5, 0.0)
-    stage.move_to_and_wait(90.0, 0.0, timeout_s=1.0)
+    stage.move_to_and_wait(90.0, 0.0, timeout_s=GENEROUS_S)
     with pytest.raises(ValueError, match=r"relative move target 100\.1 µm"):
         stage.move_by(10.1, 0.0)
     assert emu.move_count == 1
     stage.move_by(10.0, 0.0)
-    stage.wait_until_idle(1.0)
+    stage.wait_until_idle(GENEROUS_S)
     assert emu.position_um[0] == pytest.approx(100.0)
 
 
@@ -380,11 +421,12 @@ def test_out_of_travel_is_a_reply_error(connect_driver: Any) -> None:
 def test_lost_or_garbled_reply_to_a_query_is_retried(connect_driver: Any, fault: Fault) -> None:
     emu = emulator()
     stage = connect_driver(MS2000, emu, **FAST)
-    stage.move_to_and_wait(10.0, 20.0, timeout_s=1.0)
+    stage.move_to_and_wait(10.0, 20.0, timeout_s=GENEROUS_S)
     emu.faults.inject(fault)
-    start = time.monotonic()
-    assert stage.position_um == pytest.approx((10.0, 20.0))
-    assert time.monotonic() - start < 2.0
+    seen = emu.commands_seen
+    with short_timeout(stage):
+        assert stage.position_um == pytest.approx((10.0, 20.0))
+    assert emu.commands_seen - seen == 2  # asked again once, and no more
     assert emu.faults.injected[fault] == 1
 
 
@@ -392,7 +434,9 @@ def test_lost_ack_of_an_absolute_move_is_retried_safely(connect_driver: Any) -> 
     emu = emulator()
     stage = connect_driver(MS2000, emu, **FAST)
     emu.faults.inject(Fault.DROP)
-    stage.move_to_and_wait(-30.0, 40.0, timeout_s=1.0)
+    with short_timeout(stage):
+        stage.move_to(-30.0, 40.0)
+    stage.wait_until_idle(GENEROUS_S)
     assert emu.move_count == 2  # sent twice, harmless: same target
     assert stage.position_um == pytest.approx((-30.0, 40.0))
 
@@ -400,16 +444,17 @@ def test_lost_ack_of_an_absolute_move_is_retried_safely(connect_driver: Any) -> 
 def test_delayed_reply_is_retried_and_its_straggler_is_shed(
     connect_driver: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    faults = FaultInjector(FaultRates(delay_s=TIMEOUT_S + 0.1))
+    faults = FaultInjector(FaultRates(delay_s=LATE_S))
     emu = emulator(faults=faults)
     stage = connect_driver(MS2000, emu, **FAST)
     faults.inject(Fault.DELAY)
-    start = time.monotonic()
-    assert stage.version == "USB-9.2p"
-    time.sleep(0.15)  # let the late reply land in the input buffer
-    assert stage.position_um == pytest.approx((0.0, 0.0))  # stale ":A Version" is garbled here
+    with short_timeout(stage):
+        assert stage.version == "USB-9.2p"
+        # The late reply lands LATE_S after the first V, which went out at least TIMEOUT_S +
+        # DRAIN_S ago: by the end of this it is in the input buffer, with half a second to spare.
+        time.sleep(LATE_S - TIMEOUT_S - DRAIN_S + 0.5)
+        assert stage.position_um == pytest.approx((0.0, 0.0))  # stale ":A Version" is garbled here
     assert not stage.is_busy
-    assert time.monotonic() - start < 3.0
     retried = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("no reply" in m and "'V'" in m for m in retried), retried
     assert any("W X Y" in m for m in retried), retried
@@ -419,10 +464,9 @@ def test_disconnect_is_a_clear_error(connect_driver: Any) -> None:
     emu = emulator()
     stage = connect_driver(MS2000, emu, **FAST)
     emu.faults.inject(Fault.DISCONNECT)
-    start = time.monotonic()
-    with pytest.raises(InstrumentError) as caught:
+    with short_timeout(stage), pytest.raises(InstrumentError) as caught:
         _ = stage.position_um
-    assert time.monotonic() - start < 3.0
+    assert emu.faults.injected[Fault.DISCONNECT] == 1
     assert isinstance(caught.value, (DeviceDisconnected, DeviceTimeout))
     assert (caught.value.device, caught.value.command) == ("ASI MS-2000", "W X Y")
 
@@ -436,11 +480,11 @@ def test_relative_move_is_not_retried(
     emu = emulator()
     stage = connect_driver(MS2000, emu, **FAST)
     emu.faults.inject(fault)
-    start = time.monotonic()
-    with pytest.raises(error) as caught:
+    seen = emu.commands_seen
+    with short_timeout(stage), pytest.raises(error) as caught:
         stage.move_by(100.0, 0.0)
-    assert time.monotonic() - start < 2.0
+    assert emu.commands_seen - seen == 1  # sent once, never again
     assert caught.value.command == "R X=1000 Y=0"
-    stage.wait_until_idle(1.0)
+    stage.wait_until_idle(GENEROUS_S)
     assert emu.move_count == 1
     assert stage.position_um == pytest.approx((100.0, 0.0))
