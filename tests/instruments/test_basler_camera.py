@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,14 @@ from simulators.devices.pylon_emulation import (
 SERIAL = "0815-0000"
 OTHER_SERIAL = "0815-0001"  # the removal tests use this one
 FAST: dict[str, Any] = {"timeout_s": 0, "device_class": EMULATED_DEVICE_CLASS}
-MARGIN_S = 0.2
+#: Per-frame grab timeout beyond the exposure for every grab that must succeed: a busy machine
+#: cannot use it up. Only the tests whose point is a grab timeout set a short one (SHORT_MARGIN_S).
+READOUT_MARGIN_S = 5.0
+SHORT_MARGIN_S = 0.2
 
 
 def open_camera(serial: str = SERIAL, **options: Any) -> BaslerCamera:
-    options.setdefault("readout_margin_s", MARGIN_S)
+    options.setdefault("readout_margin_s", READOUT_MARGIN_S)
     return BaslerCamera.open(serial, **FAST, **options)
 
 
@@ -93,6 +96,40 @@ class _HidingCamera:
         return getattr(self._real, name)
 
 
+class _RetrieveSpy:
+    """The real emulated camera, with the timeout of every ``RetrieveResult`` recorded and an
+    optional hook run before each (the frame waits can be counted instead of timed)."""
+
+    def __init__(self, real: Any, before_retrieve: Callable[[], None] | None = None) -> None:
+        self._real = real
+        self._before = before_retrieve
+        self.retrieve_timeouts_ms: list[int] = []
+
+    def RetrieveResult(self, timeout_ms: int, handling: Any) -> Any:  # noqa: N802 (pylon's name)
+        self.retrieve_timeouts_ms.append(timeout_ms)
+        if self._before is not None:
+            self._before()
+        return self._real.RetrieveResult(timeout_ms, handling)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+class _FakeTime:
+    """A clock that advances only when slept on, so a search's sleeps are exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 class _Symbolics:
     def __init__(self, real: Any, hidden: str) -> None:
         self.Value = real.Value
@@ -134,14 +171,17 @@ def test_open_by_serial_gives_identity_and_satisfies_the_protocol() -> None:
         assert isinstance(cam, Camera)
 
 
-def test_missing_serial_is_one_clear_error_listing_what_was_found() -> None:
-    started = time.monotonic()
+def test_missing_serial_is_one_clear_error_listing_what_was_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _FakeTime()
+    monkeypatch.setattr(pylon_camera, "time", clock)
     with pytest.raises(DeviceDisconnected) as info:
         BaslerCamera.open(
             "9999", timeout_s=0.3, poll_interval_s=0.1, device_class=EMULATED_DEVICE_CLASS
         )
-    elapsed = time.monotonic() - started
-    assert 0.3 <= elapsed < 2.0  # searched until the timeout, no longer
+    # Searched again every poll interval until the timeout, and no longer.
+    assert clock.sleeps == pytest.approx([0.1, 0.1, 0.1])
     message = str(info.value)
     assert "'9999'" in message and SERIAL in message and OTHER_SERIAL in message
     assert "\n" not in message
@@ -210,7 +250,8 @@ def test_a_camera_with_only_gain_raw_reports_gain_as_unsupported(
 ) -> None:
     raw = raw_camera(SERIAL)
     hidden = raw.GetNodeMap().GetNode("GainAbs")  # a real node that is not available
-    with BaslerCamera(_HidingCamera(raw, {"Gain": hidden})) as cam:
+    hiding = _HidingCamera(raw, {"Gain": hidden})
+    with BaslerCamera(hiding, readout_margin_s=READOUT_MARGIN_S) as cam:
         with pytest.raises(NotImplementedError, match="GainRaw"):
             _ = cam.gain_db
         with pytest.raises(NotImplementedError, match="GainRaw"):
@@ -357,19 +398,23 @@ def test_free_running_grab_without_software_trigger(
     assert imaging.software_trigger_mode is False
 
 
-def test_a_missing_trigger_times_out_naming_the_camera(camera: BaslerCamera) -> None:
-    camera.exposure_s = 0.001
-    camera.software_trigger_mode = True
-    assert camera.frame_timeout_ms() == 201
-    started = time.monotonic()
-    with pytest.raises(DeviceTimeout) as info:
-        camera.grab(3, software_trigger=False)  # trigger mode on, but nobody triggers
-    elapsed = time.monotonic() - started
-    assert 0.2 <= elapsed < 1.5
-    assert info.value.device == camera.identity
-    assert info.value.command == "grab 3 frames"
-    assert "no frame 0 within 201 ms" in str(info.value)
-    assert camera.grab(1).frames_averaged == 1  # grabbing was stopped; the camera still works
+def test_a_missing_trigger_times_out_naming_the_camera() -> None:
+    spy = _RetrieveSpy(raw_camera(SERIAL))
+    with BaslerCamera(spy, readout_margin_s=SHORT_MARGIN_S) as camera:  # the timeout must fire
+        camera.exposure_s = 0.001
+        camera.software_trigger_mode = True
+        assert camera.frame_timeout_ms() == 201
+        started = time.monotonic()
+        with pytest.raises(DeviceTimeout) as info:
+            camera.grab(3, software_trigger=False)  # trigger mode on, but nobody triggers
+        assert time.monotonic() - started >= 0.2  # pylon did wait the frame timeout
+        # One wait of the frame timeout, for frame 0, then the error: no retry, no longer wait.
+        assert spy.retrieve_timeouts_ms == [201]
+        assert info.value.device == camera.identity
+        assert info.value.command == "grab 3 frames"
+        assert "no frame 0 within 201 ms" in str(info.value)
+        camera.readout_margin_s = READOUT_MARGIN_S
+        assert camera.grab(1).frames_averaged == 1  # grabbing was stopped; the camera still works
 
 
 @pytest.mark.parametrize("frames", [0, -2, 1.5, True])
@@ -422,8 +467,8 @@ def test_grab_and_property_reads_from_two_threads_do_not_interleave(
     thread = threading.Thread(target=poll)
     thread.start()
     frames = [imaging.grab(2) for _ in range(3)]
-    thread.join(timeout=10)
-    assert not errors
+    thread.join(timeout=30)
+    assert not thread.is_alive() and not errors
     for frame in frames:
         np.testing.assert_array_equal(frame.data, image)
 
@@ -444,17 +489,29 @@ def test_a_removed_camera_is_reported_before_grabbing() -> None:
 
 
 def test_a_removal_during_a_grab_is_reported_as_disconnected() -> None:
-    with open_camera(OTHER_SERIAL, readout_margin_s=0.5) as cam:
+    raw = raw_camera(OTHER_SERIAL)
+    grabbing_at_removal: list[bool] = []
+
+    def remove() -> None:
+        # Once the grab is waiting for its first frame. The driver holds its lock for the whole
+        # grab, so the removal is fired on the pylon camera directly, as the hardware would,
+        # from another thread; it is over before the wait starts, so no timing decides the order.
+        if not grabbing_at_removal:
+            grabbing_at_removal.append(bool(raw.IsGrabbing()))
+            remover = threading.Thread(target=raw.FirePnPCallback.Execute)
+            remover.start()
+            remover.join()
+
+    spy = _RetrieveSpy(raw, before_retrieve=remove)
+    # pylon's emulation notices a removal only when the frame wait ends: a short one, on purpose.
+    with BaslerCamera(spy, readout_margin_s=SHORT_MARGIN_S) as cam:
         cam.software_trigger_mode = True
-        # The driver holds its lock for the whole grab, so the removal is fired on the pylon
-        # camera directly, as the hardware would, from another thread.
-        remover = threading.Timer(0.1, lambda: cam._camera.FirePnPCallback.Execute())
-        remover.start()
-        started = time.monotonic()
-        with pytest.raises(DeviceDisconnected):
+        timeout_ms = cam.frame_timeout_ms()
+        with pytest.raises(DeviceDisconnected) as info:
             cam.grab(2, software_trigger=False)
-        remover.join()
-        assert time.monotonic() - started < 2.0
+        assert grabbing_at_removal == [True]
+        assert spy.retrieve_timeouts_ms == [timeout_ms]  # one wait, then disconnected, no retry
+        assert info.value.device == cam.identity and info.value.command == "grab 2 frames"
 
 
 # ---- generic features -----------------------------------------------------------------------

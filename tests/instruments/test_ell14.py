@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pymeasure.test import expected_protocol
 
+import instruments.thorlabs.ell14 as ell14_module
 from instruments.ascii_instrument import RetryPolicy
 from instruments.errors import DeviceReplyError, GarbledReply
 from instruments.protocols import PolarizationRotator
@@ -263,17 +263,34 @@ def test_move_answered_with_ok_status_reads_the_position() -> None:
         rotator.move_to(45.0)
 
 
-def test_pause_between_moves_counts_from_the_end_of_the_last_motion() -> None:
+class _FakeTime:
+    """A clock that advances only when slept on (or moved on by the test): pauses are exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_pause_between_moves_counts_from_the_end_of_the_last_motion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _FakeTime()
+    monkeypatch.setattr(ell14_module, "time", clock)
     pairs = [INIT, ("0ma00004600", "0PO00004600"), ("0ma00000000", "0PO00000000")]
     with expected_protocol(ELL14, pairs, move_pause_s=0.15) as rotator:
         rotator.initialize()
-        start = time.monotonic()
         rotator.move_to(45.0)
-        first = time.monotonic() - start
+        assert clock.sleeps == []  # nothing moved before: no pause
+        clock.now += 0.05  # 50 ms pass after that motion ended
         rotator.move_to(0.0)
-        second = time.monotonic() - start - first
-    assert first < 0.1  # nothing moved before: no pause
-    assert second >= 0.14
+    assert clock.sleeps == pytest.approx([0.1])  # the rest of the 150 ms since the end
 
 
 def test_velocity_percent() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pymeasure.test import expected_protocol
 
+import instruments.thorlabs.kurios as kurios_module
 from instruments.ascii_instrument import RetryPolicy
 from instruments.errors import DeviceBusyTimeout, DeviceReplyError, GarbledReply
 from instruments.protocols import BandwidthMode, TunableFilter
@@ -27,6 +28,8 @@ VB1_INIT = [
     ("OM=1", ""),
 ]
 ONE_TRY = RetryPolicy(attempts=1)
+#: A wait that must succeed: no load uses it up, and it ends a hang.
+GENEROUS_S = 10.0
 
 
 def test_framing_matches_the_reference() -> None:
@@ -191,7 +194,7 @@ def test_status_ready_and_temperature() -> None:
 def test_wait_until_ready_polls_until_ready() -> None:
     pairs = [("ST?", "ST=0\r"), ("ST?", "ST=1\r"), ("ST?", "ST=2\r")]
     with expected_protocol(Kurios, pairs, poll_interval_s=0.001) as kurios:
-        kurios.wait_until_ready(1.0)
+        kurios.wait_until_ready(GENEROUS_S)
 
 
 def test_wait_until_ready_keeps_the_settle_pause_after_a_retune() -> None:
@@ -199,12 +202,28 @@ def test_wait_until_ready_keeps_the_settle_pause_after_a_retune() -> None:
     with expected_protocol(Kurios, pairs, settle_s=0.1) as kurios:
         start = time.monotonic()
         kurios.wavelength_nm = 600
-        kurios.wait_until_ready(1.0)
+        kurios.wait_until_ready(GENEROUS_S)
         assert time.monotonic() - start >= 0.1
 
 
-def test_wait_until_ready_times_out_naming_device_and_command() -> None:
-    pairs = [("ST?", "ST=1\r"), ("ST?", "ST=1\r")]
+class _FakeTime:
+    """A clock that advances only when slept on, so the poll count is exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_wait_until_ready_times_out_naming_device_and_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kurios_module, "time", _FakeTime())
+    pairs = [("ST?", "ST=1\r"), ("ST?", "ST=1\r")]  # at 0, and at the 0.01 s deadline
     with (
         expected_protocol(Kurios, pairs, poll_interval_s=1.0) as kurios,
         pytest.raises(DeviceBusyTimeout, match=r"Thorlabs Kurios: .*'ST\?'"),
