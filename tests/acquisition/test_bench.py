@@ -4,12 +4,13 @@ commands that use them: `instruments check`, `instruments list`, `sim serve`."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
 
+import simulators.cli as sim_cli
 from acquisition.bench import connected_bench
 from instruments.config import load_instruments_config
 from instruments.protocols import Camera, PolarizationRotator, Stage, TunableFilter
@@ -50,10 +51,10 @@ def test_sim_bench_connects_and_every_device_works(tmp_path: Path) -> None:
         assert isinstance(bench.stage, Stage)
         assert isinstance(bench.camera, Camera) and isinstance(bench.reference_camera, Camera)
         bench.filter.wavelength_nm = 612.0
-        bench.filter.wait_until_ready(timeout_s=2.0)
+        bench.filter.wait_until_ready(timeout_s=10.0)
         bench.rotator.move_to(45.0)
         bench.stage.move_to(1000.0, -500.0)
-        bench.stage.wait_until_idle(timeout_s=5.0)
+        bench.stage.wait_until_idle(timeout_s=10.0)
         # The emulators' physical state is what the virtual microscope will render from.
         assert bench.emulators["filter"].wavelength_nm == pytest.approx(612.0)  # type: ignore[attr-defined]
         assert bench.emulators["rotator"].angle_deg == pytest.approx(45.0, abs=0.01)  # type: ignore[attr-defined]
@@ -145,8 +146,11 @@ def test_missing_table_and_missing_file(tmp_path: Path, cli: Cli) -> None:
     assert code == 2 and "does not exist" in err
 
 
-def test_sim_serve_prints_visa_names_and_stops(tmp_path: Path, cli: Cli) -> None:
-    start = time.monotonic()
+def test_sim_serve_prints_visa_names_and_stops(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(sim_cli, "time", SimpleNamespace(sleep=slept.append))
     code, out, err = cli(
         "sim",
         "serve",
@@ -158,4 +162,5 @@ def test_sim_serve_prints_visa_names_and_stops(tmp_path: Path, cli: Cli) -> None
     assert code == 0, err
     names = re.findall(r"TCPIP::127\.0\.0\.1::(\d+)::SOCKET", out)
     assert len(names) == 3 and len(set(names)) == 3
-    assert time.monotonic() - start < 5.0
+    assert "serving 0.2 s" in out
+    assert slept == [0.2]  # served for the duration once, then stopped: the command returned

@@ -53,12 +53,12 @@ def test_driven_devices_change_what_the_cameras_see(
         bench.camera.bit_depth = 12
         bench.camera.exposure_s = 0.01
         bench.filter.wavelength_nm = 600.0
-        bench.filter.wait_until_ready(timeout_s=2.0)
+        bench.filter.wait_until_ready(timeout_s=10.0)
         bench.rotator.move_to(0.0)
 
         def grab_at(xy: tuple[float, float]) -> np.ndarray:
             bench.stage.move_to(*xy)
-            bench.stage.wait_until_idle(timeout_s=5.0)
+            bench.stage.wait_until_idle(timeout_s=10.0)
             return bench.camera.grab(2).data
 
         on_array, on_glass = grab_at(centre), grab_at(glass)
@@ -66,11 +66,11 @@ def test_driven_devices_change_what_the_cameras_see(
         assert on_glass.std() / on_glass.mean() < 0.05
         assert on_array[40:120, 40:120].std() > 3 * on_glass[40:120, 40:120].std()
         bench.filter.bandwidth_mode = BandwidthMode.BLACK
-        bench.filter.wait_until_ready(timeout_s=2.0)
+        bench.filter.wait_until_ready(timeout_s=10.0)
         dark = bench.camera.grab(1).data
         assert dark.mean() < 0.1 * on_glass.mean()
         bench.filter.bandwidth_mode = BandwidthMode.NARROW
-        bench.filter.wait_until_ready(timeout_s=2.0)
+        bench.filter.wait_until_ready(timeout_s=10.0)
         reference = bench.reference_camera.grab(1).data
         assert reference.shape == (64, 64) and reference.max() > 3 * reference.min()  # a lamp spot
 

@@ -40,6 +40,27 @@ from simulators.devices.faults import Fault
 
 BANDS = 2 * len(BANDS_NM)  # per file: x and y
 ARRAYS = ["A0C"]
+#: ``python -c`` this, then ``BANDS RECORD metascan-arguments...``: the metascan CLI, stopped
+#: (SIGSTOP) by a thread of its own as soon as its run record holds BANDS bands. The watcher runs
+#: in the scan's process, so however busy the machine is, the scan gets only a few milliseconds
+#: of its own work past that band before it stands still and can be killed.
+STOP_AFTER_BANDS = """
+import os, signal, sys, threading, time
+from pathlib import Path
+from acquisition.run_record import last_documents
+from metascan.cli import main
+
+bands, record = int(sys.argv[1]), Path(sys.argv[2])
+
+def stop_after_bands():
+    while sum(d["kind"] == "band" for d in last_documents(record)) < bands:
+        time.sleep(0.001)
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+threading.Thread(target=stop_after_bands, daemon=True).start()
+sys.argv = ["metascan", *sys.argv[3:]]
+sys.exit(main())
+"""
 
 
 def records(folder: Path, kind: str) -> list[dict[str, Any]]:
@@ -99,7 +120,11 @@ def test_sigkill_at_a_random_band_then_resume_gives_identical_data(
     out = tmp_path / "scan"
     kill_after = random.Random(os.getpid()).randint(1, 2 * BANDS - 2)
     command = [
-        str(Path(sys.executable).with_name("metascan")),
+        sys.executable,
+        "-c",
+        STOP_AFTER_BANDS,
+        str(kill_after),
+        str(out / "run.jsonl"),
         "scan",
         "--config",
         str(config),
@@ -113,12 +138,14 @@ def test_sigkill_at_a_random_band_then_resume_gives_identical_data(
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if (out / "run.jsonl").exists() and len(records(out, "band")) >= kill_after:
+    deadline = time.monotonic() + 120  # only ends a scan that hangs
+    status = 0
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(process.pid, os.WUNTRACED | os.WNOHANG)
+        if pid != 0:
             break
-        time.sleep(0.005)
-    assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        time.sleep(0.01)
+    assert os.WIFSTOPPED(status), process.stderr.read() if process.stderr else status
     process.send_signal(signal.SIGKILL)
     process.wait()
     if process.stderr is not None:
@@ -140,6 +167,7 @@ def test_lamp_outage_pauses_and_retakes_the_band(reference_scan: Path, tmp_path:
     chip = write_chip(tmp_path)
     out = tmp_path / "scan"
     retunes = Counter[float]()
+    polls: list[int] = []  # the lamp watch's reference grabs, from the outage until it is over
 
     def on_connect(bench: Bench) -> None:
         microscope = bench.microscope
@@ -148,17 +176,28 @@ def test_lamp_outage_pauses_and_retakes_the_band(reference_scan: Path, tmp_path:
         def on_retune(wavelength_nm: float) -> None:
             retunes[wavelength_nm] += 1
             # The tile's 590 nm band in x: the fifth retune to 590 (exposure sweep x and y,
-            # flat x and y, tile x).
+            # flat x and y, tile x). Dark until the lamp watch has looked four times, however
+            # long the band and the watch take on a busy machine.
             if wavelength_nm == 590.0 and retunes[wavelength_nm] == 5:
-                microscope.lamp_outage(0.4)
+                microscope.lamp_outage(3600.0)
+
+        def before_reference_grab(grab: int) -> None:
+            if len(polls) == 5 or not (polls or records(out, "lamp_interrupted")):
+                return
+            polls.append(grab)
+            if len(polls) == 5:
+                microscope.lamp_outage(0.0)  # back for the fifth poll: it and the next end the wait
 
         bench.filter = FilterProxy(bench, on_retune)  # type: ignore[assignment]
+        bench.reference_camera = CameraProxy(bench.reference_camera, before_reference_grab)  # type: ignore[assignment]
 
-    summary = run_scan(bench_config(tmp_path), chip, out, arrays=ARRAYS, on_connect=on_connect)
+    config = bench_config(tmp_path, lamp_max_wait_s=60.0)  # the wait ends on the polls, not this
+    summary = run_scan(config, chip, out, arrays=ARRAYS, on_connect=on_connect)
     assert summary.stats.lamp_interruptions == 1
     assert summary.stats.bands_acquired == 2 * BANDS
     assert [d["wavelength_nm"] for d in records(out, "lamp_interrupted")] == [590.0]
-    assert records(out, "lamp_restored")[0]["waited_s"] > 0.2
+    assert len(polls) == 5
+    assert records(out, "lamp_restored")[0]["waited_s"] > 0.2  # six lamp_poll_s sleeps at least
     b = BANDS_NM.index(590.0)
     with open_tile(out) as ds:
         flags = ds.signal_band_flags.values
