@@ -56,12 +56,19 @@ def write_chip(folder: Path) -> Path:
     return path
 
 
+#: Per-frame grab timeout beyond the exposure on the test benches: far more than a frame takes
+#: on a busy machine (the shipped bench's default is 1 s), so no grab that must succeed times out.
+READOUT_MARGIN = "bit_depth = 16\nreadout_margin_s = 10.0\n"
+
+
 def bench_config(
     folder: Path, *, exposure: str = "", lamp_max_wait_s: float = 5.0, extra: str = ""
 ) -> Path:
     """configs/sim-bench.toml without its scan tables, plus the small scan's."""
     text = (CONFIGS / "sim-bench.toml").read_text()
     text = text.split("# --- the scan")[0].replace("time_scale = 1.0 ", "time_scale = 0.001")
+    assert text.count("bit_depth = 16\n") == 2  # both cameras
+    text = text.replace("bit_depth = 16\n", READOUT_MARGIN)
     path = folder / "bench.toml"
     path.write_text(
         text + SCAN_TABLES.format(exposure=exposure, lamp_max_wait_s=lamp_max_wait_s) + extra
