@@ -315,7 +315,8 @@ def test_the_real_basler_driver_grabs_rendered_frames(chip: VirtualChip, tmp_pat
     stage = Ms2000Emulator(Ms2000EmulatorConfig(), time_scale=1e-3)
     states = EmulatorStates(kurios, ell14, stage)
     with microscope(chip) as mic:
-        driver = BaslerCamera.open("0815-0000", timeout_s=2.0)
+        # A grab that must succeed: 10 s beyond the exposure, more than a busy machine can take.
+        driver = BaslerCamera.open("0815-0000", timeout_s=2.0, readout_margin_s=10.0)
         feed = PylonImageFeed(driver, mic, states, "sample", tmp_path / "feed")
         try:
             assert isinstance(feed, Camera)
