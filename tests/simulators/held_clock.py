@@ -9,8 +9,9 @@ is the emulator's own clock again (never earlier than where it was held), so rep
 emulator timed in wall time when they were sent (a motion that answers at its end) still agree
 with its state when they arrive.
 
-A held clock lets go by itself after ``limit_s`` wall seconds: a test whose driver never gives up
-waiting on a held state then fails, instead of waiting for ever.
+A held clock lets go by itself once it has been held ``limit_s`` wall seconds (the next time the
+emulator asks it the time): a test whose driver never gives up waiting on a held state then
+fails, instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -33,25 +34,20 @@ class HeldClock(DeviceClock):
         self._running = clock
         self._held_s: float | None = None
         self._floor_s = 0.0
-        self._timer: threading.Timer | None = None
+        self._let_go_at = 0.0  # wall (monotonic) time at which a held clock releases itself
 
     def now_s(self) -> float:
         held = self._held_s
-        if held is not None:
+        if held is not None and time.monotonic() < self._let_go_at:
             return held
+        if held is not None:
+            self.release()
         return max(self._running.now_s(), self._floor_s)
-
-    @property
-    def held(self) -> bool:
-        return self._held_s is not None
 
     def hold(self, at_s: float | None = None, limit_s: float = LIMIT_S) -> HeldClock:
         """Stop device time now (or at ``at_s`` device seconds, e.g. 0: just switched on)."""
         self._held_s = self.now_s() if at_s is None else at_s
-        self._cancel_timer()
-        self._timer = threading.Timer(limit_s, self.release)
-        self._timer.daemon = True
-        self._timer.start()
+        self._let_go_at = time.monotonic() + limit_s
         return self
 
     def advance(self, device_s: float) -> None:
@@ -66,7 +62,6 @@ class HeldClock(DeviceClock):
         if held is not None:
             self._floor_s = max(self._floor_s, held)
         self._held_s = None
-        self._cancel_timer()
 
     def release_when(self, condition: Callable[[], bool], timeout_s: float = LIMIT_S) -> None:
         """Release from another thread as soon as ``condition()`` is true (polled every ms)."""
@@ -79,24 +74,9 @@ class HeldClock(DeviceClock):
 
         threading.Thread(target=watch, name="release-held-clock", daemon=True).start()
 
-    def _cancel_timer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer is not threading.current_thread():
-            timer.cancel()
-
 
 def held_clock(emulator: Emulator) -> HeldClock:
     """Give ``emulator`` a clock the test can hold (not yet held) and return it."""
     clock = HeldClock(emulator.clock)
     emulator.clock = clock
     return clock
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; AssertionError after ``timeout_s`` (a generous bound:
-    it only ends a test that would otherwise wait for ever)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition still false after {timeout_s:g} s")
-        time.sleep(0.001)
