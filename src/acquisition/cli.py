@@ -80,6 +80,9 @@ def _arrays_option(text: str | None) -> list[str] | None:
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
         raise ValueError(f"--arrays {text!r} names no array; give e.g. A0R0,A0R1")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"--arrays {text!r} names {', '.join(twice)} more than once")
     return names
 
 

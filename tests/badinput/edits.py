@@ -62,7 +62,8 @@ def legacy_absolute_pairs(name: str) -> Prepare:
     def run(w: Path) -> None:
         shutil.copy(w / "pairs.h5", w / name)
         with h5py.File(w / name, "r+") as f:
-            del f.attrs["spectra_convention"]
+            if "spectra_convention" in f.attrs:  # absent where the writer predates it
+                del f.attrs["spectra_convention"]
             f.attrs["schema_version"] = 1
             f.attrs["spectra_kind"] = (
                 "zero-order transmission into fused silica, not referenced to bare glass"

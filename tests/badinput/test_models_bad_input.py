@@ -22,7 +22,7 @@ def zero_std(data: dict) -> None:  # type: ignore[type-arg]
 
 
 def old_format(data: dict) -> None:  # type: ignore[type-arg]
-    data.pop("spectra_convention")
+    data.pop("spectra_convention", None)
     data["format_version"] = 1
 
 

@@ -61,6 +61,7 @@ CASES = [
         "--output {w}/chip.h5 is a file; give a directory",
     ),
     Case("scan arrays unknown", scan("--arrays", "ZZZ"), "ZZZ"),
+    Case("scan arrays twice", scan("--arrays", "A0C,A0C"), "names A0C more than once"),
     Case("scan arrays empty", scan("--arrays", ","), "--arrays ',' names no array"),
     Case(
         "scan resume with another chip's manifest",
