@@ -139,15 +139,14 @@ def test_sigkill_at_a_random_band_then_resume_gives_identical_data(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120  # only ends a scan that hangs
-    status = 0
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(process.pid, os.WUNTRACED | os.WNOHANG)
-        if pid != 0:
-            break
+    pid, status = 0, 0
+    while pid == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert os.WIFSTOPPED(status), process.stderr.read() if process.stderr else status
+        pid, status = os.waitpid(process.pid, os.WUNTRACED | os.WNOHANG)
+    stopped = pid != 0 and os.WIFSTOPPED(status)  # not ended, nor still running at the deadline
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert stopped, process.stderr.read() if process.stderr else status
     if process.stderr is not None:
         process.stderr.close()
     written = sum(band_keys(out).values())
