@@ -60,6 +60,18 @@ CASES = [
         ["scan", "-c", "{w}/bench.toml", "-m", "{w}/chip.h5", "-o", "{w}/chip.h5"],
         "--output {w}/chip.h5 is a file; give a directory",
     ),
+    Case(
+        "scan optics NaN",
+        scan(config="{w}/nan.toml"),
+        "optics.um_per_px",
+        prepare=bench("nan.toml", "um_per_px = 0.25", "um_per_px = nan"),
+    ),
+    Case(
+        "scan simulated mount NaN",
+        scan(config="{w}/mount.toml"),
+        "[simulation.microscope.mount] rotation_deg = nan must be finite",
+        prepare=append("mount.toml", "\n[simulation.microscope.mount]\nrotation_deg = nan\n"),
+    ),
     Case("scan arrays unknown", scan("--arrays", "ZZZ"), "ZZZ"),
     Case("scan arrays twice", scan("--arrays", "A0C,A0C"), "names A0C more than once"),
     Case("scan arrays empty", scan("--arrays", ","), "--arrays ',' names no array"),

@@ -30,7 +30,7 @@ from simulators.microscope.bench_setup import MicroscopeTable
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FaultRatesConfig(_Strict):

@@ -29,7 +29,7 @@ from simulators.virtual_chip import FabricationConfig, VirtualChip
 class MicroscopeTable(BaseModel):
     """``[simulation.microscope]``: fields of the config dataclasses that differ from defaults."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     camera_feed: Literal["pylon", "direct"] = Field(
         "pylon",
