@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "badinput"))
+sys.path[:0] = [str(ROOT / "tests" / "badinput"), str(ROOT / "tests")]
 
 FAMILIES = ("layout", "sim", "scan", "dataset", "models")
 
