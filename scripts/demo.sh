@@ -53,6 +53,7 @@ metascan process "$out/scans" --manifest "$out/chip.h5" --output "$out/spectra"
 metascan curate "$out/spectra" --manifest "$out/chip.h5" --output "$out/chip_pairs.h5" --force
 echo "--- contrastive model: train metascan-small on the curated chip pairs (CPU, a few minutes) ---"
 rm -rf "$out/runs/chip"
+mkdir -p "$out/runs"
 metascan train --pairs "$out/chip_pairs.h5" --config metascan-small --epochs 40 --batch-size 64 \
     --output "$out/runs/chip" --no-progress
 echo "--- evaluate on the test designs; the oracle retrieves by the chip's noise-free spectra ---"
