@@ -90,7 +90,6 @@ def _histogram(result: CurationResult) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel("replica MSE (largest pairwise, transmission²)")
     ax.set_ylabel("designs")
-    ax.axvline(result.threshold, color="C3", lw=1.5, label=f"threshold {result.threshold:g}")
     if mse.size:
         positive = mse[mse > 0]
         floor = positive.min() if positive.size else result.threshold * 1e-3
@@ -106,6 +105,8 @@ def _histogram(result: CurationResult) -> Figure:
     else:
         ax.set_xlim(result.threshold / 100, result.threshold * 100)
         ax.set_title("no design had two usable replicas", fontsize=9)
+    # After the limits: a line drawn first leaves a stale autoscale that set_xlim runs on one point.
+    ax.axvline(result.threshold, color="C3", lw=1.5, label=f"threshold {result.threshold:g}")
     ax.legend(fontsize=8)
     return fig
 

@@ -507,6 +507,9 @@ def test_cli_chip_without_manifest_and_existing_output(
     code, _, err = cli("curate", str(spectra_dir), "-o", str(out))
     assert code == 2 and "chip_id 'C1'" in err and "--manifest" in err
     assert err.count("\n") == 1
+    manifest = tmp_path / "chip.h5"
+    write_manifest(manifest, two_replicas)
     out.write_bytes(b"")
-    code, _, err = cli("curate", str(spectra_dir), "-o", str(out))
-    assert code == 2 and "pass --force" in err
+    code, _, err = cli("curate", str(spectra_dir), "--manifest", str(manifest), "-o", str(out))
+    assert code == 2 and "pass --force" in err and err.count("\n") == 1
+    assert out.read_bytes() == b""
