@@ -215,6 +215,7 @@ def test_bad_commands_sent_raw_are_refused(
 
 def test_raw_bytes() -> None:
     emu = emulator()
+    clock = held_clock(emu).hold()  # the settle after WL= lasts until ST? has been asked
     first = emu.open_session()
     first.write(b"WL?\r")
     assert first.read_until(b">", 1.0) == b">"  # the power-up prompt
@@ -229,6 +230,7 @@ def test_raw_bytes() -> None:
     assert raw(emu, b"WL=500.5\r") == b"\r>"  # an accepted set: an empty line, the prompt
     assert raw(emu, b"WL?\r") == b"WL=500.500\r>"
     assert raw(emu, b"ST?\r") == b"ST=1\r>"  # settling after the change
+    clock.release()
     assert raw(emu, b"\r") == b"CMD_NOT_DEFINED\r>"
     assert raw(emu, b"WL=419\r") == b"CMD_ARG_INVALID\r>"
     echoing = emulator(echo=True, invalid_argument_reply="ARG ERROR")
