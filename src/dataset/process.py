@@ -382,7 +382,7 @@ def _run_distributed(
             "(pip install distributed)"
         ) from None
     try:
-        client = Client(address, timeout="10s")
+        client = Client(address, timeout="10s")  # type: ignore[no-untyped-call]
     except OSError as exc:
         raise ValueError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
     outcomes = []
@@ -401,7 +401,7 @@ def _run_distributed(
             )
             for array, (paths, output, _) in jobs.items()
         ]
-        for future in as_completed(futures):
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
             outcome: ArrayOutcome = future.result()
             bar.update(jobs[outcome.array_name][2])
             outcomes.append(outcome)

@@ -16,7 +16,10 @@ from dataset.process_cli import process_cmd
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
 from models.cli import evaluate_cmd, train_cmd
+from models.design_cli import predict_cmd, probes_cmd, retrieve_cmd
+from models.targets_cli import targets_cmd
 from simulators.cli import app as sim_app
+from simulators.design_eval_cli import evaluate_cmd as design_evaluate_cmd
 
 app = typer.Typer(
     help="metascan: metasurface datasets from layout to learned inverse design.",
@@ -33,6 +36,14 @@ app.command("evaluate")(evaluate_cmd)
 app.command("scan")(scan_cmd)
 app.command("curate")(curate_cmd)
 app.command("process")(process_cmd)
+# Inverse design: the model proposes (models), the simulated bench judges (simulators).
+design_app = typer.Typer(help="Inverse design: targets, probe databases, retrieval, judging.")
+design_app.command("targets")(targets_cmd)
+design_app.command("probes")(probes_cmd)
+design_app.command("retrieve")(retrieve_cmd)
+design_app.command("predict")(predict_cmd)
+design_app.command("evaluate")(design_evaluate_cmd)
+app.add_typer(design_app, name="design", no_args_is_help=True)
 
 # OSError covers a full disk (common.outputs.OutputError), a refused connection, a missing file.
 _USER_ERRORS = (ValueError, KeyError, OSError)

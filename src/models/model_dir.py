@@ -9,6 +9,7 @@ crash mid-write leaves the previous version, never half a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,29 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Contra
         )
     model.load_state_dict(state)
     return model.eval()
+
+
+def model_identity(folder: Path) -> str:
+    """A hash of what decides a model's embeddings: its weights, architecture and input
+    statistics (not its training log), so two directories holding the same model agree and a
+    retrained one never does. Probe databases carry it; searching one with another model's
+    spectra latents would compare points of two unrelated spaces."""
+    folder = Path(folder)
+    data = read_config(folder)
+    digest = hashlib.sha256()
+    digest.update(json.dumps(data["model"], sort_keys=True).encode())
+    for name in (NORMALIZATION_FILE, MODEL_FILE):
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"model directory {folder} has no {name}")
+        if name == NORMALIZATION_FILE:
+            digest.update(json.dumps(json.loads(path.read_text()), sort_keys=True).encode())
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            for key in sorted(state):
+                tensor = state[key].detach().cpu().contiguous()
+                digest.update(key.encode())
+                digest.update(str(tensor.dtype).encode())
+                digest.update(str(tuple(tensor.shape)).encode())
+                digest.update(tensor.flatten().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:32]

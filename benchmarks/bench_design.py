@@ -1,0 +1,209 @@
+"""Inverse-design figures on this machine, printed as one JSON object.
+
+* **Probe builds, end to end** (generate, check, rasterize, encode, write a shard): designs/s of
+  ``models.probes.build_shard`` with the encoder in fp32 and in bf16 autocast, channels-last on
+  and off, two batch sizes, and generation overlapped with encoding or not; plus each stage's
+  own rate and ``torch.compile`` of the encoder.
+* **Retrieval quality of what is kept**: spectrum -> geometry R@1 on the test split of
+  ``--pairs`` with geometry latents encoded in fp32 and in bf16 (the issue's bar: within 0.005).
+* **Search**: FAISS flat, our ``ProbeIndex``, naive torch and torch bf16 on the same data
+  (``bench_search.bench_search``).
+
+Run: ``.venv/bin/python benchmarks/bench_design.py --model RUN --pairs PAIRS [--quick]``. Without
+``--model`` an untrained ``metascan-small`` is timed (speed does not depend on training) and the
+R@1 comparison is skipped, said so in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_search import bench_search
+from dataset.pairs_file import SPLIT_NAMES
+from dataset.pairs_io import load_pairs
+from layout.generator import generate
+from layout.raster import rasterize
+from models.config import get_config
+from models.inference import InferenceConfig, encode_geometry, encode_spectra, prepare
+from models.model import ContrastiveModel
+from models.model_dir import load_model, model_identity, write_model_dir
+from models.probes import ProbeBuild, Shard, build_shard, draw_block
+from models.retrieval import ranks_of_truth, recall_at
+
+
+def _model(folder: Path | None, scratch: Path) -> tuple[Path, ContrastiveModel]:
+    if folder is None:
+        torch.manual_seed(0)
+        folder = scratch / "untrained"
+        write_model_dir(folder, ContrastiveModel(get_config("metascan-small")))
+    return folder, load_model(folder)
+
+
+def build_rate(
+    model_dir: Path, count: int, cfg: InferenceConfig, prefetch: bool, scratch: Path, tag: str
+) -> dict[str, Any]:
+    model = prepare(load_model(model_dir), cfg)
+
+    def encoder(images: Any, params: Any) -> Any:
+        return encode_geometry(model, images, params, cfg)
+
+    build = ProbeBuild(count=count, seed=11, block_size=4096)
+    out = scratch / f"probes-{tag}.h5"
+    # A warm-up block outside the timing (first-call allocations, oneDNN kernel selection).
+    encoder(*_warm(cfg.batch_size))
+    t0 = time.perf_counter()
+    build_shard(
+        out,
+        build,
+        Shard(),
+        encoder,
+        model_identity(model_dir),
+        model.cfg.embed_dim,
+        prefetch=prefetch,
+    )
+    seconds = time.perf_counter() - t0
+    out.unlink()
+    return {
+        "precision": cfg.precision,
+        "channels_last": cfg.channels_last,
+        "batch_size": cfg.batch_size,
+        "prefetch": prefetch,
+        "designs": count,
+        "seconds": round(seconds, 2),
+        "designs_per_s": round(count / seconds),
+    }
+
+
+def _warm(batch: int) -> tuple[Any, Any]:
+    lib = generate(batch, 99)
+    return rasterize(lib), np.stack([lib.period_nm, np.full(len(lib), 178.0)], 1) / 1000
+
+
+def stage_rates(model_dir: Path, n: int) -> dict[str, Any]:
+    build = ProbeBuild(count=n, seed=5, block_size=n)
+    t0 = time.perf_counter()
+    lib, thick = draw_block(build, 0)
+    gen_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    images = rasterize(lib)
+    raster_s = time.perf_counter() - t0
+    params = np.stack([lib.period_nm, thick], 1) / 1000
+    out: dict[str, Any] = {
+        "generate_check_per_s": round(n / gen_s),
+        "rasterize_per_s": round(n / raster_s),
+    }
+    fp32_latent = None
+    for precision in ("fp32", "bf16"):
+        for channels_last in (False, True):
+            cfg = InferenceConfig(precision, 1024, channels_last)
+            model = prepare(load_model(model_dir), cfg)
+            encode_geometry(model, images[:1024], params[:1024], cfg)
+            t0 = time.perf_counter()
+            z = encode_geometry(model, images, params, cfg)
+            key = f"encode_{precision}{'_channels_last' if channels_last else ''}_per_s"
+            out[key] = round(n / (time.perf_counter() - t0))
+            if precision == "fp32" and not channels_last:
+                fp32_latent = z
+            elif fp32_latent is not None:
+                cos = (z * fp32_latent).sum(1)
+                out[f"{key[:-6]}_min_cosine_vs_fp32"] = round(float(cos.min()), 6)
+    out["compile"] = compile_rate(model_dir, images, params)
+    return out
+
+
+def compile_rate(model_dir: Path, images: Any, params: Any) -> dict[str, Any]:
+    """torch.compile of the geometry encoder (inductor, CPU): first-call cost and steady rate."""
+    try:
+        model = load_model(model_dir).eval()
+        compiled = torch.compile(model.geometry_encoder)
+        x = torch.from_numpy(np.ascontiguousarray(images).view(np.uint8))[:, None].float()
+        p = (torch.from_numpy(params.astype(np.float32)) - model.params_mean) / model.params_std
+        bs = 1024
+        t0 = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            compiled(x[:bs], p[:bs])
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for s in range(0, x.shape[0] - bs + 1, bs):
+                compiled(x[s : s + bs], p[s : s + bs])
+            n = (x.shape[0] // bs) * bs
+        return {
+            "first_call_s": round(first, 1),
+            "bf16_encode_per_s": round(n / (time.perf_counter() - t0)),
+        }
+    except Exception as exc:  # a compiler toolchain problem is a figure, not a crash
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+
+
+def r_at_1(model_dir: Path, pairs_path: Path) -> dict[str, Any]:
+    pairs = load_pairs(pairs_path)
+    rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index("test"))
+    ids = pairs.design_id[rows]
+    out: dict[str, Any] = {"pairs": str(pairs_path), "test_pairs": int(rows.size)}
+    spectra_cfg = InferenceConfig("fp32")
+    for precision in ("fp32", "bf16"):
+        cfg = InferenceConfig(precision)
+        model = prepare(load_model(model_dir), cfg)
+        g = encode_geometry(model, pairs.geometry[rows], pairs.params[rows], cfg)
+        s = encode_spectra(model, pairs.spectra[rows], spectra_cfg)
+        ranks = ranks_of_truth(torch.from_numpy(s @ g.T), ids, ids)
+        out[f"R@1_{precision}"] = round(recall_at(ranks, (1,))[1], 4)
+    out["R@1_difference"] = round(out["R@1_bf16"] - out["R@1_fp32"], 4)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--pairs", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-search", action="store_true", help="skip the search figures")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    count = 8192 if args.quick else 40_960
+    result: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__}
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        model_dir, _ = _model(args.model, scratch)
+        result["model"] = str(args.model) if args.model else "untrained metascan-small"
+        result["stages"] = stage_rates(model_dir, 4096 if args.quick else 16_384)
+        variants = [
+            ("fp32", False, 1024, True),
+            ("bf16", False, 1024, True),
+            ("bf16", True, 1024, True),
+            ("bf16", False, 256, True),
+            ("bf16", False, 1024, False),
+        ]
+        result["probe_build"] = [
+            build_rate(model_dir, count, InferenceConfig(p, b, cl), pf, scratch, f"{i}")
+            for i, (p, cl, b, pf) in enumerate(variants)
+        ]
+        if args.model is not None and args.pairs is not None:
+            result["retrieval_quality"] = r_at_1(model_dir, args.pairs)
+        else:
+            result["retrieval_quality"] = "skipped: give --model and --pairs"
+    if not args.no_search:
+        if args.quick:
+            result["search_1e4"] = bench_search(10_000, 20_000, threads=args.threads, repeats=2)
+        else:
+            result["search_1e4"] = bench_search(10_000, 100_000, threads=args.threads, repeats=2)
+            result["search_1e6"] = bench_search(1_000_000, 2_000, threads=args.threads, repeats=2)
+    result["total_s"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Zero-shot inverse design and spectra prediction by retrieval in the shared latent space.
+
+*Inverse design* (MOCLIP Fig. 5): a target spectrum's latent is compared with the geometry
+latents of a probe database and the most similar probes are the answer; nothing is trained for
+the target. *Spectra prediction* runs the other way: a geometry's latent is compared with the
+spectrum latents of a database of measured spectra, and the measured spectra of the most
+similar entries are the prediction (top-1, or a similarity-weighted mean of the top k).
+
+Both only rank; how good the ranking is, is judged elsewhere: inverse design by fabricating and
+measuring the chosen designs on the simulated bench (``simulators.design_bench``), prediction
+against held-out truth beside the oracle and the mean spectrum (:func:`score_prediction`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dataset.chosen_designs_file import ChosenDesigns, file_sha256
+from dataset.probes_file import ProbeSet, read_probes
+from dataset.targets_file import Targets, weighted_mse
+from models.inference import InferenceConfig, encode_geometry, encode_spectra, prepare
+from models.model import ContrastiveModel
+from models.model_dir import load_model, model_identity
+from models.search import ProbeIndex, SearchConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_bands(model: ContrastiveModel, wavelength_nm: NDArray[np.float64], what: str) -> None:
+    if wavelength_nm.size != model.cfg.num_wavelengths:
+        raise ValueError(
+            f"{what} has {wavelength_nm.size} bands but the model takes "
+            f"{model.cfg.num_wavelengths}; make the targets on the model's bands "
+            "(metascan design targets --model RUN)"
+        )
+
+
+def load_database(
+    model_dir: Path, probe_paths: list[Path]
+) -> tuple[ContrastiveModel, str, ProbeSet]:
+    """The model and the probe shards it encoded (another model's database is refused)."""
+    identity = model_identity(model_dir)
+    probes = read_probes(probe_paths, identity)
+    if probes.shards_missing:
+        log.warning(
+            "probe database %s lacks shards %s of %d: searching what is there",
+            probe_paths[0],
+            list(probes.shards_missing),
+            int(probes.build.get("shard_count", 1) or 1),
+        )
+    return load_model(model_dir), identity, probes
+
+
+def retrieve(
+    model_dir: Path,
+    probe_paths: list[Path],
+    targets: Targets,
+    targets_path: Path,
+    top_k: int,
+    database_sizes: tuple[int, ...] | None = None,
+    inference: InferenceConfig | None = None,
+    search: SearchConfig | None = None,
+) -> ChosenDesigns:
+    """The ``top_k`` probes most similar to each target; with ``database_sizes``, once per
+    size over the first that many probes (a build's prefix is a smaller build)."""
+    model, identity, probes = load_database(model_dir, probe_paths)
+    check_bands(model, targets.wavelength_nm, "the targets file")
+    inf = inference or InferenceConfig()
+    prepare(model, inf)
+    queries = encode_spectra(model, targets.spectra, inf)
+    sizes = database_sizes or (len(probes),)
+    for s in sizes:
+        if not 1 <= s <= len(probes):
+            raise ValueError(
+                f"database size {s} is outside [1, {len(probes)}] (the probes available)"
+            )
+        if top_k > s:
+            raise ValueError(f"--top-k {top_k} is more than the database size {s}")
+    rows: list[NDArray[np.int64]] = []
+    sims: list[NDArray[np.float32]] = []
+    size_col: list[NDArray[np.int64]] = []
+    for s in sizes:
+        index = ProbeIndex.build([probes.latent[:s]], search or SearchConfig())
+        score, found = index.search(queries, top_k)
+        rows.append(found.ravel())
+        sims.append(score.ravel())
+        size_col.append(np.full(found.size, s, dtype=np.int64))
+    found_rows = np.concatenate(rows)
+    unique_rows, design_row = np.unique(found_rows, return_inverse=True)
+    n_sizes = len(sizes)
+    return ChosenDesigns(
+        library=probes.library.take(unique_rows),
+        target_id=tuple(
+            np.tile(np.repeat(np.asarray(targets.target_id, dtype=object), top_k), n_sizes)
+        ),
+        rank=np.tile(np.arange(1, top_k + 1, dtype=np.int32), n_sizes * len(targets)),
+        similarity=np.concatenate(sims).astype(np.float32),
+        design_row=design_row.ravel().astype(np.int64),
+        thickness_nm=probes.thickness_nm[found_rows],
+        database_size=np.concatenate(size_col),
+        model_identity=identity,
+        targets_sha256=file_sha256(targets_path),
+        provenance={
+            "command": "metascan design retrieve",
+            "model": str(model_dir),
+            "probes": [str(p) for p in probe_paths],
+            "probe_build": probes.build,
+            "targets": str(targets_path),
+            "top_k": top_k,
+        },
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Predicted spectra of N geometries and where they came from in the database."""
+
+    spectra: NDArray[np.float64]  # (N, 2, W)
+    top_rows: NDArray[np.int64]  # (N, k) database rows, best first
+    top_similarity: NDArray[np.float32]  # (N, k)
+
+
+def predict(
+    model: ContrastiveModel,
+    images: NDArray[np.bool_],
+    params_um: NDArray[np.float64],
+    db_spectra: NDArray[np.floating[Any]],
+    top_k: int = 1,
+    weighted: bool = False,
+    inference: InferenceConfig | None = None,
+) -> Prediction:
+    """Each geometry's measured-spectrum prediction from ``db_spectra`` (M, 2, W): the top-1
+    entry, or with ``weighted`` the softmax(similarity / temperature)-weighted mean of the top
+    ``top_k`` (the model's own temperature: the weights it was trained to mean)."""
+    if not 1 <= top_k <= db_spectra.shape[0]:
+        raise ValueError(f"--top-k {top_k} is outside [1, {db_spectra.shape[0]}] (database rows)")
+    inf = inference or InferenceConfig()
+    prepare(model, inf)
+    geo = encode_geometry(model, images, params_um, inf)
+    spec = encode_spectra(model, db_spectra, inf)
+    index = ProbeIndex.build([spec], SearchConfig())
+    score, rows = index.search(geo, top_k)
+    db = np.asarray(db_spectra, dtype=np.float64)
+    if weighted and top_k > 1:
+        scale = float(model.logit_scale.detach().exp().clamp(max=100.0))
+        logits = scale * score.astype(np.float64)
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        w /= w.sum(axis=1, keepdims=True)
+        spectra = np.einsum("nk,nkpw->npw", w, db[rows])
+    else:
+        spectra = db[rows[:, 0]]
+    return Prediction(spectra, rows, score)
+
+
+def score_prediction(
+    predicted: NDArray[np.float64],
+    truth: NDArray[np.float64],
+    db_spectra: NDArray[np.floating[Any]],
+) -> dict[str, Any]:
+    """MSE quantiles of the prediction, of the oracle (the database spectrum closest to each
+    truth: what a perfect retrieval from this database could give) and of the database mean."""
+    weight = np.ones_like(truth)
+    db = np.asarray(db_spectra, dtype=np.float64)
+    flat_db = db.reshape(db.shape[0], -1)
+    flat_truth = truth.reshape(truth.shape[0], -1)
+    oracle = np.empty(truth.shape[0])
+    for start in range(0, truth.shape[0], 256):
+        t = flat_truth[start : start + 256]
+        d = (t * t).sum(1)[:, None] - 2 * t @ flat_db.T + (flat_db * flat_db).sum(1)[None, :]
+        oracle[start : start + 256] = np.maximum(d.min(axis=1), 0.0) / flat_truth.shape[1]
+    mean = weighted_mse(np.broadcast_to(db.mean(axis=0), truth.shape), truth, weight)
+
+    def q(x: NDArray[np.float64]) -> dict[str, float]:
+        return {f"q{p}": float(np.quantile(x, p / 100)) for p in (25, 50, 75, 95)} | {
+            "mean": float(x.mean())
+        }
+
+    model_mse = weighted_mse(predicted, truth, weight)
+    return {
+        "count": int(truth.shape[0]),
+        "model": q(model_mse),
+        "oracle": q(oracle),
+        "mean_spectrum": q(mean),
+        "model_over_oracle_median": float(np.median(model_mse) / max(np.median(oracle), 1e-12)),
+    }

@@ -1,0 +1,315 @@
+"""Zero-shot inverse design and spectra prediction: retrieval returns the most similar probes
+(checked against brute force), writes a library `layout chip` takes, refuses another model's
+probes, and the `metascan design` commands run end to end with one-line refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import torch
+
+from dataset.chosen_designs_file import read_chosen, write_chosen
+from dataset.pairs_file import SPLIT_NAMES, read_pairs
+from dataset.probes_file import read_probes
+from dataset.targets_file import Targets, read_targets, write_targets
+from layout.chip import ChipConfig, plan_chip
+from layout.library_file import read_library
+from models.config import get_config
+from models.inference import InferenceConfig, encode_spectra, prepare
+from models.inverse import predict, retrieve, score_prediction
+from models.model import ContrastiveModel
+from models.model_dir import load_model, write_model_dir
+from models.probes import ProbeBuild, build_probes
+
+if TYPE_CHECKING:
+    from conftest import Cli
+
+
+def _model(seed: int) -> ContrastiveModel:
+    """An untrained model whose FiLM layers are not the identity (see test_probes)."""
+    torch.manual_seed(seed)
+    model = ContrastiveModel(get_config("metascan-small"))
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, pairs_h5: Path) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inverse")
+    write_model_dir(root / "m", _model(0))
+    write_model_dir(root / "other", _model(1))
+    probes = build_probes(root / "p.h5", root / "m", ProbeBuild(count=600, seed=2, block_size=128))
+    pairs = read_pairs(pairs_h5)
+    test = np.flatnonzero(pairs.split == SPLIT_NAMES.index("test"))[:12]
+    targets = Targets.build(
+        pairs.spectra[test].astype(np.float64),
+        pairs.wavelength_nm,
+        target_id=[f"t{i}" for i in range(test.size)],
+    )
+    write_targets(root / "t.h5", targets)
+    return {
+        "root": root,
+        "model": root / "m",
+        "other": root / "other",
+        "probes": probes,
+        "targets": root / "t.h5",
+    }
+
+
+def test_retrieval_returns_the_most_similar_probes(setup: dict[str, Path]) -> None:
+    targets = read_targets(setup["targets"])
+    chosen = retrieve(setup["model"], [setup["probes"]], targets, setup["targets"], 3, (100, 600))
+    db = read_probes([setup["probes"]])
+    model = prepare(load_model(setup["model"]), InferenceConfig())
+    query = encode_spectra(model, targets.spectra, InferenceConfig())
+    for size in (100, 600):
+        sims = query.astype(np.float64) @ db.latent[:size].T.astype(np.float64)
+        best = np.argsort(-sims, axis=1, kind="stable")[:, :3]
+        pick = chosen.database_size == size
+        ids = chosen.library.design_id[chosen.design_row[pick]].reshape(len(targets), 3)
+        assert np.array_equal(ids, db.library.design_id[best])
+        assert np.allclose(
+            chosen.similarity[pick].reshape(-1, 3), np.take_along_axis(sims, best, 1), atol=1e-5
+        )
+        assert np.array_equal(
+            chosen.rank[pick].reshape(-1, 3), np.tile([1, 2, 3], (len(targets), 1))
+        )
+    # Each chosen probe keeps the thickness it was encoded with.
+    rows = {int(d): i for i, d in enumerate(db.library.design_id)}
+    chosen_ids = chosen.library.design_id[chosen.design_row]
+    assert np.array_equal(chosen.thickness_nm, db.thickness_nm[[rows[int(d)] for d in chosen_ids]])
+
+
+def test_chosen_designs_round_trip_and_layout_chip_takes_them(
+    setup: dict[str, Path], tmp_path: Path
+) -> None:
+    targets = read_targets(setup["targets"])
+    chosen = retrieve(setup["model"], [setup["probes"]], targets, setup["targets"], 2)
+    path = tmp_path / "d.h5"
+    write_chosen(path, chosen)
+    back = read_chosen(path)
+    assert back.target_id == chosen.target_id
+    assert np.array_equal(back.design_row, chosen.design_row)
+    assert np.array_equal(back.similarity, chosen.similarity)
+    lib = read_library(path)  # contract 1 at the root
+    assert np.array_equal(lib.design_id, chosen.library.design_id)
+    assert len(set(lib.design_id.tolist())) == len(lib)  # each design once
+    n = len(lib)
+    manifest = plan_chip(
+        lib, ChipConfig(thickness_nm=178, arrays=1, rows=1, cols=n, replicas=1, companion_size=0)
+    )
+    assert set(manifest.designs.design_id.tolist()) == set(lib.design_id.tolist())
+
+
+def test_another_models_probes_are_refused(setup: dict[str, Path]) -> None:
+    targets = read_targets(setup["targets"])
+    with pytest.raises(ValueError, match="encoded by model"):
+        retrieve(setup["other"], [setup["probes"]], targets, setup["targets"], 1)
+
+
+def test_prediction_retrieves_measured_spectra_and_scores_honestly(pairs_h5: Path) -> None:
+    pairs = read_pairs(pairs_h5)
+    model = _model(0)
+    train = np.flatnonzero(pairs.split == 0)
+    test = np.flatnonzero(pairs.split == 2)
+    db = pairs.spectra[train]
+    pred = predict(model, pairs.geometry[test], pairs.params[test], db, top_k=1)
+    # Top-1 prediction is a database row, exactly.
+    assert np.array_equal(pred.spectra, db[pred.top_rows[:, 0]].astype(np.float64))
+    weighted = predict(model, pairs.geometry[test], pairs.params[test], db, top_k=5, weighted=True)
+    lo = db[weighted.top_rows].min(axis=1)
+    hi = db[weighted.top_rows].max(axis=1)
+    assert np.all(weighted.spectra >= lo - 1e-9) and np.all(weighted.spectra <= hi + 1e-9)
+    truth = pairs.spectra[test].astype(np.float64)
+    report = score_prediction(pred.spectra, truth, db)
+    assert report["oracle"]["q50"] <= report["model"]["q50"]
+    # With the truth itself in the database, the oracle is exact.
+    exact = score_prediction(pred.spectra, truth, np.concatenate([db, truth]))
+    assert exact["oracle"]["q95"] < 1e-12
+
+
+def test_design_commands_end_to_end(
+    setup: dict[str, Path], tmp_path: Path, cli: Cli, pairs_h5: Path, truth_h5: Path
+) -> None:
+    m, t = str(setup["model"]), tmp_path / "t.h5"
+    code, out, err = cli(
+        "design",
+        "targets",
+        "--model",
+        m,
+        "--pairs",
+        str(pairs_h5),
+        "--limit",
+        "8",
+        "--filter",
+        "bandpass x 600 40 0.8",
+        "--output",
+        str(t),
+    )
+    assert code == 0, err
+    assert "wrote 9 targets" in out
+    p = tmp_path / "p.h5"
+    code, out, err = cli(
+        "design",
+        "probes",
+        "--model",
+        m,
+        "--count",
+        "300",
+        "--seed",
+        "1",
+        "--block-size",
+        "128",
+        "--thicknesses",
+        "178",
+        "--exclude",
+        str(pairs_h5),
+        "--output",
+        str(p),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert set(read_probes([p]).thickness_nm.tolist()) == {178.0}
+    d = tmp_path / "d.h5"
+    code, out, err = cli(
+        "design",
+        "retrieve",
+        "--model",
+        m,
+        "--probes",
+        str(p),
+        "--targets",
+        str(t),
+        "--top-k",
+        "2",
+        "--database-sizes",
+        "100,300",
+        "--output",
+        str(d),
+    )
+    assert code == 0, err
+    assert d.with_suffix(".png").is_file()
+    ev = tmp_path / "ev"
+    code, out, err = cli(
+        "design",
+        "evaluate",
+        "--designs",
+        str(d),
+        "--targets",
+        str(t),
+        "--world",
+        str(truth_h5),
+        "--probes",
+        str(p),
+        "--output",
+        str(ev),
+        "--no-progress",
+    )
+    assert code == 0, err
+    assert "database 100:" in out and "oracle median" in out
+    assert (ev / "evaluation.json").is_file() and (ev / "mse_vs_database_size.png").is_file()
+    # Again, without --force: refused, nothing rewritten.
+    before = (ev / "evaluation.json").stat().st_mtime_ns
+    code, out, err = cli(
+        "design",
+        "evaluate",
+        "--designs",
+        str(d),
+        "--targets",
+        str(t),
+        "--world",
+        str(truth_h5),
+        "--output",
+        str(ev),
+        "--no-progress",
+    )
+    assert code != 0 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert (ev / "evaluation.json").stat().st_mtime_ns == before
+    # Another targets file than the designs were chosen for is refused.
+    other = tmp_path / "t2.h5"
+    targets = read_targets(t)
+    write_targets(other, targets.take(slice(0, 3)))
+    code, out, err = cli(
+        "design",
+        "evaluate",
+        "--designs",
+        str(d),
+        "--targets",
+        str(other),
+        "--world",
+        str(truth_h5),
+        "--output",
+        str(tmp_path / "ev2"),
+    )
+    assert code != 0 and "another targets file" in err
+    pred = tmp_path / "pred.h5"
+    code, out, err = cli(
+        "design",
+        "predict",
+        "--model",
+        m,
+        "--designs",
+        str(pairs_h5),
+        "--spectra-db",
+        str(pairs_h5),
+        "--output",
+        str(pred),
+    )
+    assert code == 0, err
+    assert "oracle" in out and pred.with_suffix(".json").is_file()
+    code, out, err = cli(
+        "design",
+        "predict",
+        "--model",
+        m,
+        "--designs",
+        str(d),
+        "--spectra-db",
+        str(pairs_h5),
+        "--output",
+        str(tmp_path / "pred2.h5"),
+    )
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["probes", "--count", "0"], "--count"),
+        (["probes", "--min-gap-nm", "30"], "min_gap_nm"),
+        (["probes", "--kinds", "triangle"], "kinds"),
+        (["probes", "--shard", "3/2"], "--shard"),
+        (["probes", "--thicknesses", "nan"], "--thicknesses"),
+        (["retrieve", "--top-k", "0"], "--top-k"),
+        (["retrieve", "--top-k", "700"], "700"),
+        (["retrieve", "--database-sizes", "5000"], "5000"),
+    ],
+)
+def test_bad_design_input_is_one_line(
+    setup: dict[str, Path], tmp_path: Path, cli: Cli, args: list[str], message: str
+) -> None:
+    common = {
+        "probes": ["--model", str(setup["model"]), "--output", str(tmp_path / "x.h5")],
+        "retrieve": [
+            "--model",
+            str(setup["model"]),
+            "--probes",
+            str(setup["probes"]),
+            "--targets",
+            str(setup["targets"]),
+            "--output",
+            str(tmp_path / "x.h5"),
+        ],
+    }[args[0]]
+    code, _out, err = cli("design", args[0], *common, *args[1:])
+    assert code != 0
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "x.h5").exists()
