@@ -5,7 +5,9 @@
 # frames the virtual microscope renders (previews), the scan plan's dry run, then a whole scan of the
 # chip (hypercubes, quick-looks) -> per-pad spectra -> curated pairs with a report, checked against
 # the virtual chip's ground truth -> a small contrastive model trained on those pairs and evaluated
-# against the oracle of the chip's noise-free spectra (JSON and PNGs in runs/chip).
+# against the oracle of the chip's noise-free spectra (JSON and PNGs in runs/chip) -> inverse design:
+# a probe database from that model, retrieval for test spectra and filters, judged on the simulated
+# bench against the oracle, spectra prediction, and the chosen designs written as a new chip.
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
@@ -59,6 +61,34 @@ metascan train --pairs "$out/chip_pairs.h5" --config metascan-small --epochs 40 
 echo "--- evaluate on the test designs; the oracle retrieves by the chip's noise-free spectra ---"
 metascan evaluate --model "$out/runs/chip" --pairs "$out/chip_pairs.h5" --truth "$out/truth.h5"
 ls "$out/runs/chip"/*.png
+echo "--- inverse design: a probe database from the chip's model, retrieval for test spectra and filters ---"
+# The model learned from a 500 nm film, so its probes are 500 nm too; the chip's own designs are
+# left out, so every answer is a design the model has never seen measured.
+d="$out/design"
+rm -rf "$d"
+mkdir -p "$d"
+metascan design targets --model "$out/runs/chip" --pairs "$out/chip_pairs.h5" --split test \
+    --limit 24 --output "$d/targets.h5"
+metascan design targets --model "$out/runs/chip" --filter "bandpass x 600 60 0.6" \
+    --filter "longpass both 620 60 0.6" --output "$d/filters.h5"
+metascan design probes --model "$out/runs/chip" --count 20000 --seed 1 --thicknesses 500 \
+    --exclude "$out/chip.h5" --output "$d/probes.h5" --no-progress
+metascan design retrieve --model "$out/runs/chip" --probes "$d/probes.h5" --targets "$d/targets.h5" \
+    --top-k 3 --database-sizes 100,1000,10000 --output "$d/chosen.h5"
+metascan design retrieve --model "$out/runs/chip" --probes "$d/probes.h5" --targets "$d/filters.h5" \
+    --top-k 3 --output "$d/chosen_filters.h5"
+echo "--- judged on the simulated bench: the chip's fabrication and passband, beside oracle and random ---"
+metascan design evaluate --designs "$d/chosen.h5" --targets "$d/targets.h5" --world "$out/truth.h5" \
+    --probes "$d/probes.h5" --output "$d/evaluation" --no-progress
+metascan design evaluate --designs "$d/chosen_filters.h5" --targets "$d/filters.h5" \
+    --world "$out/truth.h5" --output "$d/evaluation_filters" --no-progress
+echo "--- zero-shot spectra prediction of the test designs from the measured training spectra ---"
+metascan design predict --model "$out/runs/chip" --designs "$out/chip_pairs.h5" \
+    --spectra-db "$out/chip_pairs.h5" --output "$d/predicted.h5"
+echo "--- the chosen designs, best first, written as a chip for the next round ---"
+metascan layout chip --designs "$d/chosen.h5" --arrays 1 --rows 4 --cols 6 --replicas 2 \
+    --companion 0 --thickness-nm 500 --output "$d/inverse_chip.gds"
+metascan layout drc "$d/inverse_chip.gds"
 echo "--- synthetic pairs straight from the analytic spectral model (what benchmarks train on) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5" --force
 echo "--- summary ---"

@@ -72,9 +72,11 @@ def retrieve(
     model, identity, probes = load_database(model_dir, probe_paths)
     check_bands(model, targets.wavelength_nm, "the targets file")
     inf = inference or InferenceConfig()
-    prepare(model, inf)
+    model = prepare(model, inf)
     queries = encode_spectra(model, targets.spectra, inf)
-    sizes = database_sizes or (len(probes),)
+    # Largest database first: the library then starts with each target's best designs over the
+    # whole database, in target order, so `layout chip` of its first N rows lays those out.
+    sizes = tuple(sorted(database_sizes or (len(probes),), reverse=True))
     for s in sizes:
         if not 1 <= s <= len(probes):
             raise ValueError(
@@ -92,7 +94,11 @@ def retrieve(
         sims.append(score.ravel())
         size_col.append(np.full(found.size, s, dtype=np.int64))
     found_rows = np.concatenate(rows)
-    unique_rows, design_row = np.unique(found_rows, return_inverse=True)
+    unique_rows, first, design_row = np.unique(found_rows, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # library rows in order of first choice
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    unique_rows, design_row = unique_rows[order], position[design_row.ravel()]
     n_sizes = len(sizes)
     return ChosenDesigns(
         library=probes.library.take(unique_rows),
@@ -141,7 +147,7 @@ def predict(
     if not 1 <= top_k <= db_spectra.shape[0]:
         raise ValueError(f"--top-k {top_k} is outside [1, {db_spectra.shape[0]}] (database rows)")
     inf = inference or InferenceConfig()
-    prepare(model, inf)
+    model = prepare(model, inf)
     geo = encode_geometry(model, images, params_um, inf)
     spec = encode_spectra(model, db_spectra, inf)
     index = ProbeIndex.build([spec], SearchConfig())

@@ -80,6 +80,12 @@ def test_retrieval_returns_the_most_similar_probes(setup: dict[str, Path]) -> No
         assert np.array_equal(
             chosen.rank[pick].reshape(-1, 3), np.tile([1, 2, 3], (len(targets), 1))
         )
+    # The library starts with the best design of each target over the whole database.
+    best_full = chosen.library.design_id[
+        chosen.design_row[(chosen.database_size == 600) & (chosen.rank == 1)]
+    ]
+    in_order = list(dict.fromkeys(best_full.tolist()))
+    assert chosen.library.design_id[: len(in_order)].tolist() == in_order
     # Each chosen probe keeps the thickness it was encoded with.
     rows = {int(d): i for i, d in enumerate(db.library.design_id)}
     chosen_ids = chosen.library.design_id[chosen.design_row]
