@@ -81,7 +81,7 @@ echo "--- judged on the simulated bench: the chip's fabrication and passband, be
 metascan design evaluate --designs "$d/chosen.h5" --targets "$d/targets.h5" --world "$out/truth.h5" \
     --probes "$d/probes.h5" --output "$d/evaluation" --no-progress
 metascan design evaluate --designs "$d/chosen_filters.h5" --targets "$d/filters.h5" \
-    --world "$out/truth.h5" --output "$d/evaluation_filters" --no-progress
+    --world "$out/truth.h5" --probes "$d/probes.h5" --output "$d/evaluation_filters" --no-progress
 echo "--- zero-shot spectra prediction of the test designs from the measured training spectra ---"
 metascan design predict --model "$out/runs/chip" --designs "$out/chip_pairs.h5" \
     --spectra-db "$out/chip_pairs.h5" --output "$d/predicted.h5"

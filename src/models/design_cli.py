@@ -92,6 +92,12 @@ def probes_cmd(
     precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "bf16",
     batch_size: Annotated[int, BATCH.option("--batch-size", help="Encoder batch.")] = 1024,
     threads: Annotated[int | None, THREADS.option("--threads", help="torch threads.")] = None,
+    compile_encoder: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile the encoder (~1 min; pays past ~1e6 probes)."
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an unfinished build.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
@@ -126,7 +132,7 @@ def probes_cmd(
         min_feature_nm=min_feature_nm,
         min_gap_nm=min_gap_nm,
     )
-    inference = InferenceConfig(precision=precision, batch_size=batch_size)
+    inference = InferenceConfig(precision=precision, batch_size=batch_size, compile=compile_encoder)
     outputs = shard_paths(output, shards or 1)
     inputs: dict[str, Path | None] = {"--model": model, "--exclude": exclude}
     check_outputs(

@@ -25,14 +25,15 @@ def evaluate_cmd(
         Path, typer.Option("--designs", help="Chosen designs (metascan design retrieve).")
     ],
     targets: Annotated[Path, typer.Option("--targets", help="The targets they were chosen for.")],
+    output: Annotated[Path, typer.Option("--output", help="Folder for evaluation.json and PNGs.")],
     world: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--world",
-            help="What the model learned from: its synthetic pairs file, or the chip's truth file.",
+            help="What the model learned from: its synthetic pairs file, or the chip's truth file "
+            "for pairs curated from a scan. Default: the pairs its model was trained on.",
         ),
-    ],
-    output: Annotated[Path, typer.Option("--output", help="Folder for evaluation.json and PNGs.")],
+    ] = None,
     probes: Annotated[
         list[Path] | None,
         typer.Option("--probes", help="The probe shards searched: adds the oracle and random."),
@@ -61,7 +62,7 @@ def evaluate_cmd(
     if file_sha256(targets) != chosen.targets_sha256:
         raise ValueError(f"{designs} was chosen for another targets file than {targets}")
     t = read_targets(targets)
-    bench = world_from(world, seed)
+    bench = world_from(world if world is not None else _training_pairs(chosen.provenance), seed)
     probe_db = None
     if probes:
         db = read_probes(probes, chosen.model_identity)
@@ -87,6 +88,22 @@ def evaluate_cmd(
             )
         typer.echo(line)
     typer.echo(f"wrote {output / 'evaluation.json'} and {', '.join(PLOTS)}")
+
+
+def _training_pairs(provenance: dict[str, Any]) -> Path:
+    """The pairs file the choosing model was trained on, from its model directory's config."""
+    model = provenance.get("model")
+    config = Path(str(model)) / "config.json" if model else None
+    if config is None or not config.is_file():
+        raise ValueError("the designs do not name a readable model directory; give --world")
+    train = json.loads(config.read_text()).get("train", {})
+    pairs = train.get("pairs") if isinstance(train, dict) else None
+    if not pairs or not Path(pairs).is_file():
+        raise ValueError(
+            f"the model {model} does not record a readable training pairs file ({pairs}); "
+            "give --world"
+        )
+    return Path(pairs)
 
 
 def _quantile_figure(rows: list[dict[str, Any]]) -> Any:

@@ -237,6 +237,18 @@ def test_design_commands_end_to_end(
     )
     assert code != 0 and "--force" in err and len(err.strip().splitlines()) == 1
     assert (ev / "evaluation.json").stat().st_mtime_ns == before
+    # Without --world the model's training pairs are the world; this model records none.
+    code, out, err = cli(
+        "design",
+        "evaluate",
+        "--designs",
+        str(d),
+        "--targets",
+        str(t),
+        "--output",
+        str(tmp_path / "ev3"),
+    )
+    assert code != 0 and "give --world" in err and len(err.strip().splitlines()) == 1
     # Another targets file than the designs were chosen for is refused.
     other = tmp_path / "t2.h5"
     targets = read_targets(t)
