@@ -1,4 +1,4 @@
-"""Chosen designs (contract 8 of DESIGN.md): what inverse design returns for a targets file.
+"""Chosen designs (contract 9 of DESIGN.md): what inverse design returns for a targets file.
 
 The file *is* a design library (contract 1 at the root: ``layout chip --designs`` reads it as
 it reads any library), holding each chosen design once, plus a group ``choices`` with one row

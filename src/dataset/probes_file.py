@@ -1,4 +1,4 @@
-"""The probe database (contract 7 of DESIGN.md): generated designs and their geometry latents.
+"""The probe database (contract 8 of DESIGN.md): generated designs and their geometry latents.
 
 A probe database is what zero-shot inverse design searches: designs drawn by ``layout``'s
 generator under the user's constraints, each with a film thickness and the unit-normalized

@@ -1,4 +1,4 @@
-"""The targets file: what inverse design is asked to reach, in HDF5.
+"""The targets file (contract 7 of DESIGN.md): what inverse design is asked to reach, in HDF5.
 
 A target is a wanted spectrum and how much each band of it matters. Keeping targets in a file
 of their own, rather than as command-line arguments of the design search, means the search, its

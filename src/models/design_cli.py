@@ -90,7 +90,7 @@ def probes_cmd(
     ] = None,
     block_size: Annotated[int, Bounds(64, 1 << 20, integer=True).option("--block-size")] = 4096,
     precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "bf16",
-    batch_size: Annotated[int, BATCH.option("--batch-size", help="Encoder batch.")] = 1024,
+    batch_size: Annotated[int, BATCH.option("--batch-size", help="Encoder batch.")] = 256,
     threads: Annotated[int | None, THREADS.option("--threads", help="torch threads.")] = None,
     compile_encoder: Annotated[
         bool,

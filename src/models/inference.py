@@ -29,7 +29,7 @@ class InferenceConfig:
     """How to run the encoders; none of it changes which model is run."""
 
     precision: str = "bf16"
-    batch_size: int = 1024
+    batch_size: int = 256
     channels_last: bool = False
     # torch.compile (inductor) of the geometry encoder: fuses the pads, activations and FiLM
     # around each convolution; costs ~1 min of compilation per process, so it pays only for
@@ -95,7 +95,8 @@ def encode_geometry(
     raw = np.ascontiguousarray(images).view(np.uint8)
     for start in range(0, images.shape[0], cfg.batch_size):
         sl = slice(start, start + cfg.batch_size)
-        x = torch.from_numpy(raw[sl]).to(device)[:, None].float()
+        dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+        x = torch.from_numpy(raw[sl]).to(device=device, dtype=dtype)[:, None]
         p = torch.from_numpy(np.asarray(params_um[sl], dtype=np.float32)).to(device)
         n = x.shape[0]
         if cfg.compile and n < cfg.batch_size:  # the compiled graph has one batch shape
@@ -116,8 +117,9 @@ def encode_spectra(
     """(N, 2, W) relative transmission -> (N, D) unit float32 (the spectra MLP is cheap: fp32)."""
     device = next(model.parameters()).device
     out = np.empty((spectra.shape[0], model.cfg.embed_dim), dtype=np.float32)
-    for start in range(0, spectra.shape[0], cfg.batch_size):
-        sl = slice(start, start + cfg.batch_size)
+    batch = max(cfg.batch_size, 4096)  # an MLP: large batches cost nothing in cache
+    for start in range(0, spectra.shape[0], batch):
+        sl = slice(start, start + batch)
         s = torch.from_numpy(np.asarray(spectra[sl], dtype=np.float32)).to(device)
         out[sl] = model.encode_spectra(s).float().cpu().numpy()
     return out

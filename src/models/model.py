@@ -160,7 +160,9 @@ class ContrastiveModel(nn.Module):
 
     def encode_geometry(self, image: Tensor, params_um: Tensor, normalize: bool = True) -> Tensor:
         """``image`` (B, S, S) or (B, 1, S, S) 0/1, ``params_um`` (B, 2) → (B, embed_dim)."""
-        x = image.float()
+        # A floating image is taken as it is (inference hands bf16 straight from the uint8
+        # raster: one pass instead of two); a 0/1 integer or boolean image becomes float32.
+        x = image if image.is_floating_point() else image.float()
         if x.ndim == 3:
             x = x[:, None]
         p = (params_um.float() - self.params_mean) / self.params_std

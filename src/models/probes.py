@@ -16,8 +16,10 @@ generator's: periods, thicknesses, primitive kinds, maximum primitives, and a la
 feature or gap than the fabrication rule (never a smaller one: the chip must still pass DRC).
 ``--exclude`` drops designs of another library (e.g. the training designs) from every block.
 
-Generation of the next block runs in a thread while the current one is encoded: numpy's
-raster kernels and torch's convolutions both release the GIL, so the two overlap on two cores.
+Where the time goes on two cores (``benchmarks/bench_design.py``): the encoder takes ~60 % of a
+build even in bf16, generation and checking ~15 %, rasterizing ~20 %; overlapping generation with
+encoding in a thread was measured slower than doing them in turn, so it is an option, not the
+default. A build of many shards spreads over processes or machines instead (``--shards``).
 """
 
 from __future__ import annotations
@@ -207,11 +209,13 @@ def build_shard(
     resume: bool = False,
     progress: bool = False,
     stop_after_blocks: int | None = None,
-    prefetch: bool = True,
+    prefetch: bool = False,
 ) -> Path:
     """Make this shard's blocks (skipping finished ones with ``resume``) and assemble them into
-    ``output``. ``stop_after_blocks`` stops early, as a kill would (for tests); ``prefetch``
-    off draws each block only when it is needed (the benchmark's comparison)."""
+    ``output``. ``stop_after_blocks`` stops early, as a kill would (for tests). ``prefetch``
+    draws and rasterizes the next block in a thread while this one is encoded; measured on two
+    cores it is slower (~3.2k vs ~3.8k designs/s: the thread and torch's two fight for the
+    cores), so it is off unless asked for (``benchmarks/bench_design.py`` measures both)."""
     output = Path(output)
     if (exclusion_key(exclude) if exclude is not None else None) != build.exclude_sha256:
         raise ValueError(
@@ -241,11 +245,11 @@ def build_shard(
         drawn = (
             _prefetched(todo, build, exclude)
             if prefetch
-            else ((b, draw_block(build, b, exclude)) for b in todo)
+            else ((b, _block_inputs(build, b, exclude)) for b in todo)
         )
-        for b, (lib, thickness) in drawn:
+        for b, (lib, thickness, images) in drawn:
             params = np.stack([lib.period_nm, thickness], axis=1) / 1000.0
-            latent = encoder(rasterize(lib), params)
+            latent = encoder(images, params)
             block = ProbeBlock(b, lib, thickness, latent)
             write_shard(_part_path(parts, b), replace(header, blocks=(b,)), [block])
             bar.update(len(lib))
@@ -294,20 +298,28 @@ def _describe_change(old: Any, new: Any) -> str:
     return f"{old!r} then, {new!r} now"
 
 
+BlockInputs = tuple[DesignLibrary, NDArray[np.float64], NDArray[np.bool_]]
+
+
+def _block_inputs(build: ProbeBuild, b: int, exclude: NDArray[np.int64] | None) -> BlockInputs:
+    """Block ``b``'s designs, thicknesses and rasters: everything the encoder needs."""
+    lib, thickness = draw_block(build, b, exclude)
+    return lib, thickness, rasterize(lib)
+
+
 def _prefetched(
     todo: Sequence[int], build: ProbeBuild, exclude: NDArray[np.int64] | None
-) -> Iterator[tuple[int, tuple[DesignLibrary, NDArray[np.float64]]]]:
-    """Blocks in order, the next one drawn in a thread while the caller encodes this one."""
+) -> Iterator[tuple[int, BlockInputs]]:
+    """Blocks in order, the next one drawn and rasterized in a thread while the caller encodes
+    this one (numpy and torch both release the GIL in their kernels)."""
     if not todo:
         return
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending: Future[tuple[DesignLibrary, NDArray[np.float64]]] = pool.submit(
-            draw_block, build, todo[0], exclude
-        )
+        pending: Future[BlockInputs] = pool.submit(_block_inputs, build, todo[0], exclude)
         for i, b in enumerate(todo):
             ready = pending.result()
             if i + 1 < len(todo):
-                pending = pool.submit(draw_block, build, todo[i + 1], exclude)
+                pending = pool.submit(_block_inputs, build, todo[i + 1], exclude)
             yield b, ready
 
 
