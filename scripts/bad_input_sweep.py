@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "badinput"), str(ROOT / "tests")]
 
-FAMILIES = ("layout", "sim", "scan", "dataset", "models")
+FAMILIES = ("layout", "sim", "scan", "dataset", "models", "design")
 
 
 def _cases() -> list[tuple[str, object]]:

@@ -135,11 +135,12 @@ def probes_cmd(
     inference = InferenceConfig(precision=precision, batch_size=batch_size, compile=compile_encoder)
     outputs = shard_paths(output, shards or 1)
     inputs: dict[str, Path | None] = {"--model": model, "--exclude": exclude}
+    labels = ["--output"] if len(outputs) == 1 else [f"shard {p.name} of --output" for p in outputs]
     check_outputs(
-        {f"--output {p.name}": p for p in outputs},
+        dict(zip(labels, outputs, strict=True)),
         inputs,
         force or resume,
-        schemas={f"--output {p.name}": PROBES_SCHEMA for p in outputs},
+        schemas=dict.fromkeys(labels, PROBES_SCHEMA),
     )
     if force and not resume:
         import shutil

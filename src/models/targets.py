@@ -15,6 +15,7 @@ could not be compared with what the model predicts.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from collections.abc import Sequence
@@ -145,7 +146,14 @@ def from_csv(csv_path: Path, wavelength_nm: ArrayLike) -> Targets:
     if not path.is_file():
         raise FileNotFoundError(f"CSV file {path} does not exist")
     rows: dict[str, list[tuple[int, float, float, float]]] = {}
-    with path.open(newline="", encoding="utf-8-sig") as f:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{path} is not a UTF-8 text CSV (a binary file?); expected a header "
+            f"{','.join(CSV_COLUMNS)}"
+        ) from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f, skipinitialspace=True)
         header = [h.strip() for h in (reader.fieldnames or [])]
         if not header:

@@ -113,6 +113,8 @@ def world_from(path: Path, seed: int = 0) -> World:
     from dataset.truth_file import SCHEMA as TRUTH_SCHEMA
 
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--world {path} does not exist (a synthetic pairs or truth file)")
     if has_schema(path, TRUTH_SCHEMA):
         truth = read_truth(path)
         p = truth.provenance

@@ -86,7 +86,38 @@ def build_world(folder: Path) -> Path:
         progress=False,
         model_config=TINY,
     )
+    model, pairs = str(d / "model"), str(d / "pairs.h5")
+    metascan("design", "targets", "--pairs", pairs, "--limit", "5", "--output", str(d / "t.h5"))
+    metascan(
+        "design",
+        "probes",
+        "--model",
+        model,
+        "--count",
+        "200",
+        "--block-size",
+        "64",
+        "--no-progress",
+        "--output",
+        str(d / "probes.h5"),
+    )
+    metascan(
+        "design",
+        "retrieve",
+        "--model",
+        model,
+        "--probes",
+        str(d / "probes.h5"),
+        "--targets",
+        str(d / "t.h5"),
+        "--top-k",
+        "2",
+        "--output",
+        str(d / "chosen.h5"),
+    )
     (d / "notes.txt").write_text("not a project file\n")
+    (d / "binary.csv").write_bytes(bytes(range(256)))
+    (d / "short.csv").write_text("wavelength_nm,tx,ty\n500,0.5,0.5\n600,0.6,0.6\n")
     return d
 
 
