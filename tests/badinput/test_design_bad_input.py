@@ -11,7 +11,7 @@ from world import Case
 
 
 def targets(*extra: str) -> list[str]:
-    return ["design", "targets", "--output", "{w}/new_t.h5", *extra]
+    return ["design", "targets", "--output", "{w}/design_new_targets.h5", *extra]
 
 
 def probes(*extra: str, model: str = "{w}/model") -> list[str]:
@@ -26,7 +26,7 @@ def probes(*extra: str, model: str = "{w}/model") -> list[str]:
         "64",
         "--no-progress",
         "--output",
-        "{w}/new_p.h5",
+        "{w}/design_new_probes.h5",
         *extra,
     ]
 
@@ -34,8 +34,8 @@ def probes(*extra: str, model: str = "{w}/model") -> list[str]:
 def retrieve(
     *extra: str,
     model: str = "{w}/model",
-    probes_file: str = "{w}/probes.h5",
-    targets_file: str = "{w}/t.h5",
+    probes_file: str = "{w}/design_probes.h5",
+    targets_file: str = "{w}/design_targets.h5",
 ) -> list[str]:
     return [
         "design",
@@ -47,7 +47,7 @@ def retrieve(
         "--targets",
         targets_file,
         "--output",
-        "{w}/new_d.h5",
+        "{w}/design_new_chosen.h5",
         *extra,
     ]
 
@@ -63,15 +63,15 @@ def predict(*extra: str, designs: str = "{w}/pairs.h5", db: str = "{w}/pairs.h5"
         "--spectra-db",
         db,
         "--output",
-        "{w}/new_pred.h5",
+        "{w}/design_new_pred.h5",
         *extra,
     ]
 
 
 def evaluate(
     *extra: str,
-    designs: str = "{w}/chosen.h5",
-    targets_file: str = "{w}/t.h5",
+    designs: str = "{w}/design_chosen.h5",
+    targets_file: str = "{w}/design_targets.h5",
     world: str = "{w}/pairs.h5",
 ) -> list[str]:
     return [
@@ -84,7 +84,7 @@ def evaluate(
         "--world",
         world,
         "--output",
-        "{w}/new_ev",
+        "{w}/design_new_ev",
         "--no-progress",
         *extra,
     ]
@@ -94,7 +94,9 @@ def fewer_targets(w: Path) -> None:
     """A real targets file, but not the one the designs were chosen for."""
     from dataset.targets_file import read_targets, write_targets
 
-    write_targets(w / "new_t.h5", read_targets(w / "t.h5").take(slice(0, 3)))
+    write_targets(
+        w / "design_new_targets.h5", read_targets(w / "design_targets.h5").take(slice(0, 3))
+    )
 
 
 CASES = [
@@ -121,7 +123,7 @@ CASES = [
         "targets over a targets file",
         targets("--filter", "notch x 600 40 0.5"),
         "exists; pass --force",
-        prepare=write("new_t.h5", "x"),
+        prepare=write("design_new_targets.h5", "x"),
     ),
     Case("probes count 0", probes("--count", "0"), "--count 0 is outside"),
     Case("probes period off grid", probes("--periods", "333"), "multiple of the 5.0 nm grid"),
@@ -142,21 +144,29 @@ CASES = [
     Case("retrieve index", retrieve("--index", "lsh"), "'lsh'"),
     Case("retrieve probes are pairs", retrieve(probes_file="{w}/pairs.h5"), "not a probe database"),
     Case("retrieve targets are pairs", retrieve(targets_file="{w}/pairs.h5"), "not a targets file"),
-    Case("retrieve shard twice", [*retrieve(), "--probes", "{w}/probes.h5"], "given twice"),
-    Case("retrieve over targets", [*retrieve()[:-1], "{w}/t.h5", "--force"], "destroy the input"),
+    Case("retrieve shard twice", [*retrieve(), "--probes", "{w}/design_probes.h5"], "given twice"),
+    Case(
+        "retrieve over targets",
+        [*retrieve()[:-1], "{w}/design_targets.h5", "--force"],
+        "destroy the input",
+    ),
     Case("predict db split", predict("--db-split", "all"), "'all'"),
     Case("predict library without thickness", predict(designs="{w}/designs.h5"), "--thickness-nm"),
-    Case("predict targets as db", predict(db="{w}/t.h5"), "not a pairs file"),
-    Case("evaluate probes as designs", evaluate(designs="{w}/probes.h5"), "not a design library"),
+    Case("predict targets as db", predict(db="{w}/design_targets.h5"), "not a pairs file"),
+    Case(
+        "evaluate probes as designs",
+        evaluate(designs="{w}/design_probes.h5"),
+        "not a design library",
+    ),
     Case("evaluate plain library", evaluate(designs="{w}/designs.h5"), "without inverse-design"),
     Case(
         "evaluate other targets",
-        evaluate(targets_file="{w}/new_t.h5"),
+        evaluate(targets_file="{w}/design_new_targets.h5"),
         "another targets file",
         prepare=fewer_targets,
     ),
     Case("evaluate measured world", evaluate(world="{w}/chip_pairs_missing.h5"), "does not exist"),
-    Case("evaluate world is targets", evaluate(world="{w}/t.h5"), "not a pairs file"),
+    Case("evaluate world is targets", evaluate(world="{w}/design_targets.h5"), "not a pairs file"),
 ]
 
 

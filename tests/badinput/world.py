@@ -87,7 +87,16 @@ def build_world(folder: Path) -> Path:
         model_config=TINY,
     )
     model, pairs = str(d / "model"), str(d / "pairs.h5")
-    metascan("design", "targets", "--pairs", pairs, "--limit", "5", "--output", str(d / "t.h5"))
+    metascan(
+        "design",
+        "targets",
+        "--pairs",
+        pairs,
+        "--limit",
+        "5",
+        "--output",
+        str(d / "design_targets.h5"),
+    )
     metascan(
         "design",
         "probes",
@@ -99,7 +108,7 @@ def build_world(folder: Path) -> Path:
         "64",
         "--no-progress",
         "--output",
-        str(d / "probes.h5"),
+        str(d / "design_probes.h5"),
     )
     metascan(
         "design",
@@ -107,13 +116,13 @@ def build_world(folder: Path) -> Path:
         "--model",
         model,
         "--probes",
-        str(d / "probes.h5"),
+        str(d / "design_probes.h5"),
         "--targets",
-        str(d / "t.h5"),
+        str(d / "design_targets.h5"),
         "--top-k",
         "2",
         "--output",
-        str(d / "chosen.h5"),
+        str(d / "design_chosen.h5"),
     )
     (d / "notes.txt").write_text("not a project file\n")
     (d / "binary.csv").write_bytes(bytes(range(256)))
