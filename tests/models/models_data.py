@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from dataset.pairs_file import write_pairs
+from models.config import get_config
+from models.model import ContrastiveModel
 from simulators.synthetic_pairs import SyntheticPairsConfig, make_pairs
 
 
@@ -15,3 +19,15 @@ def write_synthetic(folder: Path, count: int = 200, noise: float = 0.01, seed: i
     if not path.exists():
         write_pairs(path, make_pairs(SyntheticPairsConfig(count=count, seed=seed, noise=noise)))
     return path
+
+
+def untrained_model(seed: int) -> ContrastiveModel:
+    """A small model whose encoder depends on (period, thickness): FiLM's last layers start at
+    zero (the identity), which would make a swapped or mis-scaled params column invisible."""
+    torch.manual_seed(seed)
+    model = ContrastiveModel(get_config("metascan-small"))
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.5)
+    return model

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
+from models_data import untrained_model
 
 from dataset.chosen_designs_file import read_chosen, write_chosen
 from dataset.pairs_file import SPLIT_NAMES, read_pairs
@@ -17,10 +17,8 @@ from dataset.probes_file import read_probes
 from dataset.targets_file import Targets, read_targets, write_targets
 from layout.chip import ChipConfig, plan_chip
 from layout.library_file import read_library
-from models.config import get_config
 from models.inference import InferenceConfig, encode_spectra, prepare
 from models.inverse import predict, retrieve, score_prediction
-from models.model import ContrastiveModel
 from models.model_dir import load_model, write_model_dir
 from models.probes import ProbeBuild, build_probes
 
@@ -28,22 +26,11 @@ if TYPE_CHECKING:
     from conftest import Cli
 
 
-def _model(seed: int) -> ContrastiveModel:
-    """An untrained model whose FiLM layers are not the identity (see test_probes)."""
-    torch.manual_seed(seed)
-    model = ContrastiveModel(get_config("metascan-small"))
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.normal_(0.0, 0.5)
-    return model
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, pairs_h5: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inverse")
-    write_model_dir(root / "m", _model(0))
-    write_model_dir(root / "other", _model(1))
+    write_model_dir(root / "m", untrained_model(0))
+    write_model_dir(root / "other", untrained_model(1))
     probes = build_probes(root / "p.h5", root / "m", ProbeBuild(count=600, seed=2, block_size=128))
     pairs = read_pairs(pairs_h5)
     test = np.flatnonzero(pairs.split == SPLIT_NAMES.index("test"))[:12]
@@ -121,7 +108,7 @@ def test_another_models_probes_are_refused(setup: dict[str, Path]) -> None:
 
 def test_prediction_retrieves_measured_spectra_and_scores_honestly(pairs_h5: Path) -> None:
     pairs = read_pairs(pairs_h5)
-    model = _model(0)
+    model = untrained_model(0)
     train = np.flatnonzero(pairs.split == 0)
     test = np.flatnonzero(pairs.split == 2)
     db = pairs.spectra[train]

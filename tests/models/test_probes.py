@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from models_data import untrained_model
 from numpy.typing import NDArray
 
 from dataset.probes_file import (
@@ -26,7 +26,6 @@ from layout.raster import rasterize
 from layout.rules import DesignRules
 from models.config import get_config
 from models.inference import InferenceConfig, encode_geometry, prepare
-from models.model import ContrastiveModel
 from models.model_dir import load_model, model_identity, write_model_dir
 from models.probes import (
     ProbeBuild,
@@ -44,18 +43,6 @@ from models.probes import (
 
 BUILD = ProbeBuild(count=500, seed=3, block_size=64)  # 8 blocks, the last one 52 long
 LIBRARY_COLUMNS = ("design_id", "period_nm", "kind", *GEOMETRY_COLUMNS)
-
-
-def untrained_model(seed: int) -> ContrastiveModel:
-    """A small model whose encoder depends on (period, thickness): FiLM's last layers start at
-    zero (the identity), which would make a swapped or mis-scaled params column invisible."""
-    torch.manual_seed(seed)
-    model = ContrastiveModel(get_config("metascan-small"))
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.normal_(0.0, 0.5)
-    return model
 
 
 @pytest.fixture(scope="module")
