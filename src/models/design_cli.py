@@ -50,6 +50,20 @@ def _exclusion_ids(path: Path) -> np.ndarray[Any, np.dtype[np.int64]]:
     )
 
 
+def _split_rows(path: Path, split: str, option: str) -> np.ndarray[Any, Any]:
+    """The measured spectra of one split of a pairs file, for prediction."""
+    from dataset.pairs_file import SPLIT_NAMES
+    from dataset.pairs_io import load_pairs
+
+    if split not in SPLIT_NAMES:
+        raise ValueError(f"--db-split {split!r} is not a split; known: {', '.join(SPLIT_NAMES)}")
+    pairs = load_pairs(path)
+    rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index(split))
+    if rows.size == 0:
+        raise ValueError(f"{option} {path} has no {split!r} rows")
+    return pairs.spectra[rows]
+
+
 def probes_cmd(
     model: Annotated[Path, typer.Option("--model", help="Model directory (metascan train).")],
     output: Annotated[Path, typer.Option("--output", help="Probe database (HDF5) to write.")],
@@ -188,6 +202,18 @@ def retrieve_cmd(
         ),
     ] = None,
     index: Annotated[str, typer.Option("--index", help="flat (exact), ivf or hnsw.")] = "flat",
+    spectra_db: Annotated[
+        Path | None,
+        typer.Option(
+            "--spectra-db",
+            help="Pairs whose measured spectra predict each shortlisted probe's spectrum; the "
+            "shortlist is then ordered by the targets' weighted MSE.",
+        ),
+    ] = None,
+    db_split: Annotated[str, typer.Option("--db-split", help="Rows of --spectra-db.")] = "train",
+    shortlist: Annotated[
+        int, TOP_K.option("--shortlist", help="Probes per target to re-rank (with --spectra-db).")
+    ] = 100,
     precision: Annotated[str, typer.Option("--precision")] = "bf16",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
 ) -> None:
@@ -195,10 +221,14 @@ def retrieve_cmd(
     from dataset.chosen_designs_file import write_chosen
     from dataset.targets_file import read_targets
     from models.inference import InferenceConfig
-    from models.inverse import retrieve
+    from models.inverse import Rerank, retrieve
     from models.search import SearchConfig
 
-    inputs: dict[str, Path | None] = {"--model": model, "--targets": targets}
+    inputs: dict[str, Path | None] = {
+        "--model": model,
+        "--targets": targets,
+        "--spectra-db": spectra_db,
+    }
     inputs.update({f"--probes {p}": p for p in probes})
     check_outputs(
         {"--output": output}, inputs, force, schemas={"--output": "metascan.design_library"}
@@ -207,6 +237,10 @@ def retrieve_cmd(
     check_outputs({"plot beside --output": png}, inputs, force)
     t = read_targets(targets)
     sizes = tuple(sorted(set(database_sizes))) if database_sizes else None
+    rerank = None
+    if spectra_db is not None:
+        rows = _split_rows(spectra_db, db_split, "--spectra-db")
+        rerank = Rerank(rows, f"{spectra_db} ({db_split})", shortlist)
     chosen = retrieve(
         model,
         probes,
@@ -216,6 +250,7 @@ def retrieve_cmd(
         sizes,
         InferenceConfig(precision=precision),
         SearchConfig(index=index),
+        rerank,
     )
     write_chosen(output, chosen)
     from models.design_plots import plot_targets_and_designs

@@ -66,9 +66,15 @@ def retrieve(
     database_sizes: tuple[int, ...] | None = None,
     inference: InferenceConfig | None = None,
     search: SearchConfig | None = None,
+    rerank: Rerank | None = None,
 ) -> ChosenDesigns:
     """The ``top_k`` probes most similar to each target; with ``database_sizes``, once per
-    size over the first that many probes (a build's prefix is a smaller build)."""
+    size over the first that many probes (a build's prefix is a smaller build).
+
+    With ``rerank``, a shortlist of the most similar probes is ordered by the weighted MSE
+    between the target and each probe's predicted spectrum (zero-shot prediction from measured
+    spectra, :class:`SpectraDatabase`): the latent search alone cannot see the targets' band
+    weights, and it ranks by a similarity that is only roughly the spectral error."""
     model, identity, probes = load_database(model_dir, probe_paths)
     check_bands(model, targets.wavelength_nm, "the targets file")
     inf = inference or InferenceConfig()
@@ -87,9 +93,18 @@ def retrieve(
     rows: list[NDArray[np.int64]] = []
     sims: list[NDArray[np.float32]] = []
     size_col: list[NDArray[np.int64]] = []
+    if rerank is not None and rerank.spectra.shape[1:] != targets.spectra.shape[1:]:
+        raise ValueError(
+            f"re-ranking spectra ({rerank.source}) have shape {rerank.spectra.shape[1:]} per row, "
+            f"the targets {targets.spectra.shape[1:]}: not the same bands"
+        )
+    answers = SpectraDatabase.encode(model, rerank.spectra, inf) if rerank is not None else None
     for s in sizes:
         index = ProbeIndex.build([probes.latent[:s]], search or SearchConfig())
-        score, found = index.search(queries, top_k)
+        width = min(s, max(top_k, rerank.shortlist)) if rerank is not None else top_k
+        score, found = index.search(queries, width)
+        if answers is not None and rerank is not None:
+            score, found = _reranked(answers, rerank, probes.latent, targets, score, found, top_k)
         rows.append(found.ravel())
         sims.append(score.ravel())
         size_col.append(np.full(found.size, s, dtype=np.int64))
@@ -119,8 +134,46 @@ def retrieve(
             "probe_build": probes.build,
             "targets": str(targets_path),
             "top_k": top_k,
+            "ranked_by": "latent cosine similarity"
+            if rerank is None
+            else f"predicted weighted MSE among the {rerank.shortlist} most similar probes "
+            f"(spectra from {rerank.source}, top {rerank.predict_k} weighted)",
         },
     )
+
+
+@dataclass(frozen=True, eq=False)
+class Rerank:
+    """Re-ranking settings: the measured spectra to predict from and how many to re-rank."""
+
+    spectra: NDArray[np.floating[Any]]
+    source: str
+    shortlist: int = 100
+    predict_k: int = 5
+
+
+def _reranked(
+    answers: SpectraDatabase,
+    rerank: Rerank,
+    latents: NDArray[np.float32],
+    targets: Targets,
+    score: NDArray[np.float32],
+    found: NDArray[np.int64],
+    top_k: int,
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Each target's shortlist ordered by predicted weighted MSE (stable: ties keep the latent
+    order); the first ``top_k`` kept, with their latent similarities."""
+    unique, inverse = np.unique(found, return_inverse=True)
+    predicted = answers.predict(latents[unique], rerank.predict_k, weighted=True).spectra
+    candidate = inverse.reshape(found.shape)
+    err = np.empty(found.shape)
+    for start in range(0, found.shape[0], 512):  # (512, L, 2, W) at a time
+        sl = slice(start, start + 512)
+        w = targets.weight[sl, None]
+        diff = predicted[candidate[sl]] - targets.spectra[sl, None]
+        err[sl] = (w * diff**2).sum(axis=(2, 3)) / w.sum(axis=(2, 3))
+    order = np.argsort(err, axis=1, kind="stable")[:, :top_k]
+    return np.take_along_axis(score, order, 1), np.take_along_axis(found, order, 1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,24 +197,45 @@ def predict(
     """Each geometry's measured-spectrum prediction from ``db_spectra`` (M, 2, W): the top-1
     entry, or with ``weighted`` the softmax(similarity / temperature)-weighted mean of the top
     ``top_k`` (the model's own temperature: the weights it was trained to mean)."""
-    if not 1 <= top_k <= db_spectra.shape[0]:
-        raise ValueError(f"--top-k {top_k} is outside [1, {db_spectra.shape[0]}] (database rows)")
     inf = inference or InferenceConfig()
     model = prepare(model, inf)
     geo = encode_geometry(model, images, params_um, inf)
-    spec = encode_spectra(model, db_spectra, inf)
-    index = ProbeIndex.build([spec], SearchConfig())
-    score, rows = index.search(geo, top_k)
-    db = np.asarray(db_spectra, dtype=np.float64)
-    if weighted and top_k > 1:
+    return SpectraDatabase.encode(model, db_spectra, inf).predict(geo, top_k, weighted)
+
+
+@dataclass(frozen=True, eq=False)
+class SpectraDatabase:
+    """Measured spectra and their latents: the answers zero-shot prediction retrieves from."""
+
+    spectra: NDArray[np.float64]  # (M, 2, W)
+    index: ProbeIndex
+    logit_scale: float  # the model's exp(logit_scale): how sharply similarities weigh
+
+    @staticmethod
+    def encode(
+        model: ContrastiveModel, db_spectra: NDArray[np.floating[Any]], inf: InferenceConfig
+    ) -> SpectraDatabase:
+        latents = encode_spectra(model, db_spectra, inf)
         scale = float(model.logit_scale.detach().exp().clamp(max=100.0))
-        logits = scale * score.astype(np.float64)
-        w = np.exp(logits - logits.max(axis=1, keepdims=True))
-        w /= w.sum(axis=1, keepdims=True)
-        spectra = np.einsum("nk,nkpw->npw", w, db[rows])
-    else:
-        spectra = db[rows[:, 0]]
-    return Prediction(spectra, rows, score)
+        spectra = np.asarray(db_spectra, dtype=np.float64)
+        return SpectraDatabase(spectra, ProbeIndex.build([latents], SearchConfig()), scale)
+
+    def predict(
+        self, geometry_latents: NDArray[np.float32], top_k: int = 1, weighted: bool = False
+    ) -> Prediction:
+        if not 1 <= top_k <= self.spectra.shape[0]:
+            raise ValueError(
+                f"--top-k {top_k} is outside [1, {self.spectra.shape[0]}] (database rows)"
+            )
+        score, rows = self.index.search(geometry_latents, top_k)
+        if weighted and top_k > 1:
+            logits = self.logit_scale * score.astype(np.float64)
+            w = np.exp(logits - logits.max(axis=1, keepdims=True))
+            w /= w.sum(axis=1, keepdims=True)
+            spectra = np.einsum("nk,nkpw->npw", w, self.spectra[rows])
+        else:
+            spectra = self.spectra[rows[:, 0]]
+        return Prediction(spectra, rows, score)
 
 
 def score_prediction(

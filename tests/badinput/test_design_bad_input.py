@@ -142,6 +142,17 @@ CASES = [
     Case("retrieve top-k > db", retrieve("--top-k", "500"), "more than the database size"),
     Case("retrieve size > db", retrieve("--database-sizes", "10,5000"), "5000"),
     Case("retrieve index", retrieve("--index", "lsh"), "'lsh'"),
+    Case("retrieve shortlist 0", retrieve("--shortlist", "0"), "--shortlist 0 is outside"),
+    Case(
+        "retrieve spectra-db targets",
+        retrieve("--spectra-db", "{w}/design_targets.h5"),
+        "not a pairs file",
+    ),
+    Case(
+        "retrieve spectra-db split",
+        retrieve("--spectra-db", "{w}/pairs.h5", "--db-split", "x"),
+        "--db-split 'x'",
+    ),
     Case("retrieve probes are pairs", retrieve(probes_file="{w}/pairs.h5"), "not a probe database"),
     Case("retrieve targets are pairs", retrieve(targets_file="{w}/pairs.h5"), "not a targets file"),
     Case("retrieve shard twice", [*retrieve(), "--probes", "{w}/design_probes.h5"], "given twice"),

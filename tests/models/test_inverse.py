@@ -318,3 +318,32 @@ def test_bad_design_input_is_one_line(
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_reranking_orders_the_shortlist_by_predicted_weighted_mse(
+    setup: dict[str, Path], pairs_h5: Path
+) -> None:
+    from models.inverse import Rerank, SpectraDatabase
+
+    targets = read_targets(setup["targets"])
+    pairs = read_pairs(pairs_h5)
+    db = pairs.spectra[pairs.split == 0]
+    rerank = Rerank(db, "train rows", shortlist=40, predict_k=5)
+    chosen = retrieve(
+        setup["model"], [setup["probes"]], targets, setup["targets"], 4, rerank=rerank
+    )
+    plain = retrieve(setup["model"], [setup["probes"]], targets, setup["targets"], 40)
+    probes = read_probes([setup["probes"]])
+    model = prepare(load_model(setup["model"]), InferenceConfig())
+    answers = SpectraDatabase.encode(model, db, InferenceConfig())
+    row_of = {int(d): i for i, d in enumerate(probes.library.design_id)}
+    for t in range(len(targets)):
+        short = plain.library.design_id[plain.design_row[t * 40 : (t + 1) * 40]]
+        rows = np.array([row_of[int(d)] for d in short])
+        predicted = answers.predict(probes.latent[rows], 5, weighted=True).spectra
+        w = targets.weight[t]
+        err = (w * (predicted - targets.spectra[t]) ** 2).sum(axis=(1, 2)) / w.sum()
+        expected = short[np.argsort(err, kind="stable")[:4]]
+        got = chosen.library.design_id[chosen.design_row[t * 4 : (t + 1) * 4]]
+        assert np.array_equal(got, expected)
+    assert "predicted weighted MSE" in chosen.provenance["ranked_by"]
