@@ -401,7 +401,10 @@ def build_on_cluster(
         )
     try:
         try:
-            client = Client(cluster if cluster is not None else address, timeout="10s")  # type: ignore[no-untyped-call]
+            # A remote scheduler that does not answer in 10 s is not there; a local cluster's
+            # own processes may take longer to come up on a busy machine.
+            wait = "10s" if cluster is None else "120s"
+            client = Client(cluster if cluster is not None else address, timeout=wait)  # type: ignore[no-untyped-call]
         except OSError as exc:
             raise ValueError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
         with client:
