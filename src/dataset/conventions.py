@@ -20,6 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 ATTRIBUTE = "spectra_convention"
 RELATIVE = "relative_to_substrate"
 ABSOLUTE = "absolute_into_substrate"
@@ -63,3 +66,19 @@ def stored(attrs: Mapping[str, Any], source: str, legacy: str | None = None) -> 
             )
         return legacy
     return check_known(str(value), source)
+
+
+def check_wavelengths(wavelength_nm: NDArray[np.float64], what: str = "wavelength_nm") -> None:
+    """Refuse a band grid that is empty, not 1-D, non-finite, not positive or not increasing."""
+    w = wavelength_nm
+    if (
+        w.ndim != 1
+        or w.size == 0
+        or not np.all(np.isfinite(w))
+        or np.any(np.diff(w) <= 0)
+        or w[0] <= 0
+    ):
+        raise ValueError(
+            f"{what} must be a non-empty, positive, strictly increasing 1-D array of finite "
+            f"numbers, got shape {w.shape}"
+        )

@@ -75,16 +75,7 @@ class Pairs:
                 f"got shape {self.params.shape}"
             )
         w = self.wavelength_nm
-        if (
-            w.ndim != 1
-            or w.size == 0
-            or not np.all(np.isfinite(w))
-            or np.any(np.diff(w) <= 0)
-            or w[0] <= 0
-        ):
-            raise ValueError(
-                "wavelength_nm must be a non-empty, positive, strictly increasing 1-D array"
-            )
+        conventions.check_wavelengths(w)
         s = self.spectra
         if s.shape != (n, 2, w.size):
             raise ValueError(f"spectra must be (N={n}, 2, W={w.size}), got shape {s.shape}")

@@ -49,22 +49,6 @@ _RESERVED = {"schema", "schema_version", "software_version", conventions.ATTRIBU
 Index = int | slice | Sequence[int] | NDArray[np.integer[Any]] | NDArray[np.bool_]
 
 
-def check_wavelengths(wavelength_nm: NDArray[np.float64], what: str = "wavelength_nm") -> None:
-    """Refuse a band grid that is empty, not 1-D, non-finite, not positive or not increasing."""
-    w = wavelength_nm
-    if (
-        w.ndim != 1
-        or w.size == 0
-        or not np.all(np.isfinite(w))
-        or np.any(np.diff(w) <= 0)
-        or w[0] <= 0
-    ):
-        raise ValueError(
-            f"{what} must be a non-empty, positive, strictly increasing 1-D array of finite "
-            f"numbers, got shape {w.shape}"
-        )
-
-
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
 class Targets:
     """N target spectra with their weights; the constructor checks every shape and range."""
@@ -88,7 +72,7 @@ class Targets:
         dup = _first_duplicate(ids)
         if dup is not None:
             raise ValueError(f"target_id {dup!r} is given more than once; ids must be unique")
-        check_wavelengths(self.wavelength_nm)
+        conventions.check_wavelengths(self.wavelength_nm)
         w = self.wavelength_nm.size
         for name in ("spectra", "weight", "wavelength_nm"):
             dtype = getattr(self, name).dtype

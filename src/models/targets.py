@@ -28,8 +28,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from common.values import COUNT, SEED, Bounds
 from dataset import pairs_file
+from dataset.conventions import check_wavelengths
 from dataset.pairs_io import is_moclip_npz, load_pairs
-from dataset.targets_file import POLARIZATIONS, SPECTRA, Targets, check_wavelengths
+from dataset.targets_file import POLARIZATIONS, SPECTRA, Targets
 from layout.library_file import open_versioned
 
 log = logging.getLogger(__name__)
