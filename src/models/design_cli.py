@@ -153,7 +153,7 @@ def probes_cmd(
     check_outputs(
         dict(zip(labels, outputs, strict=True)),
         inputs,
-        force or resume,
+        force,  # --resume continues a build, never replaces a finished one
         schemas=dict.fromkeys(labels, PROBES_SCHEMA),
     )
     if force and not resume:

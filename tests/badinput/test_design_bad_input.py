@@ -137,6 +137,11 @@ CASES = [
     Case(
         "probes over pairs", [*probes()[:-1], "{w}/pairs.h5", "--force"], "holds a metascan.pairs"
     ),
+    Case(
+        "probes resume over a finished build",
+        [*probes()[:-1], "{w}/design_probes.h5", "--resume"],
+        "exists; pass --force",
+    ),
     Case("probes scheduler alone", probes("--scheduler", "tcp://127.0.0.1:9"), "--shards N"),
     Case("retrieve top-k 0", retrieve("--top-k", "0"), "--top-k 0 is outside"),
     Case("retrieve top-k > db", retrieve("--top-k", "500"), "more than the database size"),
