@@ -262,3 +262,33 @@ def read_targets(path: Path) -> Targets:
             )
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None
+
+
+def nearest_weighted_mse(
+    candidates: NDArray[np.floating[Any]],
+    target_spectra: NDArray[np.floating[Any]],
+    weight: NDArray[np.floating[Any]],
+    chunk: int = 64,
+) -> NDArray[np.float64]:
+    """Per target, the smallest :func:`weighted_mse` over all ``candidates`` (M, 2, W): what the
+    best pick from a database could score (the oracle). The square is expanded so the cost is
+    a matrix product, a chunk of targets at a time."""
+    flat = np.asarray(candidates, dtype=np.float64).reshape(candidates.shape[0], -1)
+    t_all = np.asarray(target_spectra, dtype=np.float64).reshape(target_spectra.shape[0], -1)
+    w_all = np.asarray(weight, dtype=np.float64).reshape(weight.shape[0], -1)
+    out = np.empty(t_all.shape[0])
+    for start in range(0, t_all.shape[0], chunk):
+        t, w = t_all[start : start + chunk], w_all[start : start + chunk]
+        d = (w * t * t).sum(1)[:, None] - 2 * (w * t) @ flat.T + w @ (flat * flat).T
+        out[start : start + chunk] = np.maximum(d.min(axis=1), 0.0) / w.sum(1)
+    return out
+
+
+QUANTILES = (25, 50, 75, 95)
+
+
+def mse_quantiles(mse: NDArray[np.float64]) -> dict[str, float]:
+    """The quantiles every inverse-design report gives (``q25`` ... ``q95``) and the mean."""
+    out = {f"q{p}": float(np.quantile(mse, p / 100)) for p in QUANTILES}
+    out["mean"] = float(mse.mean())
+    return out

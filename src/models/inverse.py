@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from dataset.chosen_designs_file import ChosenDesigns, file_sha256
 from dataset.probes_file import ProbeSet, read_probes
-from dataset.targets_file import Targets, weighted_mse
+from dataset.targets_file import Targets, mse_quantiles, nearest_weighted_mse, weighted_mse
 from models.inference import InferenceConfig, encode_geometry, encode_spectra, prepare
 from models.model import ContrastiveModel
 from models.model_dir import load_model, model_identity
@@ -247,25 +247,13 @@ def score_prediction(
     truth: what a perfect retrieval from this database could give) and of the database mean."""
     weight = np.ones_like(truth)
     db = np.asarray(db_spectra, dtype=np.float64)
-    flat_db = db.reshape(db.shape[0], -1)
-    flat_truth = truth.reshape(truth.shape[0], -1)
-    oracle = np.empty(truth.shape[0])
-    for start in range(0, truth.shape[0], 256):
-        t = flat_truth[start : start + 256]
-        d = (t * t).sum(1)[:, None] - 2 * t @ flat_db.T + (flat_db * flat_db).sum(1)[None, :]
-        oracle[start : start + 256] = np.maximum(d.min(axis=1), 0.0) / flat_truth.shape[1]
+    oracle = nearest_weighted_mse(db, truth, weight)
     mean = weighted_mse(np.broadcast_to(db.mean(axis=0), truth.shape), truth, weight)
-
-    def q(x: NDArray[np.float64]) -> dict[str, float]:
-        return {f"q{p}": float(np.quantile(x, p / 100)) for p in (25, 50, 75, 95)} | {
-            "mean": float(x.mean())
-        }
-
     model_mse = weighted_mse(predicted, truth, weight)
     return {
         "count": int(truth.shape[0]),
-        "model": q(model_mse),
-        "oracle": q(oracle),
-        "mean_spectrum": q(mean),
+        "model": mse_quantiles(model_mse),
+        "oracle": mse_quantiles(oracle),
+        "mean_spectrum": mse_quantiles(mean),
         "model_over_oracle_median": float(np.median(model_mse) / max(np.median(oracle), 1e-12)),
     }

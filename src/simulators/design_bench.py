@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from dataset.chosen_designs_file import ChosenDesigns
 from dataset.pairs_file import read_pairs
-from dataset.targets_file import Targets, weighted_mse
+from dataset.targets_file import Targets, mse_quantiles, nearest_weighted_mse, weighted_mse
 from dataset.truth_file import read_truth
 from instruments.protocols import BandwidthMode
 from layout.design import DesignLibrary
@@ -40,7 +40,6 @@ from simulators.spectral import bare_substrate_transmission, get_model
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
-QUANTILES = (25, 50, 75, 95)
 
 
 @dataclass(frozen=True)
@@ -163,10 +162,6 @@ def _options(name: str, described: Any) -> dict[str, Any]:
     return {}
 
 
-def quantiles(x: FloatArray) -> dict[str, float]:
-    return {f"q{p}": float(np.quantile(x, p / 100)) for p in QUANTILES} | {"mean": float(x.mean())}
-
-
 def evaluate_chosen(
     world: World,
     chosen: ChosenDesigns,
@@ -208,16 +203,18 @@ def evaluate_chosen(
         entry: dict[str, Any] = {
             "database_size": int(s),
             "targets": int(pick.sum()),
-            "model": quantiles(mse[pick]),
+            "model": mse_quantiles(mse[pick]),
         }
         if probe_spectra is not None:
             t_rows = tid[pick]
-            oracle = _best_mse(probe_spectra[:s], targets.spectra[t_rows], targets.weight[t_rows])
+            oracle = nearest_weighted_mse(
+                probe_spectra[:s], targets.spectra[t_rows], targets.weight[t_rows]
+            )
             rng = np.random.default_rng([random_seed, s])
             r = rng.integers(0, s, t_rows.size)
             rand = weighted_mse(probe_spectra[r], targets.spectra[t_rows], targets.weight[t_rows])
-            entry["oracle"] = quantiles(oracle)
-            entry["random"] = quantiles(rand)
+            entry["oracle"] = mse_quantiles(oracle)
+            entry["random"] = mse_quantiles(rand)
             entry["model_over_oracle_median"] = float(
                 np.median(mse[pick]) / max(float(np.median(oracle)), 1e-12)
             )
@@ -230,18 +227,3 @@ def evaluate_chosen(
         "database_size": db_size,
         "measured": measured,
     }
-
-
-def _best_mse(
-    db: FloatArray, target: FloatArray, weight: FloatArray, chunk: int = 64
-) -> FloatArray:
-    """min over database rows of the weighted MSE, per target, by expanding the square."""
-    flat_db = db.reshape(db.shape[0], -1)
-    out = np.empty(target.shape[0])
-    for start in range(0, target.shape[0], chunk):
-        t = target[start : start + chunk].reshape(-1, flat_db.shape[1])
-        w = weight[start : start + chunk].reshape(-1, flat_db.shape[1])
-        wsum = w.sum(1)
-        d = (w * t * t).sum(1)[:, None] - 2 * (w * t) @ flat_db.T + w @ (flat_db * flat_db).T
-        out[start : start + chunk] = np.maximum(d.min(axis=1), 0.0) / wsum
-    return out

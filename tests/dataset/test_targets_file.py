@@ -158,3 +158,21 @@ def test_reserved_provenance_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reserved by the targets format"):
         write_targets(tmp_path / "t.h5", targets)
     assert not list(tmp_path.iterdir())
+
+
+def test_nearest_weighted_mse_is_the_brute_force_minimum() -> None:
+    from dataset.targets_file import mse_quantiles, nearest_weighted_mse
+
+    rng = np.random.default_rng(5)
+    candidates = rng.uniform(0, 1, (300, 2, 7))
+    targets = rng.uniform(0, 1, (70, 2, 7))
+    weight = rng.uniform(0, 1, (70, 2, 7))
+    weight[::3, 1] = 0.0  # some targets care about x only
+    brute = np.array(
+        [weighted_mse(candidates, targets[i], weight[i]).min() for i in range(len(targets))]
+    )
+    assert np.allclose(
+        nearest_weighted_mse(candidates, targets, weight, chunk=16), brute, atol=1e-12
+    )
+    q = mse_quantiles(brute)
+    assert q["q25"] <= q["q50"] <= q["q75"] <= q["q95"] and q["mean"] == pytest.approx(brute.mean())
