@@ -162,6 +162,22 @@ def _options(name: str, described: Any) -> dict[str, Any]:
     return {}
 
 
+@dataclass(frozen=True, eq=False)
+class BenchReport:
+    """What the bench measured of each target's rank-1 design, and the figures per size."""
+
+    world: dict[str, Any]
+    sizes: list[dict[str, Any]]  # per database size: quantiles of model, oracle, random
+    per_target_mse: FloatArray  # (M,) one per rank-1 choice
+    target_rows: NDArray[np.int64]  # (M,) the targets-file row of each choice
+    database_size: NDArray[np.int64]  # (M,)
+    measured: FloatArray  # (M, 2, W) the spectra the bench measured
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON part: the world and the per-size figures."""
+        return {"world": self.world, "sizes": self.sizes}
+
+
 def evaluate_chosen(
     world: World,
     chosen: ChosenDesigns,
@@ -169,7 +185,7 @@ def evaluate_chosen(
     probes: tuple[DesignLibrary, FloatArray] | None = None,
     random_seed: int = 0,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> BenchReport:
     """Per database size: the measured weighted MSE of each target's rank-1 design; with
     ``probes`` (the database, in build order) the in-database oracle (the probe whose measured
     spectrum best matches, among the first ``size``) and a random probe, for comparison."""
@@ -219,11 +235,4 @@ def evaluate_chosen(
                 np.median(mse[pick]) / max(float(np.median(oracle)), 1e-12)
             )
         rows.append(entry)
-    return {
-        "world": world.describe(),
-        "sizes": rows,
-        "per_target_mse": mse,
-        "target_rows": tid,
-        "database_size": db_size,
-        "measured": measured,
-    }
+    return BenchReport(world.describe(), rows, mse, tid, db_size, measured)

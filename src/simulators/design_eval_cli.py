@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -16,6 +16,10 @@ import typer
 from common.atomic import atomic_output
 from common.outputs import check_outputs
 from common.values import SEED
+
+if TYPE_CHECKING:
+    from dataset.targets_file import Targets
+    from simulators.design_bench import BenchReport
 
 PLOTS = ("mse_vs_database_size.png", "examples.png")
 
@@ -69,14 +73,14 @@ def evaluate_cmd(
         probe_db = (db.library, db.thickness_nm)
     report = evaluate_chosen(bench, chosen, t, probe_db, seed, progress)
     output.mkdir(exist_ok=True)
-    summary = {k: v for k, v in report.items() if k in ("world", "sizes")}
+    summary = report.summary()
     summary["designs"] = str(designs)
     summary["targets"] = str(targets)
     with atomic_output(output / "evaluation.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    save_png(_quantile_figure(report["sizes"]), output / PLOTS[0])
+    save_png(_quantile_figure(report.sizes), output / PLOTS[0])
     save_png(_examples_figure(t, report), output / PLOTS[1])
-    for row in report["sizes"]:
+    for row in report.sizes:
         line = (
             f"database {row['database_size']}: {row['targets']} targets, measured MSE median "
             f"{row['model']['q50']:.2e}, q95 {row['model']['q95']:.2e}"
@@ -129,31 +133,29 @@ def _quantile_figure(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def _examples_figure(targets: Any, report: dict[str, Any]) -> Any:
+def _examples_figure(targets: Targets, report: BenchReport) -> Any:
     from matplotlib.figure import Figure
 
-    size = report["database_size"]
+    size = report.database_size
     pick = np.flatnonzero(size == size.max())[:6]
     fig = Figure(figsize=(9, 5))
     lam = targets.wavelength_nm
     for j, i in enumerate(pick):
         ax = fig.add_subplot(2, 3, j + 1)
-        t = report["target_rows"][i]
+        t = report.target_rows[i]
         for pol, style in ((0, "-"), (1, "--")):
             ax.plot(
                 lam, targets.spectra[t, pol], style, color="k", lw=1, label=f"target {'xy'[pol]}"
             )
             ax.plot(
                 lam,
-                report["measured"][i, pol],
+                report.measured[i, pol],
                 style,
                 color="C1",
                 lw=1.2,
                 label=f"measured {'xy'[pol]}",
             )
-        ax.set_title(
-            f"{targets.target_id[t][:28]}  MSE {report['per_target_mse'][i]:.1e}", fontsize=7
-        )
+        ax.set_title(f"{targets.target_id[t][:28]}  MSE {report.per_target_mse[i]:.1e}", fontsize=7)
         ax.set_ylim(0, 1.1)
         ax.tick_params(labelsize=6)
         if j == 0:

@@ -108,11 +108,11 @@ def test_oracle_is_the_best_probe_and_bounds_every_choice(clean_pairs: Path) -> 
         np.array([5, 0, 0]), np.full(3, 50), thick[[5, 0, 0]], lib, ["p5", "p70", "flat"]
     )
     report = evaluate_chosen(world, chosen, targets, (lib, thick))
-    mse = report["per_target_mse"]
+    mse = report.per_target_mse
     assert mse[0] < 1e-20  # a probe's own spectrum is matched exactly
     expected = weighted_mse(spectra[[5, 0, 0]], target_spectra, np.ones_like(target_spectra))
     assert np.allclose(mse, expected)
-    (row,) = report["sizes"]
+    (row,) = report.sizes
     assert row["database_size"] == 50 and row["targets"] == 3
     # The oracle among the first 50 probes: brute force here.
     brute = np.array(
@@ -140,5 +140,5 @@ def test_a_zero_weight_band_does_not_count(clean_pairs: Path) -> None:
     targets = Targets.build(target, pairs.wavelength_nm, weight, ["x-only"])
     chosen = _chosen(np.array([3]), np.array([120]), thick[[3]], lib, ["x-only"])
     report = evaluate_chosen(world, chosen, targets)
-    assert report["per_target_mse"][0] < 1e-20
-    assert "oracle" not in report["sizes"][0]
+    assert report.per_target_mse[0] < 1e-20
+    assert "oracle" not in report.sizes[0]
