@@ -35,18 +35,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import atomic_output, require_free_space
-from layout.design import GEOMETRY_COLUMNS, DesignLibrary, Kind
-from layout.library_file import (
-    SCHEMA as LIBRARY_SCHEMA,
-)
-from layout.library_file import (
-    SCHEMA_VERSION as LIBRARY_SCHEMA_VERSION,
-)
+from layout.design import GEOMETRY_COLUMNS, DesignLibrary
 from layout.library_file import (
     decode_attr,
     open_versioned,
     read_library_group,
     software_version,
+    write_library_header,
 )
 
 SCHEMA = "metascan.probes"
@@ -129,10 +124,7 @@ def write_shard(path: Path, header: ShardHeader, blocks: Sequence[ProbeBlock]) -
         f.attrs["shard_count"] = header.shard_count
         f.attrs["blocks"] = json.dumps(list(header.blocks))
         g = f.create_group("designs")
-        g.attrs["schema"] = LIBRARY_SCHEMA
-        g.attrs["schema_version"] = LIBRARY_SCHEMA_VERSION
-        g.attrs["kinds"] = json.dumps({k.name.lower(): int(k) for k in Kind})
-        g.attrs["software_version"] = software_version()
+        write_library_header(g)
         columns: dict[str, h5py.Dataset] = {}
 
         def make(group: h5py.Group, name: str, shape: tuple[int, ...], dtype: Any) -> h5py.Dataset:
@@ -158,7 +150,7 @@ def write_shard(path: Path, header: ShardHeader, blocks: Sequence[ProbeBlock]) -
         block_col = make(f, "block", (total,), np.int32)
         row = 0
         for b in blocks:
-            lib = b.library if b.library.slots == slots else _pad_slots(b.library, slots)
+            lib = b.library.with_slots(slots)
             stop = row + len(lib)
             if stop == row:
                 continue
@@ -169,15 +161,6 @@ def write_shard(path: Path, header: ShardHeader, blocks: Sequence[ProbeBlock]) -
             latent[row:stop] = b.latent
             block_col[row:stop] = b.index
             row = stop
-
-
-def _pad_slots(library: DesignLibrary, slots: int) -> DesignLibrary:
-    width = DesignLibrary.from_arrays(
-        np.zeros(1) + 300.0,
-        np.full((1, slots), Kind.EMPTY, dtype=np.int8),
-        *(np.zeros((1, slots)) for _ in GEOMETRY_COLUMNS),
-    )
-    return DesignLibrary.concatenate([library, width]).take(slice(0, len(library)))
 
 
 def read_blocks(path: Path) -> tuple[ShardHeader, list[ProbeBlock]]:

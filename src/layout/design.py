@@ -197,16 +197,31 @@ class DesignLibrary:
     def concatenate(parts: Sequence[DesignLibrary]) -> DesignLibrary:
         """Join libraries, padding slot counts to the widest."""
         slots = max(p.slots for p in parts)
-
-        def pad(a: NDArray[np.generic], fill: float) -> NDArray[np.generic]:
-            extra = slots - a.shape[1]
-            return np.pad(a, ((0, 0), (0, extra)), constant_values=fill) if extra else a
-
+        padded = [p.with_slots(slots) for p in parts]
         return DesignLibrary(
-            np.concatenate([p.design_id for p in parts]),
-            np.concatenate([p.period_nm for p in parts]),
-            np.concatenate([pad(p.kind, Kind.EMPTY) for p in parts]).astype(np.int8),
-            *(np.concatenate([pad(getattr(p, c), 0.0) for p in parts]) for c in GEOMETRY_COLUMNS),
+            np.concatenate([p.design_id for p in padded]),
+            np.concatenate([p.period_nm for p in padded]),
+            np.concatenate([p.kind for p in padded]).astype(np.int8),
+            *(np.concatenate([getattr(p, c) for p in padded]) for c in GEOMETRY_COLUMNS),
+        )
+
+    def with_slots(self, slots: int) -> DesignLibrary:
+        """The same designs padded with empty slots to ``slots`` (never fewer than it has)."""
+        extra = slots - self.slots
+        if extra < 0:
+            raise ValueError(f"cannot fit {self.slots} slots into {slots}")
+        if extra == 0:
+            return self
+
+        def pad(a: FloatArray) -> FloatArray:
+            return np.pad(a, ((0, 0), (0, extra)))
+
+        kind = np.pad(self.kind, ((0, 0), (0, extra)), constant_values=Kind.EMPTY)
+        return DesignLibrary(
+            self.design_id,
+            self.period_nm,
+            kind.astype(np.int8),
+            *(pad(getattr(self, c)) for c in GEOMETRY_COLUMNS),
         )
 
     def index_of(self, design_ids: NDArray[np.int64]) -> IntArray:

@@ -107,14 +107,20 @@ def open_versioned(path: Path, schema: str, schema_version: int, what: str) -> I
         yield f
 
 
-def write_library_group(
-    group: h5py.Group, library: DesignLibrary, attrs: dict[str, Any] | None = None
-) -> None:
+def write_library_header(group: h5py.Group, attrs: dict[str, Any] | None = None) -> None:
+    """The attributes that make ``group`` a design library, for writers that fill its columns
+    themselves (a probe database streams them block by block)."""
     group.attrs["schema"] = SCHEMA
     group.attrs["schema_version"] = SCHEMA_VERSION
     group.attrs["kinds"] = json.dumps({k.name.lower(): int(k) for k in Kind})
     group.attrs["software_version"] = software_version()
     write_attrs(group, attrs or {})
+
+
+def write_library_group(
+    group: h5py.Group, library: DesignLibrary, attrs: dict[str, Any] | None = None
+) -> None:
+    write_library_header(group, attrs)
     group.create_dataset("design_id", data=library.design_id)
     group.create_dataset("period_nm", data=library.period_nm)
     for name in _COLUMNS:
