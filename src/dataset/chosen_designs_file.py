@@ -70,6 +70,14 @@ class ChosenDesigns:
     def __len__(self) -> int:
         return len(self.target_id)
 
+    def first_thickness_nm(self) -> NDArray[np.float64]:
+        """Per library row, the thickness of its first choice (the library holds each design
+        once; one chosen at two thicknesses is predicted at the first)."""
+        rows, first = np.unique(self.design_row, return_index=True)
+        out = np.full(len(self.library), np.nan)
+        out[rows] = self.thickness_nm[first]
+        return out
+
     def chosen(self) -> DesignLibrary:
         """One library row per choice, in choice order."""
         return self.library.take(self.design_row)
@@ -81,6 +89,15 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def has_choices(path: Path) -> bool:
+    """Whether ``path`` is an HDF5 design library that carries inverse-design choices."""
+    path = Path(path)
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r") as f:
+        return "choices" in f and decode_attr(f["choices"].attrs.get("schema")) == SCHEMA
 
 
 def write_chosen(path: Path, chosen: ChosenDesigns) -> None:

@@ -329,22 +329,17 @@ def predict_cmd(
         ids = [f"pairs:{int(q.design_id[r])}:{int(r)}" for r in rows]
         truth = q.spectra[rows].astype(np.float64)
     else:
-        from dataset.chosen_designs_file import read_chosen
+        from dataset.chosen_designs_file import has_choices, read_chosen
 
-        try:
+        if has_choices(designs):
             chosen = read_chosen(designs)
-            lib, thick = chosen.library, None
-            per = {
-                int(r): float(t)
-                for r, t in zip(chosen.design_row, chosen.thickness_nm, strict=True)
-            }
-            thick = np.array([per.get(i, np.nan) for i in range(len(lib))])
-        except ValueError:
+            lib, thick = chosen.library, chosen.first_thickness_nm()
+        else:
             lib = read_library(designs)
             if thickness_nm is None:
                 raise ValueError(
                     f"--designs {designs} is a plain design library; give --thickness-nm"
-                ) from None
+                )
             thick = np.full(len(lib), thickness_nm)
         if thickness_nm is not None:
             thick = np.full(len(lib), thickness_nm)

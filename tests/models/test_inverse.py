@@ -90,6 +90,10 @@ def test_chosen_designs_round_trip_and_layout_chip_takes_them(
     assert back.target_id == chosen.target_id
     assert np.array_equal(back.design_row, chosen.design_row)
     assert np.array_equal(back.similarity, chosen.similarity)
+    first = back.first_thickness_nm()
+    assert np.all(np.isfinite(first))
+    for row in range(len(back.library)):
+        assert first[row] == back.thickness_nm[np.flatnonzero(back.design_row == row)[0]]
     lib = read_library(path)  # contract 1 at the root
     assert np.array_equal(lib.design_id, chosen.library.design_id)
     assert len(set(lib.design_id.tolist())) == len(lib)  # each design once
