@@ -42,12 +42,14 @@ from models.probes import ProbeBuild, Shard, build_shard, draw_block
 from models.retrieval import ranks_of_truth, recall_at
 
 
-def _model(folder: Path | None, scratch: Path) -> tuple[Path, ContrastiveModel]:
+def _model_dir(folder: Path | None, scratch: Path) -> Path:
+    """The model to time: the one given, or an untrained metascan-small (speed does not
+    depend on training)."""
     if folder is None:
         torch.manual_seed(0)
         folder = scratch / "untrained"
         write_model_dir(folder, ContrastiveModel(get_config("metascan-small")))
-    return folder, load_model(folder)
+    return folder
 
 
 def build_rate(
@@ -175,7 +177,7 @@ def main() -> None:
     result: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        model_dir, _ = _model(args.model, scratch)
+        model_dir = _model_dir(args.model, scratch)
         result["model"] = str(args.model) if args.model else "untrained metascan-small"
         result["stages"] = stage_rates(model_dir, 4096 if args.quick else 16_384)
         variants = [  # (encoder settings, generation overlapped with encoding)

@@ -25,6 +25,7 @@ default. A build of many shards spreads over processes or machines instead (``--
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import time
@@ -128,11 +129,9 @@ class ProbeBuild:
         return min(self.block_size, self.count - b * self.block_size)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["constraints"] = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in d["constraints"].items()
-        }
-        return d
+        """As JSON values (tuples as lists), so it compares equal to a shard's stored copy."""
+        as_json: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return as_json
 
 
 @dataclass(frozen=True)
@@ -415,11 +414,10 @@ def build_on_cluster(
                     Path(model_dir).resolve(),
                     build,
                     Shard(i, shards),
-                    inference,
-                    exclude,
-                    resume,
-                    False,
-                    threads_per_task,
+                    inference=inference,
+                    exclude=exclude,
+                    resume=resume,
+                    threads=threads_per_task,
                     pure=False,
                     key=f"metascan-probes-{i}-of-{shards}-{time.time_ns()}",
                 )
