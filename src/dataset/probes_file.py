@@ -95,10 +95,6 @@ class ProbeSet:
     def __len__(self) -> int:
         return len(self.library)
 
-    def params_um(self) -> NDArray[np.float64]:
-        """(N, 2) period and thickness in µm, as the geometry encoder takes them."""
-        return np.stack([self.library.period_nm, self.thickness_nm], axis=1) / 1000.0
-
 
 def estimate_bytes(count: int, slots: int, embed_dim: int) -> int:
     """An upper bound of a shard's size (uncompressed columns), for the free-space check."""
@@ -177,12 +173,6 @@ def read_blocks(path: Path) -> tuple[ShardHeader, list[ProbeBlock]]:
         rows = np.flatnonzero(block == b)
         out.append(ProbeBlock(b, lib.take(rows), thickness[rows], latent[rows]))
     return header, out
-
-
-def read_header(path: Path) -> ShardHeader:
-    """A shard's header only (no arrays): what ``--resume`` and set checks compare."""
-    with open_versioned(Path(path), SCHEMA, SCHEMA_VERSION, "probe database") as f:
-        return _header(f)
 
 
 def _header(f: h5py.File) -> ShardHeader:
