@@ -33,6 +33,7 @@ from bench_search import bench_search
 from dataset.pairs_file import SPLIT_NAMES
 from dataset.pairs_io import load_pairs
 from layout.generator import generate
+from layout.material import DEFAULT_MATERIAL
 from layout.raster import rasterize
 from models.config import get_config
 from models.inference import InferenceConfig, encode_geometry, encode_spectra, prepare
@@ -48,7 +49,9 @@ def _model_dir(folder: Path | None, scratch: Path) -> Path:
     if folder is None:
         torch.manual_seed(0)
         folder = scratch / "untrained"
-        write_model_dir(folder, ContrastiveModel(get_config("metascan-small")))
+        write_model_dir(
+            folder, ContrastiveModel(get_config("metascan-small")), material=DEFAULT_MATERIAL
+        )
     return folder
 
 

@@ -55,7 +55,9 @@ from models.train import TrainConfig, train, train_step
 DEFAULT_CACHE = Path("/tmp/metascan_bench_models")
 
 
-def train_rate(name: str, steps: int, batch: int, device: torch.device) -> float:
+def train_rate(
+    name: str, steps: int, batch: int, device: torch.device, precision: str = "fp32"
+) -> float:
     torch.manual_seed(0)
     model = ContrastiveModel(get_config(name)).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -63,10 +65,10 @@ def train_rate(name: str, steps: int, batch: int, device: torch.device) -> float
     params = 0.2 + 0.4 * torch.rand(batch, 2, device=device)
     spectra = torch.rand(batch, 2, 29, device=device)
     loss = ClipLoss()
-    train_step(model, loss, opt, image, params, spectra, device)  # warm-up
+    train_step(model, loss, opt, image, params, spectra, device, precision)  # warm-up
     t0 = time.perf_counter()
     for _ in range(steps):
-        train_step(model, loss, opt, image, params, spectra, device)
+        train_step(model, loss, opt, image, params, spectra, device, precision)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps * batch / (time.perf_counter() - t0)
@@ -87,8 +89,11 @@ def fast(args: argparse.Namespace) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "batch": args.batch,
         "train_samples_per_s": {
-            name: round(train_rate(name, args.steps, args.batch, device), 1)
+            f"{name} {precision}": round(
+                train_rate(name, args.steps, args.batch, device, precision), 1
+            )
             for name in ("metascan-small", "moclip")
+            for precision in ("fp32", "bf16")
         },
         "retrieval_10k_gallery_s": round(retrieval_seconds(), 3),
     }
@@ -199,6 +204,7 @@ def run_one(
         time_budget_min=args.budget_min,
         val_every_steps=val_every,
         augment=AugmentConfig(circular_shift=run.shift, transpose=run.transpose),
+        precision=args.precision,
     )
     if not args.fresh and _reusable(folder, cfg, pairs) and (folder / "scale_run.json").is_file():
         cached: dict[str, Any] = json.loads((folder / "scale_run.json").read_text())
@@ -266,6 +272,7 @@ def _suffix(args: argparse.Namespace) -> str:
     parts = [f"-b{args.batch}" if args.batch != 64 else ""]
     parts.append(f"-lr{args.lr:g}" if args.lr is not None else "")
     parts.append(f"-{args.schedule}" if args.schedule != "cosine" else "")
+    parts.append(f"-{args.precision}" if args.precision != "fp32" else "")
     parts.append(f"-{args.budget_min:g}min")
     return "".join(parts)
 
@@ -432,6 +439,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=100, help="the budget usually ends first")
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--schedule", default="cosine")
+    parser.add_argument("--precision", default="fp32", help="scale mode: fp32 or bf16 training")
     parser.add_argument("--val-every-steps", type=int, default=-1, help="-1: half an epoch")
     parser.add_argument("--runs", default=",".join(r.name for r in RUNS))
     parser.add_argument("--fresh", action="store_true", help="retrain runs found in the cache")

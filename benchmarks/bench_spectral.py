@@ -9,6 +9,10 @@
   honesty about what the analytic stand-in is, not as a target to tune to.
 
 Usage: python benchmarks/bench_spectral.py [--designs 100] [--orders 3,3] [--thickness-nm 178]
+
+``--convergence --cache FILE``: the RCWA convergence study instead (``spectral_convergence.py``:
+rms error against [11,11] beside the cost per order and raster; ~25 min here on first run, then
+printed from its cache).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 
 import numpy as np
 
+import spectral_convergence
 from layout.generator import generate
 from simulators.spectral import MOCLIP_WAVELENGTHS_NM, AnalyticModel, get_model
 
@@ -45,6 +51,10 @@ def _agreement(analytic: np.ndarray, rcwa: np.ndarray) -> dict[str, object]:
 
 
 def main() -> None:
+    if "--convergence" in sys.argv:  # the RCWA convergence study has its own options
+        sys.argv.remove("--convergence")
+        spectral_convergence.main()
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--designs", type=int, default=20, help="designs for the agreement figure")
     parser.add_argument("--speed-designs", type=int, default=20_000)

@@ -11,11 +11,13 @@
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
+# The chip is MOCLIP's film: 178 nm (one of its 150, 178 and 195 nm chips) of LPCVD amorphous
+# silicon, the default --material a-Si, which the manifest records and every later file carries.
 metascan layout generate --count 2000 --seed 7 --output "$out/designs.h5" --force
 metascan layout chip --designs "$out/designs.h5" --arrays 3 --rows 20 --cols 20 --replicas 2 \
-    --thickness-nm 500 --output "$out/chip.gds" --force
+    --thickness-nm 178 --output "$out/chip.gds" --force
 metascan layout chip --designs "$out/designs.h5" --arrays 3 --rows 20 --cols 20 --replicas 2 \
-    --thickness-nm 500 --format oas --output "$out/chip_oasis.oas" --force
+    --thickness-nm 178 --format oas --output "$out/chip_oasis.oas" --force
 metascan layout drc "$out/chip.gds"
 metascan layout preview --designs "$out/designs.h5" --manifest "$out/chip.h5" --output "$out" --force
 echo "--- simulated bench, in-process emulators ---"
@@ -62,8 +64,8 @@ echo "--- evaluate on the test designs; the oracle retrieves by the chip's noise
 metascan evaluate --model "$out/runs/chip" --pairs "$out/chip_pairs.h5" --truth "$out/truth.h5"
 ls "$out/runs/chip"/*.png
 echo "--- inverse design: a probe database from the chip's model, retrieval for test spectra and filters ---"
-# The model learned from a 500 nm film, so its probes are 500 nm too; the chip's own designs are
-# left out, so every answer is a design the model has never seen measured.
+# The model learned from the chip's 178 nm film, so its probes are 178 nm too; the chip's own
+# designs are left out, so every answer is a design the model has never seen measured.
 d="$out/design"
 rm -rf "$d"
 mkdir -p "$d"
@@ -71,7 +73,7 @@ metascan design targets --model "$out/runs/chip" --pairs "$out/chip_pairs.h5" --
     --limit 24 --output "$d/targets.h5"
 metascan design targets --model "$out/runs/chip" --filter "bandpass x 600 60 0.6" \
     --filter "longpass both 620 60 0.6" --output "$d/filters.h5"
-metascan design probes --model "$out/runs/chip" --count 20000 --seed 1 --thicknesses 500 \
+metascan design probes --model "$out/runs/chip" --count 20000 --seed 1 --thicknesses 178 \
     --exclude "$out/chip.h5" --output "$d/probes.h5" --no-progress
 metascan design retrieve --model "$out/runs/chip" --probes "$d/probes.h5" --targets "$d/targets.h5" \
     --top-k 3 --database-sizes 100,1000,10000 --output "$d/chosen.h5"
@@ -89,7 +91,7 @@ metascan design predict --model "$out/runs/chip" --designs "$out/chip_pairs.h5" 
     --spectra-db "$out/chip_pairs.h5" --output "$d/predicted.h5"
 echo "--- the chosen designs, best first, written as a chip for the next round ---"
 metascan layout chip --designs "$d/chosen.h5" --arrays 1 --rows 4 --cols 6 --replicas 2 \
-    --companion 0 --thickness-nm 500 --output "$d/inverse_chip.gds"
+    --companion 0 --thickness-nm 178 --output "$d/inverse_chip.gds"
 metascan layout drc "$d/inverse_chip.gds"
 echo "--- synthetic pairs straight from the analytic spectral model (what benchmarks train on) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5" --force

@@ -11,8 +11,10 @@ per (target, rank, database size):
   growing databases writes one set of choices per size).
 
 Attributes of ``choices``: ``schema`` = "metascan.chosen_designs", ``schema_version``,
-``model_identity``, ``targets`` (path), ``targets_sha256`` (so an evaluation refuses another
-targets file) and the writer's provenance.
+``model_identity``, ``material`` (the film of the model that chose them, :mod:`layout.material`:
+the designs are meant to be made of it, so an evaluation in another film's world is refused),
+``targets`` (path), ``targets_sha256`` (so an evaluation refuses another targets file) and the
+writer's provenance. Version-1 files lack ``material`` and are refused: retrieve again.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import write_hdf5
+from layout import material as film
 from layout.design import DesignLibrary
 from layout.library_file import SCHEMA as LIBRARY_SCHEMA
 from layout.library_file import SCHEMA_VERSION as LIBRARY_SCHEMA_VERSION
@@ -40,8 +43,15 @@ from layout.library_file import (
 )
 
 SCHEMA = "metascan.chosen_designs"
-SCHEMA_VERSION = 1
-_RESERVED = {"schema", "schema_version", "software_version", "model_identity", "targets_sha256"}
+SCHEMA_VERSION = 2  # 2: material recorded
+_RESERVED = {
+    "schema",
+    "schema_version",
+    "software_version",
+    "model_identity",
+    "targets_sha256",
+    film.ATTRIBUTE,
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,8 +66,10 @@ class ChosenDesigns:
     model_identity: str
     targets_sha256: str
     provenance: dict[str, Any] = field(default_factory=dict)
+    material: str = field(kw_only=True)  # the film of the model that chose them
 
     def __post_init__(self) -> None:
+        film.check_name(self.material, "chosen designs material")
         m = len(self.target_id)
         for name in ("rank", "similarity", "design_row", "thickness_nm", "database_size"):
             if getattr(self, name).shape != (m,):
@@ -109,6 +121,7 @@ def write_chosen(path: Path, chosen: ChosenDesigns) -> None:
         g.attrs["software_version"] = software_version()
         g.attrs["model_identity"] = chosen.model_identity
         g.attrs["targets_sha256"] = chosen.targets_sha256
+        g.attrs[film.ATTRIBUTE] = chosen.material
         write_attrs(g, chosen.provenance)
         g.create_dataset("target_id", data=np.array(chosen.target_id, dtype=h5py.string_dtype()))
         for name in ("rank", "similarity", "design_row", "thickness_nm", "database_size"):
@@ -130,6 +143,7 @@ def read_chosen(path: Path) -> ChosenDesigns:
             raise ValueError(f"{path}:/choices is not {SCHEMA}")
         if int(g.attrs["schema_version"]) > SCHEMA_VERSION:
             raise ValueError(f"{path}: chosen-designs schema_version is newer than supported")
+        material = film.stored(g.attrs, f"chosen designs {path}", "metascan design retrieve")
         library = read_library_group(f, str(path))
         return ChosenDesigns(
             library=library,
@@ -144,4 +158,5 @@ def read_chosen(path: Path) -> ChosenDesigns:
             model_identity=str(decode_attr(g.attrs["model_identity"])),
             targets_sha256=str(decode_attr(g.attrs["targets_sha256"])),
             provenance={k: decode_attr(v) for k, v in g.attrs.items() if k not in _RESERVED},
+            material=material,
         )

@@ -14,6 +14,8 @@ from common.values import SEED
 from dataset.moclip_npz import read_moclip_npz, write_moclip_npz
 from dataset.pairs_file import SCHEMA, SPLIT_NAMES, Pairs, write_pairs
 from dataset.pairs_io import is_moclip_npz, load_pairs
+from layout.material import ALLOWED as MATERIALS_ALLOWED
+from layout.material import MOCLIP_MATERIAL
 
 app = typer.Typer(
     help="Pairs files: import/export the MOCLIP .npz layout, and summaries.",
@@ -49,15 +51,25 @@ def import_moclip_cmd(
             "--clip-spectra", help="Clip transmission outside [0, 1] instead of refusing."
         ),
     ] = False,
+    material: Annotated[
+        str,
+        typer.Option(
+            help=f"Film the spectra were measured on ({MATERIALS_ALLOWED}); the .npz layout "
+            f"records none. Default: MOCLIP's LPCVD amorphous silicon, {MOCLIP_MATERIAL}."
+        ),
+    ] = MOCLIP_MATERIAL,
     force: Force = False,
 ) -> None:
     """Convert a MOCLIP .npz into a pairs file: design ids hashed from content, splits drawn."""
     check_outputs({"--output": output}, {"SOURCE": source}, force, schemas={"--output": SCHEMA})
-    pairs = read_moclip_npz(source, split_seed=split_seed, clip_spectra=clip_spectra)
+    pairs = read_moclip_npz(
+        source, split_seed=split_seed, clip_spectra=clip_spectra, material=material
+    )
     write_pairs(output, pairs)
     designs = np.unique(pairs.design_id).size
     typer.echo(
-        f"wrote {len(pairs)} pairs of {designs} designs to {output} ({_split_summary(pairs)})"
+        f"wrote {len(pairs)} pairs of {designs} designs to {output} ({pairs.material}; "
+        f"{_split_summary(pairs)})"
     )
 
 
@@ -67,7 +79,8 @@ def export_moclip_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="MOCLIP-layout .npz to write.")],
     force: Force = False,
 ) -> None:
-    """Write pairs in the MOCLIP .npz layout (design ids, splits and provenance are dropped)."""
+    """Write pairs in the MOCLIP .npz layout (design ids, splits, provenance and the material
+    are dropped)."""
     check_outputs({"--output": output}, {"SOURCE": source}, force)
     pairs = load_pairs(source)
     write_moclip_npz(output, pairs)
@@ -77,6 +90,11 @@ def export_moclip_cmd(
         note = (
             f"; note: {size} px and {bands} bands, MOCLIP's own model expects "
             f"{_MOCLIP_CELL_PX} px and {_MOCLIP_BANDS} bands"
+        )
+    if pairs.material != MOCLIP_MATERIAL:
+        note += (
+            f"; note: the layout has no material, import it with --material {pairs.material} "
+            f"(not MOCLIP's {MOCLIP_MATERIAL})"
         )
     typer.echo(f"wrote {len(pairs)} pairs to {output}{note}")
 
@@ -103,6 +121,7 @@ def info_cmd(
         f"designs      {designs} ({len(pairs) / designs:.2f} pairs per design)",
         f"geometry     {pairs.geometry.shape[1]}x{pairs.geometry.shape[2]} px, "
         f"fill {pairs.geometry.mean():.3f}",
+        f"material     {pairs.material}",
         f"wavelengths  {w.size} bands, {w[0]:g}..{w[-1]:g} nm",
         f"period       {period.min():g}..{period.max():g} um",
         f"thickness    {thickness.min():g}..{thickness.max():g} um",

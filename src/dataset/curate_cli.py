@@ -18,6 +18,7 @@ from dataset.array_spectra_file import ArraySpectra, read_array_spectra
 from dataset.curation import DEFAULT_THRESHOLD, THRESHOLD, curate
 from dataset.pairs_file import SCHEMA as PAIRS_SCHEMA
 from dataset.pairs_file import SPLIT_NAMES, write_pairs
+from layout import material as film
 from layout.library_file import has_schema
 from layout.manifest import ChipManifest, read_manifest
 
@@ -71,6 +72,8 @@ def curate_cmd(
     files = spectra_files(inputs)
     spectra = [read_array_spectra(f) for f in files]
     manifests, manifest_paths = resolve_manifests(spectra, files, manifest or [])
+    # One film per pairs file: chips of two materials are refused before any comparison.
+    film.common((f"manifest {manifest_paths[c]}", m.material) for c, m in manifests.items())
     inputs_by_name: dict[str, Path | None] = {f"spectra file {f}": f for f in files}
     inputs_by_name.update({f"manifest {p}": p for p in manifest_paths.values()})
     reports = {}

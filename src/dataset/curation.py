@@ -24,6 +24,9 @@ The rules, and why:
   ``single_replica`` (unverified): an unflagged defect (a particle, a stitching error) looks like
   a plausible spectrum. ``keep_single=True`` keeps them, for chips without replicas.
 * Kept designs get the mean spectrum of their usable replicas.
+* All chips of one curation are of one film material (their manifests'); chips of two
+  materials are refused, naming both: the same cell in another film is another structure, and
+  a pairs file records one material.
 
 Everything is vectorised: pads are sorted once by (thickness, design, usable first), groups are
 runs of that order, sums come from ``np.add.reduceat``, and pairwise MSEs are computed for all
@@ -48,6 +51,7 @@ from dataset.pairs_file import Pairs, assign_splits
 from dataset.quality import PadFlag
 from layout.design import DesignLibrary
 from layout.manifest import ChipManifest, Role
+from layout.material import common as common_material
 from layout.raster import rasterize
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,7 @@ class CurationResult:
     pad_flags: NDArray[np.uint16]
     pad_design: NDArray[np.int64]  # (P,) row into the per-design arrays, -1 if not a dataset pad
     pad_transmission: NDArray[np.float64]  # (P, 2, W) x, y
+    material: str = field(kw_only=True)  # the film of every chip (their manifests')
     designs_not_scanned: int = 0  # dataset designs of the manifests with no pad in the input
     extraction: dict[str, Any] = field(default_factory=dict)  # per-chip extraction settings
 
@@ -204,6 +209,7 @@ class CurationResult:
                 "spectra_values_clipped": outside,
                 **(provenance or {}),
             },
+            material=self.material,
         )
 
 
@@ -241,6 +247,9 @@ def curate(
     chips = _merge_by_chip(spectra)
     wavelength = chips[0].wavelength_nm
     parts = [_chip_pads(k, s, manifests) for k, s in enumerate(chips)]
+    material = common_material(
+        (f"chip {s.chip_id} (its manifest)", manifests[s.chip_id].material) for s in chips
+    )
     libraries = [manifests[s.chip_id].designs for s in chips]
     offsets = np.cumsum([0, *(len(lib) for lib in libraries)])
 
@@ -310,6 +319,7 @@ def curate(
         pad_flags=flags,
         pad_design=pad_design,
         pad_transmission=transmission,
+        material=material,
         designs_not_scanned=sum(_not_scanned(p, manifests) for p in parts),
         extraction={
             s.chip_id: {

@@ -205,7 +205,7 @@ def _markdown(
         "# Curation report",
         "",
         f"- pairs file: `{pairs_path}`" if pairs_path else "- pairs file: (not written)",
-        f"- chips: {', '.join(result.chips)}; arrays: {len(result.arrays)}",
+        f"- chips: {', '.join(result.chips)} ({result.material}); arrays: {len(result.arrays)}",
         f"- spectra files: {len(inputs) or '(given in memory)'}; manifests: "
         + (", ".join(f"`{m}`" for m in manifests) or "(given in memory)"),
         f"- wavelengths: {result.wavelength_nm.size} bands, "

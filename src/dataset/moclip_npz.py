@@ -14,6 +14,10 @@ design never straddles splits. The id is stable across runs, machines and row or
 not the layout's ``design_id``: a pairs file exported and imported again gets hashed ids and
 fresh splits (same seed, same splits).
 
+The layout records no film material either. MOCLIP's chips are LPCVD amorphous silicon, so an
+import is of material ``a-Si`` (``layout.material.MOCLIP_MATERIAL``) unless the caller says
+otherwise; an exported file of another material must be imported with that material named.
+
 Loading never unpickles: ``np.load(allow_pickle=False)`` refuses object arrays, which is how a
 crafted ``.npz`` would run code.
 """
@@ -32,6 +36,7 @@ from numpy.typing import NDArray
 
 from common.atomic import atomic_output
 from dataset.pairs_file import Pairs, assign_splits
+from layout.material import MOCLIP_MATERIAL, check_name
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +214,16 @@ def read_moclip_npz(
     split_seed: int = 0,
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     clip_spectra: bool = False,
+    material: str = MOCLIP_MATERIAL,
 ) -> Pairs:
     """The pairs in a MOCLIP-layout ``.npz``, with content-hash design ids and grouped splits.
 
     ``clip_spectra`` clips transmission outside [0, 1] (measurement noise around full
     transmission) instead of refusing it; the count clipped goes into the provenance.
+    ``material`` is the film the spectra were measured on (the layout has no place for it):
+    MOCLIP's own by default.
     """
+    check_name(material, "material")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MOCLIP npz {path} does not exist")
@@ -243,6 +252,7 @@ def read_moclip_npz(
         ids,
         assign_splits(ids, fractions, split_seed),
         provenance,
+        material=material,
     )
     log.info("read %d pairs (%d designs) from %s", len(pairs), np.unique(ids).size, path)
     return pairs
@@ -251,8 +261,8 @@ def read_moclip_npz(
 def write_moclip_npz(path: Path, pairs: Pairs) -> None:
     """Write ``pairs`` in the MOCLIP layout, atomically, to exactly ``path``.
 
-    Design ids, splits and provenance have no place in the layout and are dropped; spectra go
-    out as float32, as the release stores them for its float32 model.
+    Design ids, splits, provenance and the material have no place in the layout and are
+    dropped; spectra go out as float32, as the release stores them for its float32 model.
     """
     path = Path(path)
     arrays = {

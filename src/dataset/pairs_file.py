@@ -14,8 +14,11 @@ Datasets at the root, N pairs, W wavelengths:
 
 Root attributes: ``schema`` = "metascan.pairs", ``schema_version``, ``software_version``,
 ``split_names``, ``spectra_convention`` (always ``relative_to_substrate``: what a microscope
-measures; a version-1 file without it is read by what its writer is known to have produced) and
-the writer's provenance (scalars as attributes, anything else as JSON).
+measures; a version-1 file without it is read by what its writer is known to have produced),
+``material`` (the film every pair was computed with or measured on, :mod:`layout.material`: the
+synthetic config's, the scanned chips' manifests', ``a-Si`` for the MOCLIP release; a file
+without it, written before materials were recorded, is refused with one line) and the writer's
+provenance (scalars as attributes, anything else as JSON).
 Splits are grouped by ``design_id``: the writer refuses a file where a design straddles splits,
 because a replica in the test split of a design trained on would flatter every metric.
 """
@@ -32,13 +35,22 @@ from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import write_hdf5
 from dataset import conventions
+from layout import material as film
 from layout.library_file import decode_attr, open_versioned, write_header
 
 SCHEMA = "metascan.pairs"
-SCHEMA_VERSION = 2  # 2: spectra_convention recorded
+SCHEMA_VERSION = 3  # 2: spectra_convention recorded; 3: material recorded
 SPLIT_NAMES = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
-_RESERVED = {"schema", "schema_version", "software_version", "split_names", conventions.ATTRIBUTE}
+_RESERVED = {
+    "schema",
+    "schema_version",
+    "software_version",
+    "split_names",
+    conventions.ATTRIBUTE,
+    film.ATTRIBUTE,
+}
+REWRITE = "this version's metascan sim pairs, curate or pairs import-moclip"
 # Version-1 writers: `metascan sim pairs` stored absolute transmission and said so in this
 # provenance attribute; curation and the MOCLIP import stored relative spectra.
 _LEGACY_ABSOLUTE_KIND = "zero-order transmission into fused silica, not referenced to bare glass"
@@ -55,8 +67,10 @@ class Pairs:
     design_id: NDArray[np.int64]  # (N,)
     split: NDArray[np.uint8]  # (N,) codes into SPLIT_NAMES
     provenance: dict[str, Any] = field(default_factory=dict)
+    material: str = field(kw_only=True)  # the film of every pair (layout.material)
 
     def __post_init__(self) -> None:
+        film.check_name(self.material, "pairs material")
         n = self.design_id.shape[0] if self.design_id.ndim == 1 else -1
         if n < 0:
             raise ValueError(f"design_id must be 1-D, got shape {self.design_id.shape}")
@@ -107,6 +121,8 @@ class Pairs:
         design_id: ArrayLike,
         split: ArrayLike,
         provenance: dict[str, Any] | None = None,
+        *,
+        material: str,
     ) -> Pairs:
         """Coerce array-likes to the stored dtypes (geometry 0/1 -> bool) and check them."""
         geom = np.asarray(geometry)
@@ -125,6 +141,7 @@ class Pairs:
             np.asarray(design_id, dtype=np.int64),
             np.asarray(split, dtype=np.uint8),
             dict(provenance or {}),
+            material=material,
         )
 
 
@@ -184,6 +201,7 @@ def write_pairs(path: Path, pairs: Pairs, provenance: dict[str, Any] | None = No
         fixed = {
             "split_names": list(SPLIT_NAMES),
             conventions.ATTRIBUTE: conventions.RELATIVE,  # the only one contract 5 holds
+            film.ATTRIBUTE: pairs.material,
         }
         write_header(f, SCHEMA, SCHEMA_VERSION, fixed, attrs, _RESERVED, "pairs")
         f.create_dataset(
@@ -214,6 +232,7 @@ def read_pairs(path: Path) -> Pairs:
         )
         found = conventions.stored(f.attrs, f"pairs file {path}", legacy)
         conventions.require(found, conventions.RELATIVE, f"pairs file {path}")
+        material = film.stored(f.attrs, f"pairs file {path}", REWRITE)
         return Pairs.build(
             np.asarray(f["geometry"][()], dtype=np.uint8).view(np.bool_),
             f["params"][()],
@@ -222,4 +241,5 @@ def read_pairs(path: Path) -> Pairs:
             f["design_id"][()],
             f["split"][()],
             provenance,
+            material=material,
         )

@@ -16,8 +16,13 @@ Datasets at the root, N targets, W wavelengths:
 * ``target_id`` (N,) variable-length UTF-8 strings: unique, non-empty.
 
 Root attributes: ``schema`` = "metascan.targets", ``schema_version``, ``software_version``,
-``spectra_convention`` (always ``relative_to_substrate``: what the model learned from) and the
-writer's provenance (scalars as attributes, anything else as JSON).
+``spectra_convention`` (always ``relative_to_substrate``: what the model learned from),
+``material`` and the writer's provenance (scalars as attributes, anything else as JSON).
+``material`` is the film the target spectra were computed with or measured on (targets drawn
+from a pairs file, spectra a model predicted from one), so a search with a model of another film
+is refused; targets no film made (CSV files, parametric filters) say ``any``
+(``Targets.material`` None) and suit every model. A version-1 file lacks it and is refused with
+one line: write it again with ``metascan design targets``.
 
 :func:`weighted_mse` is the objective of inverse design, written once here so the search, its
 ranking and its report can never disagree on what "closest" means.
@@ -37,14 +42,16 @@ from numpy.typing import ArrayLike, NDArray
 from common.atomic import write_hdf5
 from common.values import Bounds
 from dataset import conventions
+from layout import material as film
 from layout.library_file import decode_attr, open_versioned, write_header
 
 SCHEMA = "metascan.targets"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: material recorded
+ANY_MATERIAL = "any"  # on disk: targets of no film (Targets.material None)
 SPECTRA = Bounds(0.0, 1.5)  # relative transmission; a little above 1 is physical
 POLARIZATIONS = ("x", "y")  # axis 1 of spectra and weight
 DATASETS = ("spectra", "wavelength_nm", "weight", "target_id")
-_RESERVED = {"schema", "schema_version", "software_version", conventions.ATTRIBUTE}
+_RESERVED = {"schema", "schema_version", "software_version", conventions.ATTRIBUTE, film.ATTRIBUTE}
 
 Index = int | slice | Sequence[int] | NDArray[np.integer[Any]] | NDArray[np.bool_]
 
@@ -58,8 +65,11 @@ class Targets:
     weight: NDArray[np.float64]  # (N, 2, W)
     target_id: tuple[str, ...]
     provenance: dict[str, Any] = field(default_factory=dict)
+    material: str | None = field(default=None, kw_only=True)  # None: no film made them
 
     def __post_init__(self) -> None:
+        if self.material is not None:
+            film.check_name(self.material, "targets material")
         ids = self.target_id
         if not isinstance(ids, tuple) or not all(isinstance(i, str) for i in ids):
             raise ValueError("target_id must be a tuple of strings")
@@ -119,6 +129,8 @@ class Targets:
         weight: ArrayLike | None = None,
         target_id: Sequence[str] = (),
         provenance: dict[str, Any] | None = None,
+        *,
+        material: str | None = None,
     ) -> Targets:
         """Coerce array-likes to float64 (``weight`` None: all ones) and check them."""
         spec = np.asarray(spectra, dtype=np.float64)
@@ -129,6 +141,7 @@ class Targets:
             wt,
             tuple(str(i) for i in target_id),
             dict(provenance or {}),
+            material=material,
         )
 
     def take(self, index: Index) -> Targets:
@@ -141,13 +154,15 @@ class Targets:
             self.weight[rows],
             tuple(self.target_id[int(i)] for i in rows),
             dict(self.provenance),
+            material=self.material,
         )
 
     @staticmethod
     def concatenate(parts: Sequence[Targets]) -> Targets:
         """One set of targets from several, in order. Their band grids must be identical: a
         target interpolated silently onto another grid would no longer be what was asked for.
-        The provenance is the single part's own, or ``{"parts": [...]}`` of each part's."""
+        The provenance is the single part's own, or ``{"parts": [...]}`` of each part's. Parts
+        of two film materials are refused; the material is the one the parts of a film share."""
         if not parts:
             raise ValueError("no targets to concatenate; give at least one set")
         first = parts[0]
@@ -166,13 +181,21 @@ class Targets:
         provenance = (
             dict(first.provenance) if len(parts) == 1 else {"parts": [p.provenance for p in parts]}
         )
+        of_film = [(f"targets part {i}", p.material) for i, p in enumerate(parts) if p.material]
         return Targets(
             np.concatenate([p.spectra for p in parts]),
             first.wavelength_nm.copy(),
             np.concatenate([p.weight for p in parts]),
             ids,
             provenance,
+            material=film.common(of_film) if of_film else None,
         )
+
+    def check_material(self, material: str, source: str, what: str = "the targets") -> None:
+        """Refuse targets of another film than ``material`` (that of ``source``, e.g. a model);
+        targets of no film suit any."""
+        if self.material is not None:
+            film.require(self.material, what, material, source)
 
 
 def _first_duplicate(names: Sequence[str]) -> str | None:
@@ -225,7 +248,10 @@ def write_targets(path: Path, targets: Targets) -> None:
     """Write ``targets`` atomically (the previous file stays if anything fails)."""
 
     def fill(f: h5py.File) -> None:
-        fixed = {conventions.ATTRIBUTE: conventions.RELATIVE}  # the only one targets hold
+        fixed = {
+            conventions.ATTRIBUTE: conventions.RELATIVE,  # the only one targets hold
+            film.ATTRIBUTE: targets.material or ANY_MATERIAL,
+        }
         write_header(f, SCHEMA, SCHEMA_VERSION, fixed, targets.provenance, _RESERVED, "targets")
         f.create_dataset("spectra", data=targets.spectra)
         f.create_dataset("wavelength_nm", data=targets.wavelength_nm)
@@ -246,6 +272,12 @@ def read_targets(path: Path) -> Targets:
     source = f"targets file {path}"
     with open_versioned(path, SCHEMA, SCHEMA_VERSION, "targets file") as f:
         conventions.require(conventions.stored(f.attrs, source), conventions.RELATIVE, source)
+        recorded = decode_attr(f.attrs.get(film.ATTRIBUTE))
+        material = (
+            None
+            if recorded == ANY_MATERIAL
+            else film.stored(f.attrs, source, "metascan design targets")
+        )
         missing = [name for name in DATASETS if name not in f]
         if missing:
             raise ValueError(f"{source} lacks the dataset(s) {', '.join(missing)}")
@@ -258,7 +290,12 @@ def read_targets(path: Path) -> Targets:
         names = tuple(str(i) for i in ids.asstr()[()])
         try:
             return Targets.build(
-                f["spectra"][()], f["wavelength_nm"][()], f["weight"][()], names, provenance
+                f["spectra"][()],
+                f["wavelength_nm"][()],
+                f["weight"][()],
+                names,
+                provenance,
+                material=material,
             )
         except ValueError as exc:
             raise ValueError(f"{source}: {exc}") from None

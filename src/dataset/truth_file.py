@@ -18,8 +18,11 @@ the manifest, in manifest order. HDF5, datasets at the root (N pads, B bands):
 
 Root attributes: ``schema`` = "metascan.truth", ``schema_version``, ``software_version``,
 ``bandwidth_mode``, ``roles``, ``defects`` and the writer's provenance (chip_id, manifest path,
-spectral model and its settings, fabrication and passband configs; scalars as attributes,
-anything else as JSON).
+``material``, spectral model and its settings, fabrication and passband configs; scalars as
+attributes, anything else as JSON). ``material`` (the chip manifest's film, the one every pad was
+computed in) has been written by every ``metascan sim truth``; the reader requires it
+(:mod:`layout.material`) and :attr:`Truth.material` gives it to whoever compares the truth with
+pairs or models.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from numpy.typing import NDArray
 from common.atomic import write_hdf5
 from dataset import conventions
 from dataset.columns import check_pad_columns
+from layout import material as film
 from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import Role
 
@@ -111,6 +115,11 @@ class Truth:
     def __len__(self) -> int:
         return int(self.array_id.shape[0])
 
+    @property
+    def material(self) -> str:
+        """The film the chip was simulated in (its manifest's, recorded in the provenance)."""
+        return film.stored(self.provenance, "truth", "metascan sim truth")
+
     def relative_transmission(self) -> NDArray[np.float64]:
         """What a measurement flat-fielded on the bare glass reports: (N, 2, B)."""
         out: NDArray[np.float64] = self.transmission / self.glass_transmission
@@ -172,6 +181,7 @@ def read_truth(path: Path) -> Truth:
         conventions.require(
             conventions.stored(f.attrs, source, conventions.ABSOLUTE), conventions.ABSOLUTE, source
         )
+        film.stored(f.attrs, source, "metascan sim truth")
         columns = {name: np.asarray(f[name][()], dtype=dt) for name, dt in _PAD_COLUMNS.items()}
         return Truth(
             **columns,

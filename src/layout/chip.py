@@ -18,6 +18,7 @@ import numpy as np
 from common.values import SEED, Bounds
 from layout.design import DesignLibrary
 from layout.manifest import ArrayTable, ChipManifest, PadTable, Role
+from layout.material import DEFAULT_MATERIAL, check_name
 from layout.rules import DesignRules
 
 # Every number of a chip, checked where it enters (the CLI's options use the same bounds).
@@ -40,9 +41,10 @@ CHIP_BOUNDS = {
 
 @dataclass(frozen=True)
 class ChipConfig:
-    """Chip geometry in µm (pads, spacing) and nm (film thickness)."""
+    """Chip geometry in µm (pads, spacing) and nm (film thickness), and the film material."""
 
     thickness_nm: float
+    material: str = DEFAULT_MATERIAL
     arrays: int = 1
     rows: int = 10
     cols: int = 10
@@ -60,6 +62,7 @@ class ChipConfig:
     def __post_init__(self) -> None:
         for name, bounds in CHIP_BOUNDS.items():
             bounds.check(name, getattr(self, name))
+        check_name(self.material, "material")
         if self.fiducial_width_um <= 0 or self.fiducial_arm_um <= self.fiducial_width_um:
             raise ValueError(
                 f"fiducial arm {self.fiducial_arm_um} µm must exceed its width {self.fiducial_width_um} µm > 0"
@@ -204,4 +207,5 @@ def plan_chip(
         PadTable.concatenate(pads),
         designs,
         attrs,
+        material=cfg.material,
     )

@@ -20,6 +20,8 @@ from layout.library_file import SCHEMA as LIBRARY_SCHEMA
 from layout.library_file import read_library, write_library
 from layout.manifest import SCHEMA as MANIFEST_SCHEMA
 from layout.manifest import Role, read_manifest
+from layout.material import ALLOWED as MATERIALS_ALLOWED
+from layout.material import DEFAULT_MATERIAL, check_name
 from layout.preview import preview_array, preview_designs
 from layout.rules import RULE_BOUNDS, DesignRules
 
@@ -96,8 +98,15 @@ def chip_cmd(
     ],
     thickness_nm: Annotated[
         float,
-        CHIP_BOUNDS["thickness_nm"].option(help="a-Si film thickness recorded in the manifest."),
+        CHIP_BOUNDS["thickness_nm"].option(help="Film thickness recorded in the manifest."),
     ],
+    material: Annotated[
+        str,
+        typer.Option(
+            help=f"Film the chip is made of, recorded in the manifest: {MATERIALS_ALLOWED}. "
+            f"{DEFAULT_MATERIAL} is the LPCVD amorphous silicon MOCLIP fabricated."
+        ),
+    ] = DEFAULT_MATERIAL,
     arrays: Annotated[int, CHIP_BOUNDS["arrays"].option(help="Number of distinct arrays.")] = 1,
     rows: Annotated[int, CHIP_BOUNDS["rows"].option(help="Pad rows per array.")] = 10,
     cols: Annotated[int, CHIP_BOUNDS["cols"].option(help="Pad columns per array.")] = 10,
@@ -130,6 +139,7 @@ def chip_cmd(
     if fmt not in ("gds", "oas"):
         raise ValueError(f"--format {fmt!r} must be gds or oas")
     check_chip_id(chip_id)
+    check_name(material, "--material")
     manifest_path = _manifest_path(output)
     manifest_label = f"manifest {manifest_path.name} (beside --output)"
     check_outputs(
@@ -140,6 +150,7 @@ def chip_cmd(
     )
     config = ChipConfig(
         thickness_nm=thickness_nm,
+        material=material,
         arrays=arrays,
         rows=rows,
         cols=cols,
@@ -231,6 +242,7 @@ def info_cmd(
     summary = {
         "chip_id": chip.chip_id,
         "thickness_nm": chip.thickness_nm,
+        "material": chip.material,
         "designs": len(chip.designs),
         "arrays": chip.arrays.name,
         "pads": {r.name.lower(): int(np.sum(pads.role == r)) for r in Role},

@@ -4,13 +4,18 @@
 replicas and companions), a ``pads`` table (one row per pad and per fiducial mark) and the chip's
 design library under ``/designs``. Coordinates are chip µm: ``x_um, y_um`` of a pad is its centre,
 row 0 / column 0 is the pad at the array's lower-left corner (rows grow with y).
+
+Besides ``thickness_nm`` the chip attributes hold ``material``, the film the chip is designed to
+be made of (:mod:`layout.material`); the simulated chip computes its spectra in it and every file
+downstream records it. Version 1 manifests predate it and are refused with one line saying to
+write the chip again (``metascan layout chip``): a guessed film would mislabel every spectrum.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import write_hdf5
+from layout import material as film
 from layout.design import DesignLibrary
 from layout.library_file import (
     read_library_group,
@@ -29,7 +35,7 @@ from layout.library_file import (
 )
 
 SCHEMA = "metascan.chip_manifest"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the film material recorded
 
 
 class Role(IntEnum):
@@ -91,6 +97,10 @@ class ChipManifest:
     pads: PadTable
     designs: DesignLibrary
     attrs: dict[str, Any]
+    material: str = field(kw_only=True)  # the film (layout.material), beside thickness_nm
+
+    def __post_init__(self) -> None:
+        film.check_name(self.material, "chip material")
 
     def content_sha256(self) -> str:
         """SHA-256 of what the chip is: its attributes, arrays, pads, designs and the layout it
@@ -101,6 +111,7 @@ class ChipManifest:
         head = {
             "chip_id": self.chip_id,
             "thickness_nm": float(self.thickness_nm),
+            "material": self.material,
             "pad_size_um": float(self.pad_size_um),
             "pad_pitch_um": float(self.pad_pitch_um),
             "layout_sha256": str(self.attrs.get("layout_sha256", "")),
@@ -131,6 +142,7 @@ def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:
     f.attrs["software_version"] = software_version()
     f.attrs["chip_id"] = m.chip_id
     f.attrs["thickness_nm"] = m.thickness_nm
+    f.attrs[film.ATTRIBUTE] = m.material
     f.attrs["pad_size_um"] = m.pad_size_um
     f.attrs["pad_pitch_um"] = m.pad_pitch_um
     f.attrs["roles"] = json.dumps({r.name.lower(): int(r) for r in Role})
@@ -167,6 +179,7 @@ def read_manifest(path: Path) -> ChipManifest:
             raise ValueError(
                 f"{path}: manifest schema_version {f.attrs['schema_version']} is newer than {SCHEMA_VERSION}"
             )
+        material = film.stored(f.attrs, f"chip manifest {path}", "metascan layout chip")
         a = f["arrays"]
         arrays = ArrayTable(
             [s.decode() if isinstance(s, bytes) else str(s) for s in a["name"][()]],
@@ -178,6 +191,7 @@ def read_manifest(path: Path) -> ChipManifest:
             "schema_version",
             "chip_id",
             "thickness_nm",
+            film.ATTRIBUTE,
             "pad_size_um",
             "pad_pitch_um",
             "roles",
@@ -196,4 +210,5 @@ def read_manifest(path: Path) -> ChipManifest:
             pads=pads,
             designs=read_library_group(f["designs"], f"{path}:/designs"),
             attrs=attrs,
+            material=material,
         )

@@ -2,7 +2,8 @@
 
 torch and FAISS are imported inside the commands, so ``metascan --help`` does not pay for them.
 ``design targets`` is :mod:`models.targets_cli`; ``design evaluate`` (the simulated bench as fab)
-is :mod:`simulators.design_eval_cli`.
+is :mod:`simulators.design_eval_cli`. Targets and spectra databases of another film material than
+the model's are refused (:mod:`layout.material`).
 """
 
 from __future__ import annotations
@@ -50,14 +51,16 @@ def _exclusion_ids(path: Path) -> np.ndarray[Any, np.dtype[np.int64]]:
     )
 
 
-def _split_rows(path: Path, split: str, option: str) -> np.ndarray[Any, Any]:
-    """The measured spectra of one split of a pairs file, for prediction."""
+def _split_rows(path: Path, split: str, option: str, model: Path) -> np.ndarray[Any, Any]:
+    """The measured spectra of one split of a pairs file of the model's film, for prediction."""
     from dataset.pairs_file import SPLIT_NAMES
     from dataset.pairs_io import load_pairs
+    from models.model_dir import check_material
 
     if split not in SPLIT_NAMES:
         raise ValueError(f"--db-split {split!r} is not a split; known: {', '.join(SPLIT_NAMES)}")
     pairs = load_pairs(path)
+    check_material(model, pairs.material, f"{option} {path}")
     rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index(split))
     if rows.size == 0:
         raise ValueError(f"{option} {path} has no {split!r} rows")
@@ -239,7 +242,7 @@ def retrieve_cmd(
     sizes = tuple(sorted(set(database_sizes))) if database_sizes else None
     rerank = None
     if spectra_db is not None:
-        rows = _split_rows(spectra_db, db_split, "--spectra-db")
+        rows = _split_rows(spectra_db, db_split, "--spectra-db", model)
         rerank = Rerank(rows, f"{spectra_db} ({db_split})", shortlist)
     chosen = retrieve(
         model,
@@ -301,7 +304,7 @@ def predict_cmd(
     from layout.library_file import has_schema, read_library
     from layout.raster import rasterize
     from models.inverse import check_bands, predict, score_prediction
-    from models.model_dir import load_model
+    from models.model_dir import check_material, load_model, model_material
 
     inputs: dict[str, Path | None] = {
         "--model": model,
@@ -314,7 +317,9 @@ def predict_cmd(
         if value not in SPLIT_NAMES:
             raise ValueError(f"{name} {value!r} is not a split; known: {', '.join(SPLIT_NAMES)}")
     net = load_model(model)
+    material = model_material(model)
     db = load_pairs(spectra_db)
+    check_material(model, db.material, f"--spectra-db {spectra_db}")
     check_bands(net, db.wavelength_nm, f"--spectra-db {spectra_db}")
     db_rows = np.flatnonzero(db.split == SPLIT_NAMES.index(db_split))
     if db_rows.size == 0:
@@ -322,6 +327,7 @@ def predict_cmd(
     truth = None
     if has_schema(designs, "metascan.pairs") or designs.suffix == ".npz":
         q = load_pairs(designs)
+        check_material(model, q.material, f"--designs {designs}")
         rows = np.flatnonzero(q.split == SPLIT_NAMES.index(split))
         if rows.size == 0:
             raise ValueError(f"--designs {designs} has no {split!r} rows")
@@ -333,6 +339,7 @@ def predict_cmd(
 
         if has_choices(designs):
             chosen = read_chosen(designs)
+            check_material(model, chosen.material, f"--designs {designs}")
             lib, thick = chosen.library, chosen.first_thickness_nm()
         else:
             lib = read_library(designs)
@@ -363,6 +370,7 @@ def predict_cmd(
                 "top_k": top_k,
                 "weighted": weighted,
             },
+            material=material,  # spectra measured on the model's film
         ),
     )
     line = f"wrote {len(ids)} predicted spectra to {output}"

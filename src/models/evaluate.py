@@ -8,7 +8,8 @@ file with the same designs in the same order (``metascan sim pairs`` with the sa
 seed and ``--noise 0``; its design ids must match row for row), or, for pairs curated from a
 scan of the simulated bench, the chip's truth file (``metascan sim truth``), where a design's
 true spectrum is the mean over its defect-free pads. Without it the oracle is reported as
-null.
+null. The model, the pairs and the truth must be of one film material: a model is never scored
+on another film's spectra.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from dataset.pairs_file import SPLIT_NAMES, Pairs
 from dataset.pairs_io import load_pairs
 from dataset.truth_file import SCHEMA as TRUTH_SCHEMA
 from dataset.truth_file import design_truth, read_truth
+from layout import material as film
 from layout.library_file import has_schema
-from models.model_dir import load_model, save_json
+from models.model_dir import check_material, load_model, save_json
 from models.retrieval import (
     cosine_scores,
     embed,
@@ -81,7 +83,8 @@ def evaluate(
         raise ValueError(f"gallery={gallery_size} must be >= 2")
     model = load_model(model_dir)
     pairs = load_pairs(pairs_path)
-    true_spectra = _read_truth(truth, pairs) if truth is not None else None
+    check_material(model_dir, pairs.material, f"pairs {pairs_path}")
+    true_spectra = _read_truth(truth, pairs, pairs_path) if truth is not None else None
     rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index(split)).astype(np.int64)
     if rows.size < 2:
         raise ValueError(f"{pairs_path} has {rows.size} pairs in split {split!r}; need >= 2")
@@ -163,10 +166,13 @@ def output_files(output: Path) -> list[Path]:
     return [output / n for n in (EVALUATION_FILE, *PLOT_FILES)]
 
 
-def _read_truth(path: Path, pairs: Pairs) -> np.ndarray[Any, np.dtype[np.float64]]:
+def _read_truth(
+    path: Path, pairs: Pairs, pairs_path: Path
+) -> np.ndarray[Any, np.dtype[np.float64]]:
     """True spectra row for row with ``pairs``, from a chip truth file or a twin pairs file."""
     if has_schema(path, TRUTH_SCHEMA):
         chip = read_truth(path)
+        film.require(chip.material, f"truth {path}", pairs.material, f"pairs {pairs_path}")
         chips = pairs.provenance.get("manifest_sha256")
         digest = chip.provenance.get("manifest_sha256")
         if not isinstance(chips, dict) or not digest or digest not in chips.values():
@@ -183,6 +189,7 @@ def _read_truth(path: Path, pairs: Pairs) -> np.ndarray[Any, np.dtype[np.float64
             )
         return design_truth(chip, pairs.design_id)
     truth = load_pairs(path)
+    film.require(truth.material, f"truth pairs {path}", pairs.material, f"pairs {pairs_path}")
     if len(truth) != len(pairs) or not np.array_equal(truth.design_id, pairs.design_id):
         raise ValueError(
             f"truth pairs {path} do not hold the same designs in the same order as the pairs"

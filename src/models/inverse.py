@@ -26,7 +26,7 @@ from dataset.probes_file import ProbeSet, read_probes
 from dataset.targets_file import Targets, mse_quantiles, nearest_weighted_mse, weighted_mse
 from models.inference import InferenceConfig, encode_geometry, encode_spectra, prepare
 from models.model import ContrastiveModel
-from models.model_dir import load_model, model_identity
+from models.model_dir import load_model, model_identity, model_material
 from models.search import ProbeIndex, SearchConfig
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def retrieve(
     between the target and each probe's predicted spectrum (zero-shot prediction from measured
     spectra, :class:`SpectraDatabase`): the latent search alone cannot see the targets' band
     weights, and it ranks by a similarity that is only roughly the spectral error."""
+    material = model_material(model_dir)
+    targets.check_material(material, f"model {model_dir}", f"targets {targets_path}")
     model, identity, probes = load_database(model_dir, probe_paths)
     check_bands(model, targets.wavelength_nm, "the targets file")
     inf = inference or InferenceConfig()
@@ -127,6 +129,7 @@ def retrieve(
         database_size=np.concatenate(size_col),
         model_identity=identity,
         targets_sha256=file_sha256(targets_path),
+        material=material,
         provenance={
             "command": "metascan design retrieve",
             "model": str(model_dir),

@@ -5,6 +5,12 @@ from someone else never runs their code), ``config.json`` the architecture and t
 settings, ``normalization.json`` the input statistics; with these three the model is rebuilt
 with no other file. Every file is written to a temporary name and renamed into place, so a
 crash mid-write leaves the previous version, never half a file.
+
+``config.json`` also says what the model's spectra mean: their convention and ``material``, the
+film of the pairs it learned from (:mod:`layout.material`). Scoring a model on pairs of another
+film, or designing with it in another film's world, compares two different physics, so every
+command that combines a model with spectra asks :func:`model_material` and refuses a mix. A
+model directory written before the material was recorded (format 2) is refused: train it again.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch
 
 from common.atomic import atomic_output
 from dataset import conventions
+from layout import material as film
 from models.config import ModelConfig
 from models.model import ContrastiveModel, Normalization
 
@@ -26,7 +33,7 @@ CONFIG_FILE = "config.json"
 NORMALIZATION_FILE = "normalization.json"
 LATEST_FILE = "latest.pt"
 FORMAT = "metascan.model"
-FORMAT_VERSION = 2  # 2: spectra_convention recorded
+FORMAT_VERSION = 3  # 2: spectra_convention recorded; 3: material recorded
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -55,9 +62,13 @@ def write_model_dir(
     model: ContrastiveModel,
     train_config: dict[str, Any] | None = None,
     weights: dict[str, torch.Tensor] | None = None,
+    *,
+    material: str,
 ) -> None:
     """Write config, normalization and weights (``weights`` or the model's own); weights or
-    statistics that ``load_model`` would refuse are refused here, before anything is written."""
+    statistics that ``load_model`` would refuse are refused here, before anything is written.
+    ``material`` is the film of the pairs the model learned from."""
+    film.check_name(material, "model material")
     state = weights if weights is not None else model.state_dict()
     bad = nonfinite_tensors(state)
     if bad:
@@ -70,6 +81,7 @@ def write_model_dir(
             "format_version": FORMAT_VERSION,
             # What the spectra it learned from mean; contract 5 holds only this convention.
             conventions.ATTRIBUTE: conventions.RELATIVE,
+            film.ATTRIBUTE: material,
             "model": model.cfg.to_dict(),
             "train": train_config or {},
         },
@@ -91,6 +103,23 @@ def read_config(folder: Path) -> dict[str, Any]:
     return data
 
 
+def _material(data: dict[str, Any], folder: Path) -> str:
+    return film.stored(
+        data, f"model {folder} ({CONFIG_FILE})", "metascan train (train the model again)"
+    )
+
+
+def model_material(folder: Path) -> str:
+    """The film of the pairs the model in ``folder`` learned from; a model directory that does
+    not record it is refused."""
+    return _material(read_config(folder), Path(folder))
+
+
+def check_material(folder: Path, material: str, source: str) -> None:
+    """Refuse to combine the model in ``folder`` with ``source``, spectra of ``material``."""
+    film.require(material, source, model_material(folder), f"model {folder}")
+
+
 def load_model(folder: Path, map_location: str | torch.device = "cpu") -> ContrastiveModel:
     """Rebuild the model from its directory alone, in eval mode."""
     folder = Path(folder)
@@ -101,6 +130,7 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Contra
         conventions.RELATIVE,
         source,
     )
+    _material(data, folder)
     for name in (MODEL_FILE, NORMALIZATION_FILE):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"model directory {folder} has no {name}")

@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from common.cluster import DaskCluster
 from common.values import Bounds
 from dataset.probes_file import ProbeBlock, ShardHeader, read_blocks, write_shard
 from layout.design import DesignLibrary, Kind
@@ -390,40 +391,22 @@ def build_on_cluster(
     """Every shard as one task on the dask.distributed scheduler at ``address`` (or, with
     None, a LocalCluster of ``local_workers`` processes). Workers must see ``model_dir`` and
     the output folder under the same paths (a shared file system on a real cluster)."""
-    from distributed import Client, LocalCluster
-
     paths = shard_paths(output, shards)
-    cluster = None
-    if address is None:
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-    try:
-        try:
-            # A remote scheduler that does not answer in 10 s is not there; a local cluster's
-            # own processes may take longer to come up on a busy machine.
-            wait = "10s" if cluster is None else "120s"
-            client = Client(cluster if cluster is not None else address, timeout=wait)  # type: ignore[no-untyped-call]
-        except OSError as exc:
-            raise ValueError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
-        with client:
-            futures = [
-                client.submit(
-                    build_probes,
-                    path.resolve(),
-                    Path(model_dir).resolve(),
-                    build,
-                    Shard(i, shards),
-                    inference=inference,
-                    exclude=exclude,
-                    resume=resume,
-                    threads=threads_per_task,
-                    pure=False,
-                    key=f"metascan-probes-{i}-of-{shards}-{time.time_ns()}",
-                )
-                for i, path in enumerate(paths)
-            ]
-            return [Path(f.result()) for f in futures]
-    finally:
-        if cluster is not None:
-            cluster.close()
+    with DaskCluster(address, local_workers) as dask:
+        futures = [
+            dask.client.submit(
+                build_probes,
+                path.resolve(),
+                Path(model_dir).resolve(),
+                build,
+                Shard(i, shards),
+                inference=inference,
+                exclude=exclude,
+                resume=resume,
+                threads=threads_per_task,
+                pure=False,
+                key=f"metascan-probes-{i}-of-{shards}-{time.time_ns()}",
+            )
+            for i, path in enumerate(paths)
+        ]
+        return [Path(f.result()) for f in futures]

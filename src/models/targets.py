@@ -129,6 +129,7 @@ def from_pairs(
         None,
         ids,
         {"source": "pairs", "pairs": str(pairs_path), "split": split, "rows": rows.tolist()},
+        material=pairs.material,  # measured on (or computed in) that film
     )
 
 
@@ -361,6 +362,7 @@ def weight_window(
             targets.weight * mask,
             targets.target_id,
             provenance,
+            material=targets.material,
         )
     except ValueError as exc:
         raise ValueError(f"window {lo_nm:g}..{hi_nm:g} nm: {exc}") from None

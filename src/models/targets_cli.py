@@ -84,6 +84,9 @@ def targets_cmd(
         parts.append(build.from_pairs(pairs, split, limit, seed))
         grid = parts[0].wavelength_nm
         if model is not None:
+            from models.model_dir import model_material  # torch: only when a model is asked for
+
+            parts[0].check_material(model_material(model), f"--model {model}", f"--pairs {pairs}")
             model_grid = build.model_wavelengths_nm(model)
             if model_grid.size != grid.size:
                 raise ValueError(

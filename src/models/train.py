@@ -20,8 +20,8 @@ A run reports only what happened. A non-finite loss, or non-finite weights or va
 embeddings, stops it with a ``Diverged`` error naming the step; the model directory then holds
 at most the best checkpoint validated before it (finite by the same checks; ``write_model_dir``
 refuses non-finite weights anyway), and ``metrics.json`` says why the run stopped. ``--resume``
-continues only the run that ``latest.pt`` records: a change of the training data (a hash of the
-train and validation pairs) or of the recipe (``RECIPE_FIELDS``, the architecture) is refused;
+continues only the run that ``latest.pt`` records: a change of the training data (its film
+material, a hash of the train and validation pairs) or of the recipe (``RECIPE_FIELDS``, the architecture) is refused;
 the settings that only decide how long the run goes or how often it is watched
 (``RESUMABLE_FIELDS``, the number of ranks, the pairs file's path) may change, and each resume
 with what it changed goes into ``config.json`` and ``latest.pt`` under ``resumes``.
@@ -53,6 +53,7 @@ from tqdm import tqdm
 from common.atomic import atomic_output
 from dataset.pairs_file import TRAIN, VAL, Pairs
 from dataset.pairs_io import load_pairs
+from layout import material as film
 from models.augment import AugmentConfig, augment
 from models.config import ModelConfig, get_config
 from models.loss import ClipLoss
@@ -72,6 +73,7 @@ from models.retrieval import cosine_scores, embed, nonfinite_rows, ranks_of_trut
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("cosine", "moclip")
+PRECISIONS = ("fp32", "bf16")
 # MOCLIP steps its learning rate 1e-4 → 5e-5 → 3e-5; the paper gives the rates, not where the
 # steps fall, so they sit at half and four fifths of the run.
 MOCLIP_STAGES = ((0.0, 1.0), (0.5, 0.5), (0.8, 0.3))
@@ -103,7 +105,7 @@ RECIPE_FIELDS = (
 # May change on resume, recorded: how long the run goes (epochs extends a finished run, though
 # a cosine schedule then restarts from a later horizon; a time budget is per call anyway) and
 # when it is validated or stopped, none of which alters a step already taken.
-RESUMABLE_FIELDS = ("epochs", "patience", "time_budget_min", "val_every_steps")
+RESUMABLE_FIELDS = ("epochs", "patience", "time_budget_min", "val_every_steps", "precision")
 
 
 class Diverged(ValueError):
@@ -127,6 +129,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     time_budget_min: float | None = None  # wall clock of one train() call, loading included
     val_every_steps: int = 0  # validate (and checkpoint) every N steps too; 0: once per epoch
+    precision: str = "fp32"  # "bf16": autocast the forward pass (CPU with AVX-512-bf16, or CUDA)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -149,6 +152,8 @@ class TrainConfig:
             )
         if self.val_every_steps < 0:
             raise ValueError(f"val-every-steps={self.val_every_steps} must be >= 0 (0: per epoch)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} not in {', '.join(PRECISIONS)}")
 
     @property
     def base_lr(self) -> float:
@@ -267,10 +272,15 @@ def _distributed() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA only: CPU autocast is slower than float32 for these convs."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast of the forward pass when asked for, on the CPU as on CUDA.
+
+    On this project's CPU (AVX-512-bf16, no AMX) a metascan-small step at batch 256 runs ~1.5x
+    faster in bf16 (``benchmarks/bench_models.py --precision``); the loss and the optimizer stay
+    in float32, so bf16 only rounds activations. fp32 stays the default: it is bit-reproducible.
+    """
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -282,12 +292,13 @@ def train_step(
     params_um: Tensor,
     spectra: Tensor,
     device: torch.device,
+    precision: str = "fp32",
 ) -> float:
     """One optimizer step on this rank's shard of the global batch; returns the loss."""
     optimizer.zero_grad(set_to_none=True)
-    with _autocast(device):
+    with _autocast(device, precision):
         g, s, scale = model(image, params_um, spectra)
-    loss = loss_fn(g, s, scale)
+    loss = loss_fn(g.float(), s.float(), scale.float())
     loss.backward()
     optimizer.step()
     return float(loss.detach())
@@ -396,8 +407,17 @@ def check_resume(
 ) -> dict[str, list[Any]]:
     """Refuse to resume ``ckpt`` with other data or another recipe (a ValueError naming each
     changed field with its old and new value); return the allowed settings that changed, as
-    ``{field: [old, new]}``."""
+    ``{field: [old, new]}``. Pairs of another film material are named as such first: their
+    spectra differ anyway, but "another film" says why."""
     old_data = ckpt["data"]
+    if "material" not in old_data:
+        raise ValueError(
+            f"{latest} does not record the film material of its pairs (written before "
+            "materials were recorded); train into a new --output"
+        )
+    film.require(
+        data["material"], f"--resume pairs {data['path']}", old_data["material"], f"run {latest}"
+    )
     if old_data["sha256"] != data["sha256"]:
         raise ValueError(
             f"{latest}: --resume with other data: the run trained on {old_data['path']} "
@@ -476,7 +496,7 @@ def train(
         )
     steps_per_epoch = per_rank // local_batch
     total_steps = steps_per_epoch * cfg.epochs
-    data = data_identity(pairs_path, (train_split, val_split))
+    data = {**data_identity(pairs_path, (train_split, val_split)), "material": pairs.material}
     recipe = run_recipe(cfg, arch)
     settings = _settings(cfg, data, world)
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
@@ -629,8 +649,9 @@ def train(
             image, spectra = augment(image, spectra, cfg.augment, aug_rng)
             step_lr = float(optimizer.param_groups[0]["lr"])
             loss = train_step(
-                net, loss_fn, optimizer, image, train_split.params[idx].to(device), spectra, device
-            )
+                net, loss_fn, optimizer, image, train_split.params[idx].to(device), spectra, device,
+                cfg.precision,
+            )  # fmt: skip
             global_step += 1
             if _any_rank(not math.isfinite(loss), world, device):
                 here = not math.isfinite(loss)
@@ -714,7 +735,12 @@ def train(
                     "torch_rng": torch.get_rng_state(),
                 }
                 if improved:
-                    write_model_dir(output, model, {**train_record, "step": global_step})
+                    write_model_dir(
+                        output,
+                        model,
+                        {**train_record, "step": global_step},
+                        material=pairs.material,
+                    )
                     save_torch(ckpt_out, output / BEST_FILE)
                 save_torch(ckpt_out, latest)
                 _write_metrics(output, history, None)

@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from common.cluster import LOCAL_WORKERS, check_address
 from common.outputs import check_outputs
 from common.values import COUNT, FRACTION, SEED, Bounds
 from layout.chip import CHIP_BOUNDS
 from layout.generator import PERIOD_NM
+from layout.material import ALLOWED as MATERIALS_ALLOWED
+from layout.material import DEFAULT_MATERIAL, check_name
 from simulators.microscope.config import PREVIEW_PADS
 from simulators.passband import FILTER_WAVELENGTH_NM
 
@@ -34,6 +37,9 @@ REPLICAS = Bounds(1, 100, integer=True)
 ORDERS = Bounds(0, 25, integer=True)
 BIAS_NM = Bounds(-50.0, 50.0, unit="nm")
 DILATION_SD_NM = Bounds(0.0, 50.0, unit="nm")
+WORKERS = LOCAL_WORKERS  # LocalCluster processes for rcwa; 0 solves in this process
+WORKERS_HELP = "rcwa only: solve on a LocalCluster of N worker processes (0: in this process)."
+SCHEDULER_HELP = "rcwa only: solve on the running dask scheduler at this address (tcp://HOST:PORT)."
 Force = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 
 
@@ -81,8 +87,8 @@ def pairs_cmd(
         ),
     ] = "150,178,195",
     material: Annotated[
-        str, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>.")
-    ] = "a-Si:H",
+        str, typer.Option(help=f"Film material: {MATERIALS_ALLOWED}.")
+    ] = DEFAULT_MATERIAL,
     periods_nm: Annotated[
         Any, PERIOD_NM.list_option(help="Comma-separated periods to draw from.")
     ] = "300,400,500,600",
@@ -90,10 +96,14 @@ def pairs_cmd(
         float, NOISE.option(help="Std of Gaussian measurement noise per replica (transmission).")
     ] = 0.0,
     replicas: Annotated[int, REPLICAS.option(help="Noisy copies of each design's spectra.")] = 1,
-    orders: Annotated[Any, ORDERS.list_option(help="rcwa only: Fourier orders NX,NY.")] = "3,3",
+    orders: Annotated[
+        Any, ORDERS.list_option(help="rcwa only: Fourier orders NX,NY (7,7: rms 0.02 converged).")
+    ] = "7,7",
     cache: Annotated[
         Path | None, typer.Option(help="rcwa only: HDF5 cache of solved designs.")
     ] = None,
+    workers: Annotated[int, WORKERS.option(help=WORKERS_HELP)] = 0,
+    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
     force: Force = False,
 ) -> None:
     """Write geometry-spectrum pairs straight from the generator and a spectral model."""
@@ -107,13 +117,18 @@ def pairs_cmd(
     )
     if model not in MODEL_NAMES:
         raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
+    check_name(material, "--material")
     thicknesses: tuple[float, ...] = tuple(float(t) for t in thickness_nm)
     periods: tuple[int, ...] = periods_nm
     options: dict[str, object] = {}
+    _rcwa_only(model, {"--workers": workers, "--scheduler": scheduler})
     if model == "rcwa":
-        if len(orders) != 2:
-            raise ValueError(f"--orders {orders!r} must be two integers NX,NY, e.g. 3,3")
-        options = {"orders": (orders[0], orders[1]), "cache_path": cache, "progress": True}
+        options = {
+            "orders": _two_orders(orders),
+            "cache_path": cache,
+            "progress": True,
+            **_solver_options(workers, scheduler),
+        }
     config = SyntheticPairsConfig(
         count=count,
         seed=seed,
@@ -176,8 +191,20 @@ def truth_cmd(
         ),
     ] = None,
     material: Annotated[
-        str | None, typer.Option(help="Film material: a-Si:H, a-Si or n=<index>. [default: a-Si:H]")
+        str | None,
+        typer.Option(
+            help="Film material the chip must be of; the chip is simulated in its manifest's "
+            "material, and another is refused. [default: the manifest's]"
+        ),
     ] = None,
+    orders: Annotated[
+        Any, ORDERS.list_option(help="rcwa only: Fourier orders NX,NY. [default: 7,7]")
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="rcwa only: HDF5 cache of solved designs.")
+    ] = None,
+    workers: Annotated[int, WORKERS.option(help=WORKERS_HELP)] = 0,
+    scheduler: Annotated[str | None, typer.Option(help=SCHEDULER_HELP)] = None,
     force: Force = False,
 ) -> None:
     """Write the ground truth of a simulated chip: every pad's band-averaged transmission."""
@@ -186,7 +213,6 @@ def truth_cmd(
     from instruments.protocols import BandwidthMode
     from layout.manifest import read_manifest
     from simulators.spectral import MODEL_NAMES, get_model
-    from simulators.spectral.base import DEFAULT_MATERIAL
     from simulators.virtual_chip import FabricationConfig, VirtualChip, make_truth
 
     modes = {m.value: m for m in BandwidthMode if m is not BandwidthMode.BLACK}
@@ -200,7 +226,6 @@ def truth_cmd(
         "--bias-nm": bias_nm,
         "--dilation-sd-nm": dilation_sd_nm,
         "--defect-fraction": defect_fraction,
-        "--material": material,
     }
     if config is not None:
         given = [name for name, value in chip_options.items() if value is not None]
@@ -214,16 +239,22 @@ def truth_cmd(
     bias_nm = 4.0 if bias_nm is None else bias_nm
     dilation_sd_nm = FabricationConfig.dilation_sd_nm if dilation_sd_nm is None else dilation_sd_nm
     defect_fraction = 0.0 if defect_fraction is None else defect_fraction
-    material = DEFAULT_MATERIAL if material is None else material
     if model not in MODEL_NAMES:
         raise ValueError(f"--model {model!r} is not known; known: {', '.join(MODEL_NAMES)}")
+    rcwa_options = _truth_rcwa_options(model, config, orders, cache, workers, scheduler)
     check_outputs(
         {"--output": output},
-        {"--manifest": manifest, "--config": config},
+        {"--manifest": manifest, "--config": config, "--cache": cache},
         force,
         schemas={"--output": TRUTH_SCHEMA},
     )
     chip_manifest = read_manifest(manifest)
+    if material is not None and material != chip_manifest.material:
+        raise ValueError(
+            f"--material {material!r} differs from the material of chip manifest {manifest} "
+            f"({chip_manifest.material!r}); a chip is simulated in the film it was designed "
+            "for: write the chip with metascan layout chip --material"
+        )
     provenance: dict[str, object] = {
         "manifest": str(manifest),
         "manifest_sha256": chip_manifest.content_sha256(),
@@ -239,14 +270,17 @@ def truth_cmd(
             missing_fraction=defect_fraction / 2,
             contamination_fraction=defect_fraction / 2,
         )
-        options: dict[str, object] = {"progress": True} if model == "rcwa" else {}
+        options: dict[str, object] = {"progress": True, **rcwa_options} if model == "rcwa" else {}
         try:
             spectral = get_model(model, **options)
         except ImportError as exc:  # the optional rcwa backend: say how to install it, in one line
             raise ValueError(str(exc)) from None
-        chip = VirtualChip(chip_manifest, spectral, fabrication, material=material)
+        chip = VirtualChip(chip_manifest, spectral, fabrication)
     mode = modes[bandwidth.lower()]
-    truth = make_truth(chip, mode=mode, progress=True, provenance=provenance)
+    try:
+        truth = make_truth(chip, mode=mode, progress=True, provenance=provenance)
+    finally:
+        getattr(chip.model, "close", lambda: None)()  # an rcwa model's cluster, if it started one
     write_truth(output, truth)
     planted = int((truth.defect != Defect.NONE).sum())
     typer.echo(
@@ -254,6 +288,62 @@ def truth_cmd(
         f"{mode.value} bands to {output} ({planted} defects planted"
         + (f" on replica {chip.defect_replica})" if planted else ")")
     )
+
+
+def _rcwa_only(model: str, given: dict[str, object]) -> None:
+    """Refuse, in one line, rcwa-only options given for another model."""
+    named = [name for name, value in given.items() if value]
+    if named and model != "rcwa":
+        verb = "applies" if len(named) == 1 else "apply"
+        raise ValueError(f"{', '.join(named)} {verb} to --model rcwa only, not --model {model}")
+
+
+def _two_orders(orders: tuple[int, ...]) -> tuple[int, int]:
+    if len(orders) != 2:
+        raise ValueError(f"--orders {orders!r} must be two integers NX,NY, e.g. 3,3")
+    return orders[0], orders[1]
+
+
+def _solver_options(workers: int, scheduler: str | None) -> dict[str, object]:
+    """Where rcwa solves: in this process, a LocalCluster of ``workers``, or ``scheduler``."""
+    if scheduler is not None:
+        check_address(scheduler, "--scheduler")
+        if workers:
+            raise ValueError(
+                "--workers starts a local cluster and --scheduler uses a running one: give one"
+            )
+    return {"workers": workers, "scheduler": scheduler}
+
+
+def _truth_rcwa_options(
+    model: str,
+    config: Path | None,
+    orders: tuple[int, ...] | None,
+    cache: Path | None,
+    workers: int,
+    scheduler: str | None,
+) -> dict[str, object]:
+    """``sim truth``'s rcwa options as model options: refused with --config (the bench config
+    builds the chip's model) and for the analytic model."""
+    given: dict[str, object] = {
+        "--orders": orders,
+        "--cache": cache,
+        "--workers": workers,
+        "--scheduler": scheduler,
+    }
+    named = [name for name, value in given.items() if value]
+    if config is not None and named:
+        raise ValueError(
+            f"{', '.join(named)} cannot be combined with --config: the bench config's "
+            "[simulation] table sets the chip's spectral model"
+        )
+    _rcwa_only(model, given)
+    options = _solver_options(workers, scheduler)
+    if orders is not None:
+        options["orders"] = _two_orders(orders)
+    if cache is not None:
+        options["cache_path"] = cache
+    return options
 
 
 def _bench_chip(config: Path, manifest: ChipManifest) -> VirtualChip:

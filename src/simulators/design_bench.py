@@ -11,6 +11,10 @@ A design is judged in the world its model learned from, read from that data's pr
   seeded per-design dilation, as the virtual chip gives each pad) and the filter's passband,
   exactly as the virtual chip computes its ground truth.
 
+Either way the world's film material is the file's own (``material``), and designs chosen by a
+model of another film are refused (:func:`check_world`): they would be judged in a film they were
+not chosen for.
+
 Scores are the targets file's weighted MSE (:func:`dataset.targets_file.weighted_mse`), never
 anything the model itself predicts.
 """
@@ -32,6 +36,7 @@ from dataset.pairs_file import read_pairs
 from dataset.targets_file import Targets, mse_quantiles, nearest_weighted_mse, weighted_mse
 from dataset.truth_file import read_truth
 from instruments.protocols import BandwidthMode
+from layout import material as film
 from layout.design import DesignLibrary
 from layout.library_file import has_schema
 from simulators.passband import PassbandConfig, band_weights, fine_grid
@@ -124,7 +129,7 @@ def world_from(path: Path, seed: int = 0) -> World:
             source=f"truth file {path}",
             spectral_model=str(p["spectral_model"]),
             model_options=_options(str(p["spectral_model"]), p.get("spectral_model_config")),
-            material=str(p["material"]),
+            material=truth.material,
             mean_bias_nm=float(fab.get("mean_bias_nm", 0.0)),
             dilation_sd_nm=float(fab.get("dilation_sd_nm", 0.0)),
             passband=PassbandConfig(**pb),
@@ -143,9 +148,16 @@ def world_from(path: Path, seed: int = 0) -> World:
         source=f"synthetic pairs {path}",
         spectral_model=str(cfg["model"]),
         model_options=dict(cfg.get("model_options") or {}),
-        material=str(cfg["material"]),
+        material=pairs.material,
         seed=seed,
     )
+
+
+def check_world(world: World, chosen: ChosenDesigns, targets: Targets, designs: str) -> None:
+    """Refuse a world of another film than the model that chose the designs, or than the
+    targets (when a film made them)."""
+    film.require(world.material, f"world {world.source}", chosen.material, f"designs {designs}")
+    targets.check_material(world.material, f"world {world.source}")
 
 
 def _options(name: str, described: Any) -> dict[str, Any]:

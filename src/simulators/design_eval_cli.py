@@ -54,7 +54,7 @@ def evaluate_cmd(
     from dataset.chosen_designs_file import file_sha256, read_chosen
     from dataset.probes_file import read_probes
     from dataset.targets_file import read_targets
-    from simulators.design_bench import evaluate_chosen, world_from
+    from simulators.design_bench import check_world, evaluate_chosen, world_from
 
     inputs: dict[str, Path | None] = {"--designs": designs, "--targets": targets, "--world": world}
     inputs.update({f"--probes {p}": p for p in probes or []})
@@ -67,6 +67,7 @@ def evaluate_cmd(
         raise ValueError(f"{designs} was chosen for another targets file than {targets}")
     t = read_targets(targets)
     bench = world_from(world if world is not None else _training_pairs(chosen.provenance), seed)
+    check_world(bench, chosen, t, str(designs))
     probe_db = None
     if probes:
         db = read_probes(probes, chosen.model_identity)

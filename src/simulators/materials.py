@@ -1,24 +1,33 @@
 """Refractive indices of the film and substrate materials, vectorized over wavelength.
 
 Every index is complex ``n + i k`` with ``k >= 0`` (the exp(-i omega t) convention torcwa uses,
-so loss is Im(eps) > 0). Named materials:
+so loss is Im(eps) > 0). The material names are :mod:`layout.material`'s (a chip manifest records
+one); this module holds what each name means optically and where its numbers come from.
 
-* ``"a-Si:H"``: low-loss hydrogenated amorphous silicon (PECVD-like). Tabulated n, k from the
-  torcwa examples (kch3782/torcwa, ``example/Materials_data/aSiH.txt``; the maintainer notes it
-  is their own film, torcwa issue #12), sampled here every 10 nm over 350-990 nm. Between
-  samples n is interpolated linearly and k log-linearly (k falls roughly exponentially through
-  the Urbach tail), which reproduces the 1 nm table to < 1e-3 in n.
-* ``"a-Si"``: lossy evaporated amorphous silicon. A Tauc-Lorentz oscillator (Jellison & Modine,
-  Appl. Phys. Lett. 69, 371 (1996), closed-form Kramers-Kronig eps1) fitted to Pierce & Spicer,
-  Phys. Rev. B 5, 3017 (1972): A = 118.5 eV, E0 = 3.449 eV, C = 2.452 eV, Eg = 1.182 eV,
-  eps_inf = 1.171. The fit is used rather than the 8-point table because it is smooth and
-  physical (Kramers-Kronig consistent) at every wavelength; it stays within 0.02 of the table.
-* ``"fused-silica"``: Malitson, J. Opt. Soc. Am. 55, 1205 (1965), three-term Sellmeier.
-* ``"n=<complex>"`` (e.g. ``"n=3.5"`` or ``"n=3.5+0.01j"``): a dispersionless index, for tests
-  (a lossless film is the only way to check energy conservation) and what-if studies.
+* ``"a-Si"``, **the default**: hydrogen-free amorphous silicon. One Tauc-Lorentz oscillator
+  (G. E. Jellison Jr. and F. A. Modine, Appl. Phys. Lett. 69, 371 (1996); their closed-form
+  Kramers-Kronig eps1, so no numerical integral) fitted to the evaporated a-Si of D. T. Pierce
+  and W. E. Spicer, Phys. Rev. B 5, 3017 (1972), whose 8 points between 443 and 729 nm are kept
+  below as ``PIERCE_SPICER_TABLE`` (as tabulated by refractiveindex.info): A = 118.5 eV,
+  E0 = 3.449 eV, C = 2.452 eV, Eg = 1.182 eV, eps_inf = 1.171, within 0.012 of the table in n and
+  0.006 in k. The fit is used rather than the table because it is smooth and physical at every
+  wavelength. Why it is the default: MOCLIP (Rodionov et al.) deposits its films by LPCVD, and
+  LPCVD amorphous silicon (silane at about 550 C) is hydrogen-free like evaporated a-Si; MOCLIP
+  publishes no n, k of its own film, so the published hydrogen-free film stands for it.
+* ``"a-Si:H"``: hydrogenated amorphous silicon, selectable, never the default. The n, k table of
+  the torcwa examples (kch3782/torcwa, ``example/Materials_data/aSiH.txt``; the maintainers'
+  own PECVD film, torcwa issue #12), sampled here every 10 nm over 350-990 nm; between samples n
+  is interpolated linearly and k log-linearly (k falls roughly exponentially through the Urbach
+  tail), which reproduces the 1 nm table to < 1e-3 in n. Its n lies about 1 below published
+  a-Si:H films, so it is one film's measurement, not a typical a-Si:H.
+* ``"fused-silica"`` (the substrate): I. H. Malitson, J. Opt. Soc. Am. 55, 1205 (1965), his
+  three-term Sellmeier formula and coefficients.
+* ``"n=<complex>"`` (e.g. ``"n=3.5"`` or ``"n=3.5+0.01j"``): a dispersionless film, for tests (a
+  lossless film is the only way to check energy conservation) and what-if studies.
 
-Absorption lengths at 550 nm differ by ~12x between the two silicon options (725 nm vs 58 nm),
-and LPCVD a-Si lies in between, so the film material is always a parameter, never assumed.
+The two silicon films absorb very differently (absorption length at 550 nm: 58 nm for a-Si,
+725 nm for a-Si:H), so a 178 nm film's transmission depends on the choice far more than on
+anything else the simulators model: the film is always a parameter, recorded in every file.
 """
 
 from __future__ import annotations
@@ -29,12 +38,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from layout.material import CONSTANT_PREFIX, FILM_MATERIALS, constant_index
+
 FloatArray = NDArray[np.float64]
 ComplexArray = NDArray[np.complex128]
 
 HC_EV_NM = 1239.841984  # photon energy E[eV] = HC_EV_NM / wavelength[nm]
 
-# a-Si:H (torcwa example data): wavelength nm, n, k every 10 nm.
+# a-Si:H, the torcwa example table (kch3782/torcwa example/Materials_data/aSiH.txt, the
+# maintainers' PECVD film): wavelength nm, n, k every 10 nm.
 _ASIH_TABLE = np.array(
     [
         (350, 4.571591, 1.339922),
@@ -210,30 +222,25 @@ def _malitson_index(wavelength_nm: FloatArray) -> ComplexArray:
 MATERIALS: dict[str, Material] = {
     m.name: m
     for m in (
-        Material("a-Si:H", 350.0, 990.0, _asih_index, "torcwa example aSiH.txt (kch3782/torcwa)"),
         Material(
-            "a-Si", 250.0, 2000.0, _evaporated_index, "Tauc-Lorentz fit to Pierce & Spicer 1972"
+            "a-Si",
+            250.0,
+            2000.0,
+            _evaporated_index,
+            "Tauc-Lorentz (Jellison & Modine, APL 1996) fit to Pierce & Spicer, PRB 1972",
         ),
-        Material("fused-silica", 210.0, 3710.0, _malitson_index, "Malitson 1965 Sellmeier"),
+        Material(
+            "a-Si:H", 350.0, 990.0, _asih_index, "torcwa example aSiH.txt (kch3782/torcwa, PECVD)"
+        ),
+        Material("fused-silica", 210.0, 3710.0, _malitson_index, "Malitson, JOSA 1965, Sellmeier"),
     )
 }
-SILICON_MATERIALS = ("a-Si:H", "a-Si")
+SILICON_MATERIALS = FILM_MATERIALS  # the named films a chip manifest may record
 SUBSTRATE = "fused-silica"
 
 
 def _constant(text: str) -> Material:
-    try:
-        value = complex(text[2:].replace(" ", ""))
-    except ValueError:
-        raise ValueError(
-            f"material {text!r}: expected n=<number>, e.g. n=3.5 or n=3.5+0.01j"
-        ) from None
-    if (
-        not (np.isfinite(value.real) and np.isfinite(value.imag))
-        or value.real <= 0
-        or value.imag < 0
-    ):
-        raise ValueError(f"material {text!r}: need Re n > 0 and Im n >= 0 (loss, not gain)")
+    value = constant_index(text)  # one parser for manifests and models alike
 
     def index(wavelength_nm: FloatArray) -> ComplexArray:
         return np.full(np.shape(wavelength_nm), value, dtype=np.complex128)
@@ -243,7 +250,7 @@ def _constant(text: str) -> Material:
 
 def get_material(name: str) -> Material:
     """The named material, or a constant ``n=<complex>``; a one-line error lists the names."""
-    if name.startswith("n="):
+    if name.startswith(CONSTANT_PREFIX):
         return _constant(name)
     try:
         return MATERIALS[name]

@@ -1,9 +1,10 @@
 """Geometry-spectrum pairs straight from the generator and a spectral model, no imaging.
 
 This lets the contrastive model be built and tested before a scan pipeline exists. Choices
-that mirror the MOCLIP data: periods 300-600 nm (the generator's default), three a-Si
-thicknesses 150, 178 and 195 nm (MOCLIP's chips; each design gets one, drawn at random, as a
-design sits on one chip), and the 29 bands 450-730 nm. Replicas and noise mimic what
+that mirror the MOCLIP data: periods 300-600 nm (the generator's default), MOCLIP's film
+(LPCVD amorphous silicon, ``a-Si``, by default) at its three thicknesses 150, 178 and 195 nm
+(each design gets one, drawn at random, as a design sits on one chip), and the 29 bands
+450-730 nm. The pairs file records the material (``Pairs.material``). Replicas and noise mimic what
 measurement gives: each replica of a design is the same spectrum plus independent Gaussian
 noise (seeded, clipped to [0, 1]), and replicas share ``design_id`` and therefore a split.
 Spectra are relative to the bare substrate, as measured ones are (``dataset.conventions``).
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from dataset.pairs_file import Pairs, assign_splits
 from layout.generator import GeneratorConfig, generate
 from layout.library_file import software_version
+from layout.material import DEFAULT_MATERIAL, check_name
 from layout.raster import rasterize
 from simulators.materials import refractive_index
 from simulators.spectral import (
@@ -45,7 +47,7 @@ class SyntheticPairsConfig:
     seed: int = 0
     model: str = "analytic"
     thicknesses_nm: tuple[float, ...] = MOCLIP_THICKNESSES_NM
-    material: str = "a-Si:H"
+    material: str = DEFAULT_MATERIAL
     periods_nm: tuple[int, ...] = (300, 400, 500, 600)
     wavelength_nm: tuple[float, ...] = tuple(float(x) for x in MOCLIP_WAVELENGTHS_NM)
     noise: float = 0.0  # standard deviation of the additive measurement noise, transmission units
@@ -71,6 +73,7 @@ class SyntheticPairsConfig:
             raise ValueError(
                 f"unknown spectral model {self.model!r}; known: {', '.join(MODEL_NAMES)}"
             )
+        check_name(self.material, "material")  # a film, not the substrate or a typo
         refractive_index(self.material, self.wavelength_nm)  # bad names fail before any work
 
 
@@ -128,6 +131,7 @@ def make_pairs(config: SyntheticPairsConfig, progress: bool = False) -> Pairs:
         ids,
         assign_splits(ids, cfg.fractions, cfg.seed),
         provenance,
+        material=cfg.material,
     )
 
 

@@ -28,6 +28,9 @@ Non-design rows of the pad table:
 
 Defects are planted on DATASET pads of one replica only (drawn from the seed unless set), so
 curation can catch them by comparing replicas.
+
+The film is the manifest's (``ChipManifest.material``), never an argument: a chip is made of what
+it was designed to be made of, and its truth file records that material.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from tqdm import tqdm
 from dataset.truth_file import Defect, Truth
 from instruments.protocols import BandwidthMode
 from layout.manifest import ChipManifest, Role
+from simulators.materials import get_material
 from simulators.passband import (
     DEFAULT_BAND_CENTERS_NM,
     DEFAULT_MODE,
@@ -51,7 +55,7 @@ from simulators.passband import (
     band_weights,
     fine_grid,
 )
-from simulators.spectral.base import DEFAULT_MATERIAL, SpectralModel
+from simulators.spectral.base import SpectralModel
 from simulators.spectral.film import bare_substrate_transmission, film_transmission
 
 log = logging.getLogger(__name__)
@@ -127,13 +131,13 @@ class VirtualChip:
         model: SpectralModel,
         fabrication: FabricationConfig | None = None,
         *,
-        material: str = DEFAULT_MATERIAL,
         passband: PassbandConfig | None = None,
     ) -> None:
         self.manifest = manifest
         self.model = model
         self.fabrication = fabrication or FabricationConfig()
-        self.material = material
+        self.material = manifest.material
+        get_material(self.material)  # a film without an index model fails before any work
         self.passband = passband or PassbandConfig()
         pads = manifest.pads
         self._design_row = np.full(len(pads), -1, dtype=np.int64)

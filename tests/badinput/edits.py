@@ -93,3 +93,17 @@ def edit_json(path: str, change: Callable[[dict], None]) -> Prepare:  # type: ig
         (w / path).write_text(json.dumps(data))
 
     return run
+
+
+def before_materials(src: str, dst: str, version: int, group: str | None = None) -> Prepare:
+    """A copy of a world file as its writer left it before materials were recorded: no
+    ``material`` attribute (on the root or on ``group``) and the older schema version."""
+
+    def run(w: Path) -> None:
+        shutil.copy(w / src, w / dst)
+        with h5py.File(w / dst, "r+") as f:
+            node = f if group is None else f[group]
+            del node.attrs["material"]
+            node.attrs["schema_version"] = version
+
+    return run

@@ -102,6 +102,11 @@ CASES = [
         "notes.npz",
         prepare=copy("notes.txt", "notes.npz"),
     ),
+    Case(
+        "import material",
+        ["pairs", "import-moclip", "{w}/pairs.npz", "-o", "{w}/p.h5", "--material", "Si"],
+        "material 'Si' is not a film material; known: a-Si, a-Si:H or n=<complex index>",
+    ),
     Case("pairs info of a text file", ["pairs", "info", "{w}/notes.txt"], "notes.txt"),
 ]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from edits import write
+from edits import before_materials, write
 from world import Case
 
 
@@ -183,6 +183,48 @@ CASES = [
     ),
     Case("evaluate measured world", evaluate(world="{w}/chip_pairs_missing.h5"), "does not exist"),
     Case("evaluate world is targets", evaluate(world="{w}/design_targets.h5"), "not a pairs file"),
+    Case(
+        "evaluate in a world of another film",
+        evaluate(world="{w}/pairs_asih.h5"),
+        "world synthetic pairs {w}/pairs_asih.h5 (material 'a-Si:H') and designs",
+    ),
+    Case(
+        "evaluate designs chosen before materials",
+        evaluate(designs="{w}/old_chosen.h5"),
+        "written before materials were recorded); rewrite it with metascan design retrieve",
+        prepare=before_materials("design_chosen.h5", "old_chosen.h5", 1, group="choices"),
+    ),
+    Case(
+        "retrieve targets of another film",
+        retrieve(targets_file="{w}/design_targets_asih.h5"),
+        "targets {w}/design_targets_asih.h5 (material 'a-Si:H') and model {w}/model",
+    ),
+    Case(
+        "retrieve targets written before materials",
+        retrieve(targets_file="{w}/old_targets.h5"),
+        "rewrite it with metascan design targets",
+        prepare=before_materials("design_targets.h5", "old_targets.h5", 1),
+    ),
+    Case(
+        "retrieve re-ranked by spectra of another film",
+        retrieve("--spectra-db", "{w}/pairs_asih.h5"),
+        "--spectra-db {w}/pairs_asih.h5 (material 'a-Si:H') and model",
+    ),
+    Case(
+        "predict from spectra of another film",
+        predict(db="{w}/pairs_asih.h5"),
+        "--spectra-db {w}/pairs_asih.h5 (material 'a-Si:H') and model",
+    ),
+    Case(
+        "predict designs of another film",
+        predict(designs="{w}/pairs_asih.h5"),
+        "--designs {w}/pairs_asih.h5 (material 'a-Si:H') and model",
+    ),
+    Case(
+        "targets of pairs of another film than the model",
+        targets("--pairs", "{w}/pairs_asih.h5", "--model", "{w}/model"),
+        "--pairs {w}/pairs_asih.h5 (material 'a-Si:H') and --model {w}/model (material 'a-Si')",
+    ),
 ]
 
 

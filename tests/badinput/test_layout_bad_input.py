@@ -59,6 +59,8 @@ CASES = [
     Case("chip thickness 1e9", chip("--thickness-nm", "1e9"), "--thickness-nm 1000000000.0 is"),
     Case("chip pad size -6", chip("--pad-size-um", "-6"), "--pad-size-um -6.0 is outside"),
     Case("chip rows 0", chip("--rows", "0"), "--rows 0 is outside the allowed range"),
+    Case("chip material", chip("--material", "Si"), "--material 'Si' is not a film material"),
+    Case("chip material with gain", chip("--material", "n=3-0.1j"), "loss, not gain"),
     Case("chip replicas 0", chip("--replicas", "0"), "--replicas 0 is outside"),
     Case("chip companion -1", chip("--companion", "-1"), "--companion -1 is outside"),
     Case("chip tolerance nan", chip("--tolerance-nm", "nan"), "--tolerance-nm nan must be"),

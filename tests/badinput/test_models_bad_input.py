@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from edits import edit_json, legacy_absolute_pairs, nan_weights, write
+from edits import before_materials, edit_json, legacy_absolute_pairs, nan_weights, write
 from world import Case
 
 
@@ -15,6 +15,11 @@ def train(*extra: str, output: str = "{w}/run", pairs: str = "{w}/pairs.h5") -> 
 
 def evaluate(*extra: str, model: str = "{w}/model") -> list[str]:
     return ["evaluate", "--model", model, "--pairs", "{w}/pairs.h5", "--output", "{w}/ev", *extra]
+
+
+def no_material(data: dict) -> None:  # type: ignore[type-arg]
+    data.pop("material")
+    data["format_version"] = 2
 
 
 def zero_std(data: dict) -> None:  # type: ignore[type-arg]
@@ -48,6 +53,18 @@ CASES = [
         prepare=lambda w: __import__("shutil").copy(w / "pairs.npz", w / "more.npz"),
     ),
     Case(
+        "train resume on pairs of another film",
+        train("--resume", output="{w}/model", pairs="{w}/pairs_asih.h5"),
+        "--resume pairs {w}/pairs_asih.h5 (material 'a-Si:H') and run {w}/model/latest.pt "
+        "(material 'a-Si') are of different films",
+    ),
+    Case(
+        "train on pairs written before materials",
+        train(pairs="{w}/old_pairs.h5"),
+        "does not record its film material",
+        prepare=before_materials("pairs.h5", "old_pairs.h5", 2),
+    ),
+    Case(
         "train on absolute (legacy) spectra",
         train(pairs="{w}/absolute.h5"),
         "holds spectra 'absolute_into_substrate'",
@@ -71,6 +88,22 @@ CASES = [
         evaluate(),
         "does not say which spectra convention it holds",
         prepare=edit_json("model/config.json", old_format),
+    ),
+    Case(
+        "evaluate a model written before materials",
+        evaluate(),
+        "(config.json) does not record its film material",
+        prepare=edit_json("model/config.json", no_material),
+    ),
+    Case(
+        "evaluate on pairs of another film",
+        ["evaluate", "--model", "{w}/model", "--pairs", "{w}/pairs_asih.h5", "--output", "{w}/ev"],
+        "pairs {w}/pairs_asih.h5 (material 'a-Si:H') and model {w}/model (material 'a-Si')",
+    ),
+    Case(
+        "evaluate with a truth of another film",
+        evaluate("--truth", "{w}/pairs_asih.h5"),
+        "truth pairs {w}/pairs_asih.h5 (material 'a-Si:H') and pairs",
     ),
     Case("evaluate seed -1", evaluate("--seed", "-1"), "--seed -1 is outside"),
     Case("evaluate gallery 1", evaluate("--gallery", "1"), "--gallery 1 is outside"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from edits import copy, write
+from edits import before_materials, copy, write
 from world import Case
 
 
@@ -54,7 +54,29 @@ CASES = [
     Case("pairs orders text", pairs("--model", "rcwa", "--orders", "a,b"), "--orders 'a,b'"),
     Case("pairs orders three", pairs("--model", "rcwa", "--orders", "3,3,3"), "two integers"),
     Case("pairs model", pairs("--model", "fdtd"), "--model 'fdtd' is not known"),
-    Case("pairs material", pairs("--material", "gold"), "gold"),
+    Case(
+        "pairs workers -1", pairs("--model", "rcwa", "--workers", "-1"), "--workers -1 is outside"
+    ),
+    Case("pairs workers 1.5", pairs("--model", "rcwa", "--workers", "1.5"), "--workers"),
+    Case("pairs workers analytic", pairs("--workers", "2"), "--model rcwa only"),
+    Case("pairs scheduler analytic", pairs("--scheduler", "tcp://h:1"), "--model rcwa only"),
+    Case(
+        "pairs scheduler no port",
+        pairs("--model", "rcwa", "--scheduler", "tcp://127.0.0.1"),
+        "--scheduler 'tcp://127.0.0.1' is not a dask scheduler address",
+    ),
+    Case(
+        "pairs scheduler scheme",
+        pairs("--model", "rcwa", "--scheduler", "http://h:8786"),
+        "unknown address scheme 'http'",
+    ),
+    Case(
+        "pairs workers and scheduler",
+        pairs("--model", "rcwa", "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"),
+        "give one",
+    ),
+    Case("pairs material", pairs("--material", "gold"), "--material 'gold' is not a film"),
+    Case("pairs substrate as film", pairs("--material", "fused-silica"), "not a film material"),
     Case("pairs seed -1", pairs("--seed", "-1"), "--seed -1 is outside"),
     Case("pairs existing output", [*pairs()[:-1], "{w}/pairs.h5"], "exists; pass --force"),
     Case(
@@ -68,6 +90,43 @@ CASES = [
     Case("truth bias nan", truth("--bias-nm", "nan"), "--bias-nm nan must be"),
     Case("truth defects 2", truth("--defect-fraction", "2"), "--defect-fraction 2.0 is outside"),
     Case("truth bandwidth", truth("--bandwidth", "ultra"), "--bandwidth 'ultra' is not"),
+    Case("truth workers -1", truth("--model", "rcwa", "--workers", "-1"), "--workers -1 is"),
+    Case("truth workers analytic", truth("--workers", "2"), "--workers applies to --model rcwa"),
+    Case("truth orders analytic", truth("--orders", "1,1"), "--orders applies to --model rcwa"),
+    Case("truth cache analytic", truth("--cache", "{w}/c.h5"), "--cache applies to --model rcwa"),
+    Case("truth orders three", truth("--model", "rcwa", "--orders", "3,3,3"), "two integers"),
+    Case("truth orders -1", truth("--model", "rcwa", "--orders", "-1,3"), "--orders -1 is outside"),
+    Case(
+        "truth scheduler text",
+        truth("--model", "rcwa", "--scheduler", "nonsense"),
+        "--scheduler 'nonsense' is not a dask scheduler address",
+    ),
+    Case(
+        "truth output = cache",
+        truth("--model", "rcwa", "--cache", "{w}/new_truth.h5"),
+        "is the input --cache",
+    ),
+    Case(
+        "truth config and workers",
+        truth("--config", "{w}/bench.toml", "--workers", "2"),
+        "--workers cannot be combined with --config",
+    ),
+    Case(
+        "truth material other than the manifest's",
+        truth("--material", "a-Si:H"),
+        "--material 'a-Si:H' differs from the material of chip manifest {w}/chip.h5 ('a-Si')",
+    ),
+    Case(
+        "truth material other than the manifest's, with a bench config",
+        truth("--config", "{w}/bench.toml", "--material", "a-Si:H"),
+        "differs from the material of chip manifest",
+    ),
+    Case(
+        "truth of a manifest written before materials",
+        ["sim", "truth", "-m", "{w}/old_chip.h5", "-o", "{w}/t.h5"],
+        "written before materials were recorded); rewrite it with metascan layout chip",
+        prepare=before_materials("chip.h5", "old_chip.h5", 1),
+    ),
     Case(
         "truth manifest of text",
         ["sim", "truth", "-m", "{w}/notes.txt", "-o", "{w}/t.h5"],

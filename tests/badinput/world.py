@@ -3,7 +3,8 @@
 Every command family's refusals are tried against real files made by the real commands: a design
 library, a chip layout with its manifest, a second chip with the same chip_id and arrays but other
 content, a scan of the companion array on the fast simulated bench, its spectra, the chip's truth,
-synthetic pairs, a MOCLIP npz and a tiny trained model. A case copies the world into its own
+synthetic pairs (and pairs of the other silicon film, a-Si:H, with targets from them, for the
+refusals of mixed materials), a MOCLIP npz and a tiny trained model. A case copies the world into its own
 folder, so no case can spoil another's inputs and each can check that its inputs are untouched.
 """
 
@@ -77,6 +78,8 @@ def build_world(folder: Path) -> Path:
         "-o",
         str(d / "pairs.h5"),
     )
+    metascan("sim", "pairs", "--count", "60", "--replicas", "2", "--noise", "0.01", "--seed", "3",
+             "--material", "a-Si:H", "-o", str(d / "pairs_asih.h5"))  # fmt: skip
     metascan("pairs", "export-moclip", str(d / "pairs.h5"), "-o", str(d / "pairs.npz"))
     assert len(load_pairs(d / "pairs.h5")) == 120
     train(
@@ -97,6 +100,8 @@ def build_world(folder: Path) -> Path:
         "--output",
         str(d / "design_targets.h5"),
     )
+    metascan("design", "targets", "--pairs", str(d / "pairs_asih.h5"), "--limit", "5",
+             "--output", str(d / "design_targets_asih.h5"))  # fmt: skip
     metascan(
         "design",
         "probes",

@@ -513,3 +513,38 @@ def test_cli_chip_without_manifest_and_existing_output(
     code, _, err = cli("curate", str(spectra_dir), "--manifest", str(manifest), "-o", str(out))
     assert code == 2 and "pass --force" in err and err.count("\n") == 1
     assert out.read_bytes() == b""
+
+
+def test_chips_of_two_films_are_never_curated_together(
+    tmp_path: Path, cli: Cli, two_replicas: ChipManifest, truth: Truth
+) -> None:
+    """The same cells on another film are other structures, and a pairs file has one film."""
+    from dataclasses import replace
+
+    asih = replace(chip("C2", replicas=2), material="a-Si:H")
+    rng = np.random.default_rng(6)
+    one = curate(measure(two_replicas, truth, rng), {"C1": two_replicas}).to_pairs()
+    assert one.material == "a-Si"  # the chip's film (the default), recorded in the pairs
+    parts = measure(two_replicas, truth, rng) + measure(asih, truth, rng)
+    with pytest.raises(
+        ValueError, match=r"chip C2 \(its manifest\) \(material 'a-Si:H'\) and chip C1"
+    ):
+        curate(parts, {"C1": two_replicas, "C2": asih})
+    only = curate(measure(asih, truth, rng), {"C2": asih})
+    assert only.to_pairs().material == "a-Si:H"
+    # The command refuses before comparing anything, naming both manifests.
+    spectra_dir = tmp_path / "spectra"
+    spectra_dir.mkdir()
+    for i, part in enumerate(parts):
+        write_array_spectra(spectra_dir / f"{part.chip_id}_{i}.h5", part)
+    write_manifest(tmp_path / "c1.h5", two_replicas)
+    write_manifest(tmp_path / "c2.h5", asih)
+    out = tmp_path / "p.h5"
+    code, _, err = cli("curate", str(spectra_dir), "-m", str(tmp_path / "c1.h5"),
+                       "-m", str(tmp_path / "c2.h5"), "-o", str(out))  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "c2.h5 (material 'a-Si:H') and manifest" in err and "c1.h5 (material 'a-Si')" in err
+    assert not out.exists()
+    code, _, err = cli("curate", str(spectra_dir), "-m", str(tmp_path / "c1.h5"), "-m",
+                       str(tmp_path / "c2.h5"), "-o", str(out), "--keep-single")  # fmt: skip
+    assert code == 2  # still refused: no option mixes films

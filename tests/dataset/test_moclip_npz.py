@@ -69,6 +69,7 @@ def test_float64_spectra_and_any_file_name(tmp_path: Path) -> None:
         pairs.wavelength_nm,
         pairs.design_id,
         pairs.split,
+        material=pairs.material,
     )
     path = tmp_path / "export.bin"  # numpy would append ".npz"; the writer must not
     write_moclip_npz(path, pairs64)
@@ -236,3 +237,12 @@ def test_load_pairs_reads_both_layouts(tmp_path: Path) -> None:
     np.testing.assert_array_equal(from_h5.design_id, pairs.design_id)  # stored ids kept
     assert from_npz.provenance["source"] == "moclip_npz"
     np.testing.assert_array_equal(from_npz.geometry, from_h5.geometry)
+    assert from_npz.material == from_h5.material == "a-Si"  # MOCLIP's film, and the default
+
+
+def test_the_layout_has_no_material_so_the_import_names_it(tmp_path: Path) -> None:
+    path = save(tmp_path, arrays(n=8, seed=2))
+    assert read_moclip_npz(path).material == "a-Si"  # MOCLIP's LPCVD amorphous silicon
+    assert read_moclip_npz(path, material="a-Si:H").material == "a-Si:H"
+    with pytest.raises(ValueError, match="material 'Si' is not a film material"):
+        read_moclip_npz(path, material="Si")

@@ -106,3 +106,26 @@ def test_train_and_evaluate_on_an_npz(tmp_path: Path, cli: Cli) -> None:
     (whole,) = report["results"]
     assert whole["size"] == int(np.count_nonzero(load_pairs(npz).split == VAL)) >= 2
     assert whole["oracle"] is not None and whole["model_over_oracle"] is not None
+
+
+def test_the_npz_layout_drops_the_material_and_the_import_names_it(
+    tmp_path: Path, cli: Cli
+) -> None:
+    h5, npz, back = tmp_path / "asih.h5", tmp_path / "asih.npz", tmp_path / "back.h5"
+    code, _, err = cli("sim", "pairs", "--count", "6", "--material", "a-Si:H", "-o", str(h5))
+    assert code == 0, err
+    assert read_pairs(h5).material == "a-Si:H"
+    code, out, err = cli("pairs", "export-moclip", str(h5), "--output", str(npz))
+    assert code == 0, err
+    assert "import it with --material a-Si:H (not MOCLIP's a-Si)" in out
+    code, out, err = cli(
+        "pairs", "import-moclip", str(npz), "-o", str(back), "--material", "a-Si:H"
+    )
+    assert code == 0, err
+    assert read_pairs(back).material == "a-Si:H" and "(a-Si:H; train" in out
+    code, out, _ = cli("pairs", "info", str(back))
+    assert "material     a-Si:H" in out
+    assert load_pairs(npz).material == "a-Si"  # read directly: MOCLIP's film, as documented
+    code, _, err = cli("pairs", "import-moclip", str(npz), "-o", str(tmp_path / "x.h5"),
+                       "--material", "glass")  # fmt: skip
+    assert code == 2 and "material 'glass' is not a film material" in err

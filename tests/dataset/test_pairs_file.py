@@ -22,6 +22,7 @@ def make(n: int = 12, w: int = 29, seed: int = 0, **override: Any) -> dict[str, 
         "wavelength_nm": np.arange(450.0, 450.0 + 10 * w, 10.0),
         "design_id": ids,
         "split": assign_splits(ids, seed=seed),
+        "material": "a-Si",
     }
     fields.update(override)
     return fields
@@ -41,9 +42,11 @@ def test_round_trip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert back.provenance["model"] == "analytic" and back.provenance["seed"] == 3
     assert back.provenance["config"] == {"noise": 0.01, "periods_nm": [300, 400]}
+    assert back.material == "a-Si" and "material" not in back.provenance
     with h5py.File(path) as f:
-        assert f.attrs["schema"] == "metascan.pairs" and f.attrs["schema_version"] == 2
+        assert f.attrs["schema"] == "metascan.pairs" and f.attrs["schema_version"] == 3
         assert f.attrs["spectra_convention"] == "relative_to_substrate"
+        assert f.attrs["material"] == "a-Si"
         assert f["geometry"].compression == "gzip" and f["split"].dtype == np.uint8
     assert [p.name for p in tmp_path.iterdir()] == ["pairs.h5"]  # no temporary left behind
 
@@ -99,6 +102,7 @@ def test_bad_fractions(fractions: Any, message: str) -> None:
         ({"wavelength_nm": np.arange(29.0)[::-1]}, "strictly increasing"),
         ({"split": np.zeros(12, dtype=np.uint8) + 3}, "codes 0..2"),
         ({"split": np.tile([0, 2], 6)}, "replicas of a design must share one split"),
+        ({"material": "Si"}, "pairs material 'Si' is not a film material; known: a-Si, a-Si:H"),
     ],
 )
 def test_bad_pairs_are_one_line_value_errors(override: dict[str, Any], message: str) -> None:
@@ -121,3 +125,22 @@ def test_read_errors_and_reserved_provenance(tmp_path: Path) -> None:
         write_pairs(tmp_path / "p.h5", Pairs.build(**make()), {"schema": "x"})
     with pytest.raises(FileNotFoundError, match="output directory"):
         write_pairs(tmp_path / "nowhere" / "p.h5", Pairs.build(**make()))
+
+
+@pytest.mark.parametrize("material", ["a-Si:H", "n=3.5+0.01j"])
+def test_material_round_trips(tmp_path: Path, material: str) -> None:
+    write_pairs(tmp_path / "p.h5", Pairs.build(**make(material=material)))
+    assert read_pairs(tmp_path / "p.h5").material == material
+
+
+def test_a_file_without_its_material_is_refused_not_guessed(tmp_path: Path) -> None:
+    path = tmp_path / "old.h5"
+    write_pairs(path, Pairs.build(**make()))
+    with h5py.File(path, "r+") as f:  # as a version-2 writer left it
+        del f.attrs["material"]
+        f.attrs["schema_version"] = 2
+    with pytest.raises(ValueError, match="written before materials were recorded") as info:
+        read_pairs(path)
+    assert "\n" not in str(info.value) and "no 'material' attribute" in str(info.value)
+    with pytest.raises(ValueError, match="reserved"):
+        write_pairs(tmp_path / "p.h5", Pairs.build(**make()), {"material": "a-Si:H"})

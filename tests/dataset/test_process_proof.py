@@ -258,7 +258,10 @@ def test_process_command_output_and_one_line_errors(
 def test_curation_rejects_designs_defective_on_one_replica(proof: Proof) -> None:
     """Scan -> process -> curate on the proof chip (10 % missing and 10 % contaminated pads on one
     replica): designs with a defective replica are rejected, designs whose replicas are both
-    good are kept, at MOCLIP's threshold 1e-3."""
+    good are kept, at MOCLIP's threshold 1e-3. "Good" is judged on the truth: a design whose two
+    defect-free replicas truly differ by more than the threshold (their dilations differ, and a
+    size-sensitive design in the lossy a-Si film can move a band by 0.3) is rightly rejected, so
+    such designs are checked to be rejected, not counted as good."""
     from dataset.curation import DEFAULT_THRESHOLD, curate
     from layout.manifest import read_manifest
 
@@ -269,14 +272,30 @@ def test_curation_rejects_designs_defective_on_one_replica(proof: Proof) -> None
     dataset = t.role == 0
     defective = set(t.design_id[dataset & (t.defect != Defect.NONE)].tolist())
     rejected = dict(zip(result.design_id.tolist(), (~result.kept).tolist(), strict=True))
+    true_mse = _true_replica_mse(t)
     bad = [rejected[d] for d in defective]
-    good = [rejected[d] for d in rejected if d not in defective]
+    clean = [d for d in rejected if d not in defective]
+    good = [rejected[d] for d in clean if true_mse[d] < DEFAULT_THRESHOLD / 2]
+    unlike = [rejected[d] for d in clean if true_mse[d] > 2 * DEFAULT_THRESHOLD]
     print(
         f"\ndefective designs rejected {sum(bad)}/{len(bad)}, good rejected {sum(good)}/{len(good)}"
+        f", truly unlike replicas rejected {sum(unlike)}/{len(unlike)}"
     )
     assert len(bad) >= 5 and len(good) >= 20
     assert sum(bad) / len(bad) >= 0.9
     assert sum(good) / len(good) <= 0.02
+    assert all(unlike)
+
+
+def _true_replica_mse(truth: Truth) -> dict[int, float]:
+    """Per design, the MSE between its two dataset replicas' true relative spectra."""
+    rel = truth.relative_transmission()
+    pick = truth.role == 0
+    out: dict[int, float] = {}
+    for d in np.unique(truth.design_id[pick]):
+        rows = np.flatnonzero(pick & (truth.design_id == d))
+        out[int(d)] = float(np.mean((rel[rows[0]] - rel[rows[1]]) ** 2))
+    return out
 
 
 def test_synthetic_and_measured_pairs_share_one_spectra_convention(
@@ -304,9 +323,23 @@ def test_synthetic_and_measured_pairs_share_one_spectra_convention(
     assert set(measured.design_id.tolist()) <= set(by_design)
     predicted = np.stack([by_design[int(d)] for d in measured.design_id])
     ratio = float(measured.spectra.mean() / predicted.mean())
-    print(f"\nmeasured / synthetic mean transmission: {ratio:.4f}")
-    # Absolute synthetic spectra gave 1/0.965 = 1.036 here; bias and passbands stay within 1.5 %.
-    assert abs(ratio - 1.0) < 0.015, ratio
+    # The chip was fabricated with its mean size bias, which `sim pairs` does not apply; in the
+    # lossy a-Si film 4 nm lowers the mean transmission by about 3 %. That known part aside,
+    # passbands and processing stay within 1.5 %; absolute synthetic spectra sat 3.6 % off.
+    from simulators.spectral import MOCLIP_WAVELENGTHS_NM, AnalyticModel
+
+    assert measured.material == model_pairs.material == "a-Si"
+    lib = generate(36, seed=3)
+    lib = lib.take(lib.index_of(np.unique(measured.design_id)))
+    bias = float(proof.truth.provenance["fabrication"]["mean_bias_nm"])
+    spectra = [AnalyticModel().spectra(lib, MOCLIP_WAVELENGTHS_NM, thickness_nm=178.0,
+                                       material=measured.material, size_bias_nm=b)
+               for b in (bias, 0.0)]  # fmt: skip
+    from_bias = float(spectra[0].mean() / spectra[1].mean())
+    print(
+        f"\nmeasured / synthetic mean transmission: {ratio:.4f} (fabrication bias: {from_bias:.4f})"
+    )
+    assert abs(ratio / from_bias - 1.0) < 0.015, (ratio, from_bias)
     run = tmp_path / "run"
     train(synthetic, run, replace(TrainConfig(), epochs=2, batch_size=16), progress=False,
           model_config=TINY)  # fmt: skip

@@ -40,9 +40,11 @@ def test_round_trip_is_bit_equal(tmp_path: Path) -> None:
     assert back.target_id == ids
     assert back.provenance == {"source": "test", "rows": [1, 2, 3], "config": {"a": 0.5}}
     with h5py.File(path) as f:
-        assert f.attrs["schema"] == "metascan.targets" and f.attrs["schema_version"] == 1
+        assert f.attrs["schema"] == "metascan.targets" and f.attrs["schema_version"] == 2
         assert f.attrs["spectra_convention"] == "relative_to_substrate"
+        assert f.attrs["material"] == "any"  # no film made them
         assert "software_version" in f.attrs
+    assert back.material is None
     assert [p.name for p in tmp_path.iterdir()] == ["targets.h5"]  # no temporary left behind
 
 
@@ -176,3 +178,35 @@ def test_nearest_weighted_mse_is_the_brute_force_minimum() -> None:
     )
     q = mse_quantiles(brute)
     assert q["q25"] <= q["q50"] <= q["q75"] <= q["q95"] and q["mean"] == pytest.approx(brute.mean())
+
+
+def test_the_material_round_trips_and_one_film_per_file(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    of_film = Targets.build(**make(), material="a-Si:H")
+    write_targets(path, of_film)
+    assert read_targets(path).material == "a-Si:H"
+    # Targets of no film join targets of one; two films do not.
+    anywhere = Targets.build(**make(target_id=("f0", "f1", "f2")))
+    assert Targets.concatenate([of_film, anywhere]).material == "a-Si:H"
+    assert Targets.concatenate([anywhere]).material is None
+    other = Targets.build(**make(target_id=("o0", "o1", "o2")), material="a-Si")
+    with pytest.raises(ValueError, match=r"targets part 2 \(material 'a-Si'\) and targets part 0"):
+        Targets.concatenate([of_film, anywhere, other])
+    assert of_film.take([1]).material == "a-Si:H"
+    of_film.check_material("a-Si:H", "model m")
+    anywhere.check_material("a-Si", "model m")  # a filter suits every film
+    with pytest.raises(ValueError, match=r"the targets \(material 'a-Si:H'\) and model m"):
+        of_film.check_material("a-Si", "model m")
+    with pytest.raises(ValueError, match="'gold' is not a film material"):
+        Targets.build(**make(), material="gold")
+
+
+def test_targets_written_before_materials_were_recorded_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.h5"
+    write_targets(path, Targets.build(**make()))
+    with h5py.File(path, "r+") as f:  # as a version-1 writer left it
+        del f.attrs["material"]
+        f.attrs["schema_version"] = 1
+    with pytest.raises(ValueError, match="written before materials were recorded") as info:
+        read_targets(path)
+    assert "metascan design targets" in str(info.value)

@@ -35,7 +35,11 @@ def make(n: int = 5, bands: int = 29) -> Truth:
         band_center_nm=np.arange(450.0, 450.0 + 10 * bands, 10.0),
         glass_transmission=np.full(bands, 0.965),
         bandwidth_mode="narrow",
-        provenance={"chip_id": "c1", "fabrication": {"seed": 3, "mean_bias_nm": 4.0}},
+        provenance={
+            "chip_id": "c1",
+            "material": "a-Si",
+            "fabrication": {"seed": 3, "mean_bias_nm": 4.0},
+        },
     )
 
 
@@ -52,6 +56,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert back.provenance["chip_id"] == "c1"
     assert back.provenance["fabrication"] == {"seed": 3, "mean_bias_nm": 4.0}
     assert back.provenance["manifest"] == "chip.h5"
+    assert back.material == "a-Si"
     with h5py.File(path) as f:
         assert f.attrs["software_version"] and f.attrs["schema"] == "metascan.truth"
     np.testing.assert_allclose(back.relative_transmission(), truth.transmission / 0.965)
@@ -107,3 +112,14 @@ def test_a_designs_truth_is_the_mean_of_its_defect_free_pads() -> None:
     np.testing.assert_array_equal(got[3], got[1])
     with pytest.raises(ValueError, match=r"design 103 has no defect-free pad in the truth"):
         design_truth(truth, np.array([100, 103]))
+
+
+def test_a_truth_without_its_material_is_refused(tmp_path: Path) -> None:
+    truth = make()
+    path = tmp_path / "truth.h5"
+    write_truth(path, replace(truth, provenance={"chip_id": "c1"}))
+    with pytest.raises(ValueError, match="does not record its film material") as info:
+        read_truth(path)
+    assert "metascan sim truth" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="'Si' is not a film material"):
+        replace(truth, provenance={"material": "Si"}).material  # noqa: B018

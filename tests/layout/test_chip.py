@@ -88,6 +88,8 @@ def test_plan_rejects_what_cannot_fit(
         ({"pad_gap_um": -1}, "pad_gap_um -1 is outside"),
         ({"pad_gap_um": float("nan")}, "pad_gap_um nan must be a finite number"),
         ({"rows": 2.5}, "rows 2.5 must be an integer"),
+        ({"material": "Si"}, "material 'Si' is not a film material; known: a-Si, a-Si:H or n="),
+        ({"material": "n=3-1j"}, "loss, not gain"),
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict[str, float], message: str) -> None:
@@ -146,6 +148,7 @@ def test_manifest_round_trip(written_chip: tuple[ChipManifest, Path, Path]) -> N
     m, gds, h5 = written_chip
     back = read_manifest(h5)
     assert back.chip_id == m.chip_id and back.thickness_nm == 450
+    assert back.material == m.material == "a-Si"  # the default film: MOCLIP's LPCVD a-Si
     assert back.arrays.name == m.arrays.name
     for field in ("array_id", "replica", "role", "row", "col", "x_um", "y_um", "design_id"):
         assert np.array_equal(getattr(back.pads, field), getattr(m.pads, field)), field
@@ -201,3 +204,35 @@ def test_outputs_get_the_umask_mode_not_a_private_one(
     finally:
         os.umask(old)
     assert (tmp_path / "designs.h5").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("material", ["a-Si:H", "n=3.5+0.01j"])
+def test_the_manifest_records_the_film(
+    tmp_path: Path, library: DesignLibrary, material: str
+) -> None:
+    cfg = ChipConfig(thickness_nm=178, rows=2, cols=2, replicas=1, companion_size=0)
+    default = plan_chip(library, cfg)
+    other = plan_chip(library, ChipConfig(**{**cfg.__dict__, "material": material}))
+    write_chip(other, cfg, tmp_path / "chip.gds", tmp_path / "chip.h5")
+    assert read_manifest(tmp_path / "chip.h5").material == material
+    # Another film is another chip: the content hash every scan and spectra file records differs.
+    assert other.content_sha256() != default.content_sha256()
+
+
+def test_a_manifest_written_before_materials_were_recorded_is_refused(
+    written_chip: tuple[ChipManifest, Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    import h5py
+
+    _, _, h5 = written_chip
+    old = tmp_path / "old.h5"
+    shutil.copy(h5, old)
+    with h5py.File(old, "r+") as f:  # what a version-1 writer left
+        del f.attrs["material"]
+        f.attrs["schema_version"] = 1
+    with pytest.raises(ValueError, match="written before materials were recorded") as info:
+        read_manifest(old)
+    assert "rewrite it with metascan layout chip" in str(info.value)
+    assert "\n" not in str(info.value)

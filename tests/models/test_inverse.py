@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, pairs_h5: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inverse")
-    write_model_dir(root / "m", untrained_model(0))
-    write_model_dir(root / "other", untrained_model(1))
+    write_model_dir(root / "m", untrained_model(0), material="a-Si")
+    write_model_dir(root / "other", untrained_model(1), material="a-Si")
     probes = build_probes(root / "p.h5", root / "m", ProbeBuild(count=600, seed=2, block_size=128))
     pairs = read_pairs(pairs_h5)
     test = np.flatnonzero(pairs.split == SPLIT_NAMES.index("test"))[:12]
@@ -90,6 +90,7 @@ def test_chosen_designs_round_trip_and_layout_chip_takes_them(
     assert back.target_id == chosen.target_id
     assert np.array_equal(back.design_row, chosen.design_row)
     assert np.array_equal(back.similarity, chosen.similarity)
+    assert back.material == chosen.material == "a-Si"  # the choosing model's film
     first = back.first_thickness_nm()
     assert np.all(np.isfinite(first))
     for row in range(len(back.library)):
@@ -102,6 +103,47 @@ def test_chosen_designs_round_trip_and_layout_chip_takes_them(
         lib, ChipConfig(thickness_nm=178, arrays=1, rows=1, cols=n, replicas=1, companion_size=0)
     )
     assert set(manifest.designs.design_id.tolist()) == set(lib.design_id.tolist())
+
+
+def test_targets_and_spectra_of_another_film_are_refused(
+    setup: dict[str, Path], tmp_path: Path, cli: Cli, pairs_h5: Path
+) -> None:
+    from dataclasses import replace
+
+    from dataset.pairs_file import write_pairs
+
+    targets = replace(read_targets(setup["targets"]), material="a-Si:H")
+    with pytest.raises(ValueError, match=r"targets .*asih_t.h5 \(material 'a-Si:H'\) and model"):
+        retrieve(setup["model"], [setup["probes"]], targets, tmp_path / "asih_t.h5", 1)
+    asih = tmp_path / "asih.h5"
+    write_pairs(asih, replace(read_pairs(pairs_h5), material="a-Si:H"))
+    m = str(setup["model"])
+    for argv, message in (
+        (["design", "predict", "--model", m, "--designs", str(pairs_h5), "--spectra-db",
+          str(asih), "--output", str(tmp_path / "pr.h5")], "--spectra-db"),
+        (["design", "predict", "--model", m, "--designs", str(asih), "--spectra-db",
+          str(pairs_h5), "--output", str(tmp_path / "pr.h5")], "--designs"),
+        (["design", "retrieve", "--model", m, "--probes", str(setup["probes"]), "--targets",
+          str(setup["targets"]), "--spectra-db", str(asih), "--output", str(tmp_path / "d.h5")],
+         "--spectra-db"),
+        (["design", "targets", "--model", m, "--pairs", str(asih), "--output",
+          str(tmp_path / "t2.h5")], "--pairs"),
+    ):  # fmt: skip
+        code, _, err = cli(*argv)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"{message} {asih} (material 'a-Si:H') and" in err, err
+        assert "(material 'a-Si') are of different films" in err
+    assert not any(tmp_path.glob("pr*")) and not (tmp_path / "d.h5").exists()
+    # Predicted spectra are of the model's film; targets from pairs are of the pairs'.
+    code, _, err = cli("design", "predict", "--model", m, "--designs", str(pairs_h5),
+                       "--spectra-db", str(pairs_h5), "--output", str(tmp_path / "ok.h5"))  # fmt: skip
+    assert code == 0, err
+    assert read_targets(tmp_path / "ok.h5").material == "a-Si"
+    code, _, err = cli(
+        "design", "targets", "--pairs", str(asih), "--output", str(tmp_path / "t3.h5")
+    )
+    assert code == 0, err
+    assert read_targets(tmp_path / "t3.h5").material == "a-Si:H"
 
 
 def test_another_models_probes_are_refused(setup: dict[str, Path]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,7 @@ def test_a_nan_truth_ranks_last() -> None:
 
 def _tiny_model_dir(folder: Path) -> Path:
     torch.manual_seed(0)
-    write_model_dir(folder, ContrastiveModel(TINY), {"note": "untrained"})
+    write_model_dir(folder, ContrastiveModel(TINY), {"note": "untrained"}, material="a-Si")
     return folder
 
 
@@ -89,7 +90,7 @@ def test_a_constant_model_scores_no_better_than_chance(tmp_path: Path, pairs_h5:
             assert isinstance(proj, torch.nn.Linear)
             proj.weight.zero_()
             proj.bias.fill_(1.0)
-    write_model_dir(tmp_path / "constant", model)
+    write_model_dir(tmp_path / "constant", model, material="a-Si")
     report = evaluate(tmp_path / "constant", pairs_h5, "test", 10, None, 0, tmp_path / "out")
     for entry in report["results"]:  # galleries of 20 and 10 designs
         for direction in ("spectrum_to_geometry", "geometry_to_spectrum"):
@@ -202,9 +203,23 @@ def test_evaluate_writes_json_and_pngs_with_the_oracle(
     write_pairs(other, load_pairs(pairs_h5), {"manifest_sha256": {"chip": "b0" * 32}})
     with pytest.raises(ValueError, match="the pairs were not curated from that chip"):
         evaluate(run, other, "test", 10, chip, 0, tmp_path / "other")
+    # A truth of another film, a twin of another film, pairs of another film: each refused.
+    asih = tmp_path / "asih_truth.h5"
+    truth_asih = _chip_truth_of(load_pairs(truth_h5), material="a-Si:H")
+    write_truth(asih, truth_asih, {"manifest_sha256": digest})
+    with pytest.raises(ValueError, match=r"truth .*asih_truth.h5 \(material 'a-Si:H'\) and pairs"):
+        evaluate(run, curated, "test", 10, asih, 0, tmp_path / "asih")
+    twin = tmp_path / "asih_twin.h5"
+    write_pairs(twin, replace(load_pairs(truth_h5), material="a-Si:H"))
+    with pytest.raises(
+        ValueError, match=r"truth pairs .*asih_twin.h5 \(material 'a-Si:H'\) and pairs"
+    ):
+        evaluate(run, pairs_h5, "test", 10, twin, 0, tmp_path / "twin")
+    with pytest.raises(ValueError, match=r"pairs .*asih_twin.h5 \(material 'a-Si:H'\) and model"):
+        evaluate(run, twin, "test", 10, None, 0, tmp_path / "on_asih")
 
 
-def _chip_truth_of(pairs: Pairs, glass: float = 0.93) -> Truth:
+def _chip_truth_of(pairs: Pairs, glass: float = 0.93, material: str = "a-Si") -> Truth:
     """A truth file whose dataset pads are the pairs' rows (replicas of a design are pads)."""
     n, bands = len(pairs), pairs.spectra.shape[-1]
     return Truth(
@@ -220,6 +235,7 @@ def _chip_truth_of(pairs: Pairs, glass: float = 0.93) -> Truth:
         band_center_nm=np.arange(450.0, 450.0 + 10 * bands, 10.0),
         glass_transmission=np.full(bands, glass),
         bandwidth_mode="narrow",
+        provenance={"material": material},
     )
 
 

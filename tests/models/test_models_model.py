@@ -144,7 +144,7 @@ def test_a_model_with_nan_weights_is_never_written(tmp_path: Path) -> None:
     with torch.no_grad():
         model.logit_scale.fill_(float("nan"))
     with pytest.raises(ValueError, match="weights 'logit_scale' hold NaN/inf values"):
-        write_model_dir(tmp_path / "run", model)
+        write_model_dir(tmp_path / "run", model, material="a-Si")
     assert not (tmp_path / "run").exists()
 
 

@@ -156,3 +156,35 @@ def test_a_second_run_into_the_same_directory_needs_resume(
     code, _, err = cli("train", "--pairs", str(pairs_h5), "--output", str(tmp_path / "run"),
                        "--resume", "--no-progress")  # fmt: skip
     assert code == 2 and "nothing to resume" in err
+
+
+def test_the_model_records_its_pairs_film_and_resume_keeps_it(
+    tmp_path: Path, pairs_h5: Path
+) -> None:
+    """Another film is refused by name even where the arrays are identical (the data hash
+    alone would take them); a checkpoint that never recorded its film is refused too."""
+    from dataclasses import replace
+
+    from dataset.pairs_file import read_pairs, write_pairs
+    from helpers import TINY
+    from models.model_dir import model_material
+
+    cfg = TrainConfig(epochs=1, batch_size=32)
+    out = tmp_path / "run"
+    train(pairs_h5, out, cfg, progress=False, model_config=TINY)
+    assert model_material(out) == "a-Si"
+    assert json.loads((out / "config.json").read_text())["material"] == "a-Si"
+    asih = tmp_path / "asih.h5"
+    write_pairs(asih, replace(read_pairs(pairs_h5), material="a-Si:H"))
+    with pytest.raises(ValueError, match=r"--resume pairs .*asih.h5 \(material 'a-Si:H'\) and run"):
+        train(asih, out, replace(cfg, epochs=2), resume=True, progress=False, model_config=TINY)
+    ckpt = torch.load(out / "latest.pt", weights_only=True)
+    del ckpt["data"]["material"]
+    torch.save(ckpt, out / "latest.pt")
+    with pytest.raises(ValueError, match="written before materials were recorded"):
+        train(pairs_h5, out, replace(cfg, epochs=2), resume=True, progress=False, model_config=TINY)
+    config = json.loads((out / "config.json").read_text())
+    del config["material"]
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json\) does not record its film material"):
+        load_model(out)

@@ -48,7 +48,7 @@ LIBRARY_COLUMNS = ("design_id", "period_nm", "kind", *GEOMETRY_COLUMNS)
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("model") / "m"
-    write_model_dir(folder, untrained_model(0))
+    write_model_dir(folder, untrained_model(0), material="a-Si")
     return folder
 
 
@@ -196,11 +196,11 @@ def test_database_belongs_to_its_model(tmp_path: Path, model_dir: Path, single: 
 
     # The same weights elsewhere (and another training log) are the same model ...
     copy = tmp_path / "copy"
-    write_model_dir(copy, load_model(model_dir), train_config={"epochs": 7})
+    write_model_dir(copy, load_model(model_dir), train_config={"epochs": 7}, material="a-Si")
     assert model_identity(copy) == identity
     # ... other weights are not.
     other = tmp_path / "other"
-    write_model_dir(other, untrained_model(1))
+    write_model_dir(other, untrained_model(1), material="a-Si")
     assert model_identity(other) != identity
 
     # Shards of one build encoded by two models are not one database.

@@ -41,6 +41,7 @@ def pairs_h5(tmp_path: Path) -> Path:
         wavelength_nm=GRID,
         design_id=DESIGNS,
         split=SPLITS,
+        material="a-Si",
     )
     path = tmp_path / "pairs.h5"
     write_pairs(path, pairs)

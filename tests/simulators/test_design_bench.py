@@ -15,7 +15,7 @@ from dataset.truth_file import design_truth, read_truth, write_truth
 from layout.chip import ChipConfig, plan_chip
 from layout.generator import generate
 from layout.raster import rasterize
-from simulators.design_bench import World, evaluate_chosen, world_from
+from simulators.design_bench import World, check_world, evaluate_chosen, world_from
 from simulators.spectral import AnalyticModel
 from simulators.synthetic_pairs import SyntheticPairsConfig, make_pairs
 from simulators.virtual_chip import FabricationConfig, VirtualChip, make_truth
@@ -38,6 +38,7 @@ def test_a_synthetic_world_measures_exactly_what_made_the_pairs(clean_pairs: Pat
     # The pairs are float32 and clipped to [0, 1]; the bench is float64.
     assert np.abs(np.clip(measured, 0, 1) - pairs.spectra).max() < 1e-6
     assert world.mean_bias_nm == 0.0 and world.passband is None
+    assert world.material == pairs.material == "a-Si"  # the default film: MOCLIP's
 
 
 def test_a_truth_world_measures_what_the_virtual_chip_says(tmp_path: Path) -> None:
@@ -52,6 +53,7 @@ def test_a_truth_world_measures_what_the_virtual_chip_says(tmp_path: Path) -> No
     write_truth(truth_path, make_truth(VirtualChip(manifest, AnalyticModel(), fab)))
     world = world_from(truth_path)
     assert world.mean_bias_nm == 6.0 and world.passband is not None
+    assert world.material == manifest.material == "a-Si"
     truth = read_truth(truth_path)
     ids = manifest.designs.design_id
     expected = design_truth(truth, ids)
@@ -91,6 +93,7 @@ def _chosen(
         database_size=sizes.astype(np.int64),
         model_identity="x",
         targets_sha256="y",
+        material="a-Si",
     )
 
 
@@ -142,3 +145,24 @@ def test_a_zero_weight_band_does_not_count(clean_pairs: Path) -> None:
     report = evaluate_chosen(world, chosen, targets)
     assert report.per_target_mse[0] < 1e-20
     assert "oracle" not in report.sizes[0]
+
+
+def test_a_world_of_another_film_is_refused(tmp_path: Path, clean_pairs: Path) -> None:
+    from dataclasses import replace
+
+    pairs = read_pairs(clean_pairs)
+    path = tmp_path / "asih.h5"
+    write_pairs(path, replace(pairs, material="a-Si:H"))
+    world = world_from(path)
+    assert world.material == "a-Si:H"
+    lib = generate(3, 4)
+    chosen = _chosen(np.arange(3), np.full(3, 3), np.full(3, 178.0), lib, ["a", "b", "c"])
+    targets = Targets.build(pairs.spectra[:3].astype(np.float64), pairs.wavelength_nm,
+                            target_id=["a", "b", "c"])  # fmt: skip
+    message = r"world synthetic pairs .*asih.h5 \(material 'a-Si:H'\) and designs d.h5 \(material"
+    with pytest.raises(ValueError, match=message):
+        check_world(world, chosen, targets, "d.h5")
+    check_world(world_from(clean_pairs), chosen, targets, "d.h5")  # one film: fine
+    of_asih = replace(targets, material="a-Si:H")
+    with pytest.raises(ValueError, match=r"the targets \(material 'a-Si:H'\) and world"):
+        check_world(world_from(clean_pairs), chosen, of_asih, "d.h5")

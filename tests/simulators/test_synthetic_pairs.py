@@ -77,7 +77,7 @@ def test_pairs_command_with_rcwa(tmp_path: Path, cli: Cli) -> None:
         (["--thickness-nm", "thick"], "--thickness-nm 'thick' must be comma-separated numbers"),
         (["--noise", "-0.1"], "--noise -0.1 is outside the allowed range [0, 0.5]"),
         (["--replicas", "0"], "--replicas 0 is outside the allowed range [1, 100]"),
-        (["--material", "gold"], "unknown material 'gold'"),
+        (["--material", "gold"], "--material 'gold' is not a film material; known: a-Si, a-Si:H"),
         (["--model", "rcwa", "--orders", "3"], "--orders (3,) must be two integers"),
     ],
 )

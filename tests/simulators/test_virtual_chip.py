@@ -66,7 +66,7 @@ def test_dilation_statistics_match_the_config() -> None:
         y_um=np.zeros(n),
         design_id=lib.design_id[idx % 4],
     )
-    m = ChipManifest("big", 178.0, 6.0, 6.0, None, pads, lib, {})  # type: ignore[arg-type]
+    m = ChipManifest("big", 178.0, 6.0, 6.0, None, pads, lib, {}, material="a-Si")  # type: ignore[arg-type]
     bias = VirtualChip(m, MODEL, FabricationConfig(seed=3, dilation_sd_nm=10.0)).size_bias_nm
     se = 10.0 / np.sqrt(n)
     assert abs(bias.mean() - 4.0) < 4 * se
@@ -129,7 +129,8 @@ def test_fiducials_are_unpatterned_film_and_glass_is_bare_substrate(
     t, glass = chip.band_transmission(mode=BandwidthMode.WIDE)
     lam = fine_grid(mode=BandwidthMode.WIDE)
     w = band_weights(lam, np.arange(450.0, 731.0, 10.0), BandwidthMode.WIDE)
-    film = w @ film_transmission(lam, 178.0, "a-Si:H")
+    assert chip.material == manifest.material == "a-Si"  # the manifest's film, the default
+    film = w @ film_transmission(lam, 178.0, "a-Si")
     fid = manifest.pads.role == Role.FIDUCIAL
     assert fid.any()
     np.testing.assert_allclose(t[fid], np.broadcast_to(film, t[fid].shape))
@@ -203,3 +204,27 @@ def test_truth_command_errors_are_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
     assert not (tmp_path / "t.h5").exists()
+
+
+def test_the_chip_is_simulated_in_its_manifests_film(
+    tmp_path: Path, cli: Cli, manifest: ChipManifest
+) -> None:
+    """The film comes from the manifest; `sim truth --material` may only confirm it."""
+    asih = replace(manifest, material="a-Si:H")
+    chip_path = tmp_path / "chip.h5"
+    write_manifest(chip_path, asih)
+    code, _, err = cli("sim", "truth", "-m", str(chip_path), "-o", str(tmp_path / "t.h5"),
+                       "--material", "a-Si:H")  # fmt: skip
+    assert code == 0, err
+    truth = read_truth(tmp_path / "t.h5")
+    assert truth.material == "a-Si:H"
+    np.testing.assert_allclose(
+        truth.transmission, make_truth(VirtualChip(asih, MODEL)).transmission, atol=1e-12
+    )
+    default = make_truth(VirtualChip(manifest, MODEL))
+    assert np.abs(default.transmission - truth.transmission).max() > 0.05  # another film
+    code, _, err = cli("sim", "truth", "-m", str(chip_path), "-o", str(tmp_path / "u.h5"),
+                       "--material", "a-Si")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert "--material 'a-Si' differs from the material of chip manifest" in err
+    assert "('a-Si:H')" in err and not (tmp_path / "u.h5").exists()

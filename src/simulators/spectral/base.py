@@ -14,6 +14,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from layout.design import DesignLibrary, Kind
+
+# The film MOCLIP fabricated; the name lives with the chip manifest, which records it.
+from layout.material import DEFAULT_MATERIAL as DEFAULT_MATERIAL
 from simulators.materials import get_material
 
 FloatArray = NDArray[np.float64]
@@ -21,7 +24,6 @@ FloatArray = NDArray[np.float64]
 POLARIZATIONS = ("x", "y")
 MOCLIP_WAVELENGTHS_NM: FloatArray = np.arange(450.0, 731.0, 10.0)
 """The 29 bands of the MOCLIP release (``wvl``): 450-730 nm every 10 nm."""
-DEFAULT_MATERIAL = "a-Si:H"
 
 
 class SpectralModel(Protocol):
