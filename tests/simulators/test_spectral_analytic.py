@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 from spectral_designs import (
@@ -44,8 +47,10 @@ def test_shape_range_and_determinism(lib: DesignLibrary, model: AnalyticModel) -
     s = model.spectra(lib, W, thickness_nm=178.0)
     assert s.shape == (len(lib), 2, W.size) and s.dtype == np.float64
     assert np.all(np.isfinite(s)) and s.min() >= 0.0 and s.max() <= 1.0
-    # Not trivially flat: designs differ and spectra have structure.
-    assert s.std(axis=0).mean() > 0.05 and np.ptp(s, axis=2).mean() > 0.2
+    # Not trivially flat: designs differ and spectra have structure. (RCWA at [5,5] on the
+    # a-Si reference designs: std 0.14, mean peak-to-peak 0.24; the calibrated model is
+    # smoother than that, about 0.12 and 0.15.)
+    assert s.std(axis=0).mean() > 0.05 and np.ptp(s, axis=2).mean() > 0.1
     single = AnalyticModel(AnalyticConfig(workers=1, batch_size=64)).spectra(
         lib, W, thickness_nm=178.0
     )
@@ -138,7 +143,7 @@ def test_per_design_size_bias(lib: DesignLibrary, model: AnalyticModel) -> None:
     ],
 )
 def test_bad_input_is_one_line_value_error(
-    lib: DesignLibrary, model: AnalyticModel, kwargs: dict, message: str
+    lib: DesignLibrary, model: AnalyticModel, kwargs: dict[str, Any], message: str
 ) -> None:
     args = {"wavelength_nm": W, "thickness_nm": 178.0, **kwargs}
     with pytest.raises(ValueError, match=message):
@@ -153,3 +158,59 @@ def test_registry() -> None:
         get_model("analytic", orders=(3, 3))
     with pytest.raises(ValueError, match="anisotropy"):
         AnalyticConfig(anisotropy=2.0)
+
+
+def test_calibrated_model_agrees_with_rcwa_on_held_out_designs(model: AnalyticModel) -> None:
+    """The 70 designs of the a-Si reference (rcwa at [5,5], 178 nm) that the calibration never
+    fitted on (``abs(design_id) % 10 < 3``; scripts/calibrate_analytic.py --export-heldout).
+    Calibrated: RMSE 0.075, r 0.857; the model before calibration: RMSE 0.281, r 0.109, and a
+    constant per-band mean would give about RMSE 0.14, r 0.16."""
+    path = Path(__file__).resolve().parents[1] / "data" / "rcwa_heldout_a-Si_178nm.npz"
+    with np.load(path) as d:
+        columns = {k: d[k] for k in d.files}
+    assert np.all(np.abs(columns["design_id"]) % 10 < 3)  # held-out designs only
+    c = columns
+    lib = DesignLibrary.from_arrays(
+        c["period_nm"], c["kind"], c["center_x_nm"], c["center_y_nm"], c["width_nm"],
+        c["height_nm"], c["inner_width_nm"], c["inner_height_nm"],
+    )  # fmt: skip
+    np.testing.assert_array_equal(lib.design_id, columns["design_id"])
+    s = model.spectra(
+        lib, columns["wavelength_nm"], thickness_nm=float(columns["thickness_nm"]),
+        material=str(columns["material"]),
+    )  # fmt: skip
+    truth, before = columns["rcwa_n5"], columns["analytic"]
+
+    def rmse(a: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((a - truth) ** 2)))
+
+    r = np.corrcoef(s.ravel(), truth.ravel())[0, 1]
+    assert rmse(s) < 0.09 and r > 0.8, (rmse(s), r)
+    assert rmse(s) < rmse(before) / 3
+    for p in range(2):  # both polarizations, not one carrying the other
+        assert np.corrcoef(s[:, p].ravel(), truth[:, p].ravel())[0, 1] > 0.75
+
+
+def test_slab_modes_solve_the_dispersion_relation() -> None:
+    """The guided modes behind the grating resonances, against an independent root finder."""
+    from scipy.optimize import brentq
+
+    from simulators.spectral.guided_modes import ModeTable, slab_mode_index
+
+    nf, ns, hl = 2.2, 1.46, 0.3
+    for tm in (False, True):
+        ra, rs = ((nf / 1.0) ** 2, (nf / ns) ** 2) if tm else (1.0, 1.0)
+
+        def mismatch(b: float, ra: float = ra, rs: float = rs) -> float:
+            k = np.sqrt(nf**2 - b**2)
+            ga, gs = np.sqrt(b**2 - 1.0), np.sqrt(b**2 - ns**2)
+            return float(2 * np.pi * hl * k - np.arctan(ra * ga / k) - np.arctan(rs * gs / k))
+
+        expected = brentq(mismatch, ns + 1e-12, nf - 1e-12, xtol=1e-14)
+        assert abs(slab_mode_index(nf, hl, ns, tm=tm) - expected) < 1e-9
+    assert slab_mode_index(nf, hl, ns) > slab_mode_index(nf, hl, ns, tm=True)  # TE above TM
+    assert slab_mode_index(1.5, 0.05, ns) == ns  # cut off: the mode sits on the anomaly
+    table = ModeTable.build(np.array([500.0, 700.0]), 178.0, np.array([1.46, 1.455]), 20.0)
+    te, _ = table.lookup(np.array([[4.84, 4.84]]))
+    direct = slab_mode_index(2.2, 178.0 / np.array([500.0, 700.0]), np.array([1.46, 1.455]))
+    np.testing.assert_allclose(te[0], direct, atol=2e-3)

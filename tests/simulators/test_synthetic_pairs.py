@@ -11,7 +11,12 @@ import pytest
 from dataset.pairs_file import read_pairs
 from layout.generator import generate
 from layout.raster import rasterize
-from simulators.spectral import MOCLIP_WAVELENGTHS_NM, AnalyticModel, bare_substrate_transmission
+from simulators.spectral import (
+    MOCLIP_WAVELENGTHS_NM,
+    AnalyticConfig,
+    AnalyticModel,
+    bare_substrate_transmission,
+)
 from simulators.synthetic_pairs import SyntheticPairsConfig, make_pairs
 
 if TYPE_CHECKING:
@@ -41,7 +46,7 @@ def test_pairs_command_writes_moclip_shaped_pairs(tmp_path: Path, cli: Cli) -> N
     np.testing.assert_array_equal(pairs.design_id[0::2], lib.design_id)
     assert (
         pairs.provenance["config"]["noise"] == 0.02
-        and pairs.provenance["model_settings"]["anisotropy"] == 0.65
+        and pairs.provenance["model_settings"]["anisotropy"] == AnalyticConfig().anisotropy
     )
 
 
