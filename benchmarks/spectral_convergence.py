@@ -32,14 +32,10 @@ THICKNESS_NM = 178.0
 MATERIAL = "a-Si"
 
 
-def solve(
-    orders: int, raster: int, cache: Path, timings: dict[str, float], extra: dict[str, Any]
-) -> np.ndarray:
+def solve(orders: int, raster: int, cache: Path, timings: dict[str, float]) -> np.ndarray:
     """Spectra (6, 2, 8) at one setting; the first solve's seconds per design-band are kept."""
     designs = generate(6, seed=24)
-    model = get_model(
-        "rcwa", orders=(orders, orders), raster_size=raster, cache_path=cache, **extra
-    )
+    model = get_model("rcwa", orders=(orders, orders), raster_size=raster, cache_path=cache)
     key = f"N{orders}_r{raster}"
     t = time.perf_counter()
     out = model.spectra(designs, WAVELENGTH_NM, thickness_nm=THICKNESS_NM, material=MATERIAL)
@@ -62,7 +58,7 @@ def study(
     timings: dict[str, float] = json.loads(timing_path.read_text()) if timing_path.exists() else {}
 
     def run(n: int, raster: int) -> np.ndarray:
-        out = solve(n, raster, cache, timings, {})
+        out = solve(n, raster, cache, timings)
         timing_path.write_text(json.dumps(timings, indent=1))
         return out
 

@@ -43,6 +43,7 @@ CASES = [
     Case("train val every -1", train("--val-every-steps", "-1"), "--val-every-steps -1 is"),
     Case("train config", train("--config", "resnet-9000"), "resnet-9000"),
     Case("train schedule", train("--schedule", "step"), "schedule 'step'"),
+    Case("train precision", train("--precision", "fp16"), "precision 'fp16' not in fp32, bf16"),
     Case("train output = pairs", train(output="{w}/pairs.h5"), "is a file"),
     Case("train over a run", train(output="{w}/model"), "already holds a run; pass --resume"),
     Case("train resume of nothing", train("--resume"), "nothing to resume"),
