@@ -12,7 +12,9 @@ split against the oracle, and writes ``scale-<settings>.json`` (what it prints) 
 ``scale-<settings>.png`` (R@K curves and validation R@1 against time) into the cache folder,
 e.g. ``scale-8min.json``; settings other than the defaults (batch, lr, schedule) join the name.
 Finished runs are kept in ``runs/`` there and reused when their settings match (``--fresh``
-retrains).
+retrains). ``--spectral-model rcwa --orders 3,3 --workers 2`` makes the pairs with RCWA instead
+(each design solved once into a resumable cache in the cache folder), to see how retrieval
+changes when the physics gets harder; compare with ``--count`` equal in the analytic world.
 
 ``--scarce`` mode: the same four augmentation settings of ``metascan-small`` where data is
 scarce, as on a first chip: ``--scarce-count`` designs (one noisy replica each, so 80 % of them
@@ -132,17 +134,42 @@ def _metascan() -> list[str]:
     return [found]
 
 
+@dataclass(frozen=True)
+class World:
+    """The spectral model the pairs come from: the analytic one, or rcwa at some orders.
+
+    The rcwa world solves each design once into ``cache`` (shared by the noisy pairs and their
+    noise-free twin, and resumable), on a LocalCluster of ``workers`` processes.
+    """
+
+    model: str = "analytic"
+    orders: str = "3,3"
+    workers: int = 2
+    cache: Path | None = None
+
+    def tag(self) -> str:
+        return "" if self.model == "analytic" else f"rcwa-o{self.orders.replace(',', 'x')}_"
+
+    def options(self, cache_dir: Path) -> list[str]:
+        if self.model == "analytic":
+            return []
+        cache = self.cache or cache_dir / f"rcwa_cache_o{self.orders.replace(',', 'x')}.h5"
+        return ["--model", "rcwa", "--orders", self.orders, "--workers", str(self.workers),
+                "--cache", str(cache)]  # fmt: skip
+
+
 def ensure_pairs(
-    cache: Path, count: int, seed: int, noise: float, replicas: int
+    cache: Path, count: int, seed: int, noise: float, replicas: int, world: World = World()
 ) -> tuple[Path, Path]:
     """The noisy pairs and their noise-free twin (same designs, same order), made once."""
     cache.mkdir(parents=True, exist_ok=True)
     paths = []
     for kind, sigma in (("pairs", noise), ("truth", 0.0)):
-        path = cache / f"{kind}_{count}_s{seed}_r{replicas}_n{sigma:g}.h5"
+        path = cache / f"{kind}_{world.tag()}{count}_s{seed}_r{replicas}_n{sigma:g}.h5"
         if not path.is_file():  # the writer is atomic: a present file is a whole file
             cmd = [*_metascan(), "sim", "pairs", "--count", str(count), "--seed", str(seed),
-                   "--replicas", str(replicas), "--noise", str(sigma), "--output", str(path)]  # fmt: skip
+                   "--replicas", str(replicas), "--noise", str(sigma), "--output", str(path),
+                   *world.options(cache)]  # fmt: skip
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         paths.append(path)
     return paths[0], paths[1]
@@ -269,7 +296,11 @@ def run_one(
 
 def _suffix(args: argparse.Namespace) -> str:
     """Names the settings that differ from the defaults, so such runs get their own files."""
-    parts = [f"-b{args.batch}" if args.batch != 64 else ""]
+    world = World(args.spectral_model, args.orders)
+    parts = [f"-{world.tag().rstrip('_')}" if world.tag() else ""]
+    parts.append(f"-n{args.count}" if args.count != 50_000 else "")
+    parts.append(f"-e{args.max_epochs}" if args.max_epochs != 100 else "")
+    parts.append(f"-b{args.batch}" if args.batch != 64 else "")
     parts.append(f"-lr{args.lr:g}" if args.lr is not None else "")
     parts.append(f"-{args.schedule}" if args.schedule != "cosine" else "")
     parts.append(f"-{args.precision}" if args.precision != "fp32" else "")
@@ -305,7 +336,8 @@ def plot(runs: list[dict[str, Any]], path: Path, title: str) -> None:
 
 def scale(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
-    pairs, truth = ensure_pairs(args.cache, args.count, args.seed, args.noise, args.replicas)
+    world = World(args.spectral_model, args.orders, args.workers)
+    pairs, truth = ensure_pairs(args.cache, args.count, args.seed, args.noise, args.replicas, world)
     generate_s = time.perf_counter() - t0
     split = load_pairs(pairs).split
     n_train = int((split == SPLIT_NAMES.index("train")).sum())
@@ -324,6 +356,8 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
         "pairs": str(pairs),
         "truth": str(truth),
         "designs": args.count,
+        "spectral_model": args.spectral_model,
+        "rcwa_orders": args.orders if args.spectral_model == "rcwa" else None,
         "replicas": args.replicas,
         "noise": args.noise,
         "train_pairs": n_train,
@@ -341,7 +375,8 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
     plot(
         results,
         args.cache / f"{stem}.png",
-        f"{args.count} designs x {args.replicas}, {args.budget_min:g} min each on "
+        f"{args.count} {args.spectral_model} designs x {args.replicas}, "
+        f"{args.budget_min:g} min each on "
         f"{out['device']} ({out['threads']} thread(s))",
     )
     return out
@@ -432,6 +467,11 @@ def main() -> None:
     parser.add_argument("--scarce-seeds", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--count", type=int, default=50_000)
+    parser.add_argument(
+        "--spectral-model", default="analytic", choices=("analytic", "rcwa"), help="the world"
+    )
+    parser.add_argument("--orders", default="3,3", help="rcwa world: Fourier orders NX,NY")
+    parser.add_argument("--workers", type=int, default=2, help="rcwa world: LocalCluster size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--noise", type=float, default=0.01)

@@ -3,12 +3,20 @@
 # a metascan-small model trained 30 min on synthetic pairs, 10^4 held-out targets, a 10^6-probe
 # database, retrieval over growing database sizes (plain and re-ranked), judged on the simulated
 # bench beside the in-database oracle and a random probe; the parametric filters; prediction.
-# Usage: scripts/design_study.sh [WORKDIR]   (needs `metascan` on PATH: .venv/bin)
+# Usage: scripts/design_study.sh [WORKDIR [PAIRS RUN]]   (needs `metascan` on PATH: .venv/bin)
+# With PAIRS and RUN, the study uses that model and its training pairs (e.g. the 30-min run of
+# `benchmarks/bench_models.py --scale`) instead of training its own.
 set -euo pipefail
 w="${1:-design_study}"
 mkdir -p "$w"
+if [ $# -ge 3 ]; then
+    ln -sfn "$(realpath "$2")" "$w/pairs.h5"
+    ln -sfn "$(realpath "$3")" "$w/run"
+fi
 cd "$w"
-metascan sim pairs --count 20000 --seed 3 --replicas 2 --noise 0.01 --output pairs.h5 --force
+if [ ! -e pairs.h5 ]; then
+    metascan sim pairs --count 20000 --seed 3 --replicas 2 --noise 0.01 --output pairs.h5
+fi
 [ -f run/model.pt ] || metascan train --pairs pairs.h5 --config metascan-small --epochs 200 \
     --batch-size 256 --time-budget-min 30 --output run --no-progress
 # Held out: designs of another seed, never trained on (the world is the same spectral model).
