@@ -38,7 +38,6 @@ from scan_fixture import ScanSettings, render_scan
 from dataset.extraction import (
     ExtractionSettings,
     FlatCache,
-    array_pad_rows,
     extract_tile,
     read_section,
 )
@@ -113,7 +112,7 @@ def main() -> None:
             "read_ms": round(1e3 * (t1 - t0), 1),
             "extract_ms_total": round(1e3 * (t2 - t1), 1),
             "pads": int(tile.pad_rows.size),
-            "pads_in_array": int(array_pad_rows(manifest, name).size),
+            "pads_in_array": int(manifest.pads_of(name).size),
             "registration": tile.registration.describe(),
         }
     print(json.dumps(out, indent=1))

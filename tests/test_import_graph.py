@@ -1,4 +1,9 @@
-"""Imports follow DESIGN.md's table and nothing else, so dependencies point one way."""
+"""Imports follow DESIGN.md's table and nothing else, so dependencies point one way.
+
+Package rules first (``ALLOWED``), then module rules where DESIGN.md allows only part of a
+package, or only from one place (``ONLY_MODULES``, ``ONLY_FROM``): a package-level check cannot
+see acquisition doing processing, or reaching into the simulators beyond building a bench.
+"""
 
 from __future__ import annotations
 
@@ -26,10 +31,33 @@ ALLOWED = {
     "models": {"common", "dataset", "layout"},
     "metascan": PROJECT,
 }
+# dataset's file formats (contracts 3-9, their flag codes and conventions): what acquisition
+# writes and the simulators write or judge. Processing (extraction, curation) is not among them.
+DATASET_FORMATS = {
+    "dataset.hypercube_file",
+    "dataset.array_spectra_file",
+    "dataset.pairs_file",
+    "dataset.truth_file",
+    "dataset.targets_file",
+    "dataset.probes_file",
+    "dataset.chosen_designs_file",
+    "dataset.quality",
+    "dataset.conventions",
+}
 # Where DESIGN.md allows only part of a package: emulators and the virtual microscope see the
-# device protocols and the bench config's device tables, never a driver.
+# device protocols and the bench config's device tables, never a driver; acquisition sees
+# dataset's formats and one door to the simulators.
 ONLY_MODULES = {
     ("simulators", "instruments"): {"instruments.protocols", "instruments.config"},
+    # false_colour: the simulator's previews draw the quick-look's colours (a pure function).
+    ("simulators", "dataset"): DATASET_FORMATS | {"dataset.false_colour"},
+    ("acquisition", "dataset"): DATASET_FORMATS,
+    ("acquisition", "simulators"): {"simulators.simulated_bench"},
+}
+# Where DESIGN.md allows an import from one place only: acquisition builds a simulated bench in
+# acquisition.bench and nowhere else.
+ONLY_FROM = {
+    ("acquisition", "simulators"): {"acquisition/bench.py"},
 }
 
 
@@ -43,14 +71,18 @@ def imported_modules(path: Path) -> set[str]:
     return {m for m in found if m.split(".")[0] in PROJECT}
 
 
-def violations(package: str, path: Path) -> list[str]:
+def violations(package: str, path: Path, where: str = "") -> list[str]:
+    """The imports of ``path`` (``where``: its path under src) that DESIGN.md forbids."""
     bad = []
     for module in imported_modules(path):
         target = module.split(".")[0]
         if target == package:
             continue
-        if target not in ALLOWED[package] or (
-            (package, target) in ONLY_MODULES and module not in ONLY_MODULES[package, target]
+        key = (package, target)
+        if (
+            target not in ALLOWED[package]
+            or (key in ONLY_MODULES and module not in ONLY_MODULES[key])
+            or (key in ONLY_FROM and where not in ONLY_FROM[key])
         ):
             bad.append(module)
     return sorted(bad)
@@ -60,10 +92,10 @@ def test_every_package_imports_only_what_design_allows() -> None:
     checked = 0
     for package, allowed in ALLOWED.items():
         for path in (SRC / package).rglob("*.py"):
-            bad = violations(package, path)
+            bad = violations(package, path, path.relative_to(SRC).as_posix())
             assert not bad, (
                 f"{path.relative_to(SRC)} imports {bad}; DESIGN.md allows {sorted(allowed)}"
-                f" and of those only {ONLY_MODULES}"
+                f" and of those only {ONLY_MODULES}, from {ONLY_FROM}"
             )
             checked += 1
     assert checked >= 30
@@ -79,3 +111,22 @@ def test_the_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
     ok = tmp_path / "y.py"
     ok.write_text("from instruments.protocols import Stage\n")
     assert violations("simulators", ok) == []
+
+
+def test_module_rules_catch_processing_and_a_second_simulator_door(tmp_path: Path) -> None:
+    quicklook = tmp_path / "q.py"
+    quicklook.write_text("from dataset.extraction import transmission_images\n")
+    assert violations("acquisition", quicklook, "acquisition/quicklook.py") == [
+        "dataset.extraction"
+    ]
+    door = tmp_path / "d.py"
+    door.write_text("from simulators.simulated_bench import open_simulated_bench\n")
+    assert violations("acquisition", door, "acquisition/bench.py") == []
+    assert violations("acquisition", door, "acquisition/scan_setup.py") == [
+        "simulators.simulated_bench"
+    ]
+    inner = tmp_path / "i.py"
+    inner.write_text("from simulators.microscope.bench_setup import microscope_config\n")
+    assert violations("acquisition", inner, "acquisition/bench.py") == [
+        "simulators.microscope.bench_setup"
+    ]

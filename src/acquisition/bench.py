@@ -5,54 +5,56 @@ driver on an in-process emulator through :class:`EmulatorAdapter`, any other add
 PyVISA (serial port or socket bridge), and cameras are opened by serial number through pypylon,
 pylon's own emulation standing in when ``[simulation] pylon_cameras`` is above zero. Which driver
 serves a device is the config's ``driver`` name; everything here and downstream sees only the
-device protocols.
+device protocols. The emulators, the virtual microscope and its cameras come from
+:mod:`simulators.simulated_bench`, the one door to the simulators, opened only for a config that
+asks for simulation: a real bench loads no simulator module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from acquisition.scan_config import OpticsConfig, scan_config
 from instruments.ascii_instrument import AsciiInstrument
-from instruments.config import CameraConfig, InstrumentsConfig, instruments_config, read_toml
+from instruments.config import InstrumentsConfig, instruments_config, read_toml
 from instruments.protocols import Camera, PolarizationRotator, Stage, TunableFilter
 from instruments.registry import connect_serial, open_camera
 from layout.manifest import ChipManifest
-from simulators.devices.adapter import EmulatorAdapter
-from simulators.devices.ell14 import Ell14Emulator
-from simulators.devices.emulator import Emulator
-from simulators.devices.kurios import KuriosEmulator
-from simulators.devices.ms2000 import Ms2000Emulator
-from simulators.devices.pylon_emulation import enable_pylon_emulation
-from simulators.devices.sim_config import SimulationConfig, build_emulators, simulation_config
-from simulators.microscope.bench_setup import build_microscope
-from simulators.microscope.cameras import PylonImageFeed, SimCamera
-from simulators.microscope.microscope import Role, VirtualMicroscope
-from simulators.microscope.states import EmulatorStates
+
+if TYPE_CHECKING:  # the one door to the simulators, opened lazily (needs_simulator)
+    from simulators.simulated_bench import FiducialReadings, SimulatedBench
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Bench:
-    """The five connected devices, and the emulators behind any of them that are simulated."""
+    """The five connected devices, and the simulated bench behind any of them that are."""
 
     filter: TunableFilter
     rotator: PolarizationRotator
     stage: Stage
     camera: Camera
     reference_camera: Camera
-    emulators: dict[str, Emulator] = field(default_factory=dict)
-    # The simulated bench's microscope (None on a real bench): fault injection (lamp outages)
-    # and ground truth reach it through here, never through the drivers.
-    microscope: VirtualMicroscope | None = None
+    simulated: SimulatedBench | None = None
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    @property
+    def emulators(self) -> dict[str, Any]:
+        """The in-process emulators by role ({} on a real bench or over TCP)."""
+        return {} if self.simulated is None else dict(self.simulated.emulators)
+
+    @property
+    def microscope(self) -> Any:
+        """The simulated bench's virtual microscope (None on a real bench): fault injection
+        (lamp outages) and ground truth reach it through here, never through the drivers."""
+        return None if self.simulated is None else self.simulated.microscope
 
     def close(self) -> None:
         _close_all(self.closers)
@@ -68,29 +70,73 @@ def _close_all(closers: list[Callable[[], None]]) -> None:
             log.warning("while closing the bench: %s", exc)
 
 
-def _emulator_link(
-    emulator: Emulator, timeout_s: float
-) -> Callable[[type[AsciiInstrument]], EmulatorAdapter]:
-    """An in-process link with the driver's own framing, as a serial port would have."""
+def needs_simulator(raw: dict[str, Any], instruments: InstrumentsConfig) -> bool:
+    """Whether a config asks for simulation: a ``[simulation]`` table or a device at ``sim``."""
+    return "simulation" in raw or any(d.is_emulated for d in instruments.serial_devices.values())
 
-    def make(cls: type[AsciiInstrument]) -> EmulatorAdapter:
-        return EmulatorAdapter(
-            emulator,
-            write_termination=cls.WRITE_TERMINATION,
-            read_termination=cls.READ_TERMINATION,
-            timeout_ms=round(timeout_s * 1000),
-        )
+
+def _simulators() -> ModuleType:
+    """The simulated-bench module, imported only for a config that needs it."""
+    import simulators.simulated_bench as door
+
+    return door
+
+
+def simulated_bench(
+    raw: dict[str, Any],
+    path: Path,
+    instruments: InstrumentsConfig,
+    manifest: ChipManifest | None = None,
+    *,
+    scan_folder: Path | None = None,
+) -> SimulatedBench | None:
+    """The simulated side of the bench a config describes, or None for a real bench.
+
+    A scan passes its folder: each run of a simulated scan there draws its own emulator faults
+    (so a ``--resume`` gets past them), counted on disk."""
+    if not needs_simulator(raw, instruments):
+        return None
+    door = _simulators()
+    simulation = door.simulation_of(raw, path)
+    fault_run = 0 if simulation is None or scan_folder is None else door.next_run(scan_folder)
+    bench: SimulatedBench = door.open_simulated_bench(
+        instruments, simulation, manifest=manifest, fault_run=fault_run
+    )
+    return bench
+
+
+def fiducial_locator(
+    raw: dict[str, Any], path: Path
+) -> Callable[[ChipManifest, float, int], FiducialReadings] | None:
+    """Where automatic alignment reads its fiducials: the simulated bench's centring (its
+    mount is known only to it), or None for a bench without ``[simulation]``."""
+    if "simulation" not in raw:
+        return None
+    door = _simulators()
+    reader: Callable[[ChipManifest, float, int], FiducialReadings] = door.fiducial_reader(
+        door.simulation_of(raw, path)
+    )
+    return reader
+
+
+def _emulator_link(
+    simulated: SimulatedBench, role: str, timeout_s: float
+) -> Callable[[type[AsciiInstrument]], Any] | None:
+    """An in-process link to ``role``'s emulator with the driver's framing, or None."""
+    if role not in simulated.emulators:
+        return None
+
+    def make(cls: type[AsciiInstrument]) -> Any:
+        return simulated.link(role, cls.WRITE_TERMINATION, cls.READ_TERMINATION, timeout_s)
 
     return make
 
 
 def connect(
     instruments: InstrumentsConfig,
-    simulation: SimulationConfig | None = None,
+    simulated: SimulatedBench | None = None,
     manifest: ChipManifest | None = None,
     optics: OpticsConfig | None = None,
-    *,
-    fault_run: int = 0,
 ) -> Bench:
     """Construct every driver and run its connect-time queries (``initialize``).
 
@@ -98,37 +144,26 @@ def connect(
     (through pylon's emulation and the real driver, or as in-process SimCameras, as
     ``[simulation.microscope] camera_feed`` says); without one they show pylon's test image.
     The scan's ``optics`` (``[optics]``) set the simulated camera's pixel size and sensor.
-    ``fault_run`` keys the emulators' random faults (``simulators.devices.sim_config``).
     """
-    # Without a [simulation] table nothing is emulated but devices explicitly at address "sim".
-    simulation = simulation or SimulationConfig(pylon_cameras=0)
-    emulators = build_emulators(instruments, simulation, run=fault_run)
-    render = manifest is not None and simulation.pylon_cameras > 0
-    missing = [role for role in ("filter", "rotator", "stage") if role not in emulators]
-    if render and missing:
-        # Checked before connecting anything: TCP-served emulators live in another process.
-        raise ValueError(
-            f"the simulated cameras need in-process emulators, but {', '.join(missing)} "
-            "is not at address 'sim'; use configs/sim-bench.toml, or a real bench without "
-            "[simulation] pylon_cameras"
-        )
-    if simulation.pylon_cameras > 0:
-        enable_pylon_emulation(simulation.pylon_cameras)
     closers: list[Callable[[], None]] = []
     try:
         serial: dict[str, Any] = {}
         for role, device in instruments.serial_devices.items():
-            emulator = emulators.get(role)
-            make_adapter = None if emulator is None else _emulator_link(emulator, device.timeout_s)
+            link = None if simulated is None else _emulator_link(simulated, role, device.timeout_s)
             with _naming_the_device(role, device.driver, device.address):
-                driver = connect_serial(device, make_adapter)
+                driver = connect_serial(device, link)
                 closers.append(driver.adapter.close)
                 driver.initialize()
             serial[role] = driver
-        microscope = None
-        if render and manifest is not None:
-            microscope, camera, reference = _microscope_cameras(
-                instruments, simulation, manifest, emulators, closers, optics or OpticsConfig()
+        if simulated is not None and manifest is not None and simulated.renders(manifest):
+            optics = optics or OpticsConfig()
+            closers.append(lambda: _close_all(simulated.closers))
+            camera, reference = simulated.open_cameras(
+                instruments,
+                manifest,
+                optics.um_per_px,
+                (optics.width_px, optics.height_px),
+                open_camera,
             )
         else:
             with _naming_the_device("camera", "basler.pylon", instruments.camera.serial):
@@ -148,8 +183,7 @@ def connect(
         serial["stage"],
         camera,
         reference,
-        emulators,
-        microscope,
+        simulated,
         closers,
     )
 
@@ -172,67 +206,14 @@ def _naming_the_device(role: str, driver: str, address: str) -> Iterator[None]:
         ) from exc
 
 
-def _microscope_cameras(
-    instruments: InstrumentsConfig,
-    simulation: SimulationConfig,
-    manifest: ChipManifest,
-    emulators: dict[str, Emulator],
-    closers: list[Callable[[], None]],
-    optics: OpticsConfig,
-) -> tuple[VirtualMicroscope, Camera, Camera]:
-    """Sample and reference cameras that render the virtual chip from the emulators' states."""
-    table = simulation.microscope
-    microscope = build_microscope(
-        manifest,
-        table,
-        simulation.seed,
-        um_per_px=optics.um_per_px,
-        sensor_px=(optics.width_px, optics.height_px),
-    )
-    closers.append(microscope.close)
-    kurios, ell14, ms2000 = emulators["filter"], emulators["rotator"], emulators["stage"]
-    if not (
-        isinstance(kurios, KuriosEmulator)
-        and isinstance(ell14, Ell14Emulator)
-        and isinstance(ms2000, Ms2000Emulator)
-    ):
-        raise TypeError("the virtual microscope reads Kurios, ELL14 and MS-2000 emulators")
-    states = EmulatorStates(kurios, ell14, ms2000)
-    cameras: list[Camera] = []
-    roles: tuple[tuple[Role, CameraConfig], ...] = (
-        ("sample", instruments.camera),
-        ("reference", instruments.reference_camera),
-    )
-    for role, device in roles:
-        if table.camera_feed == "direct":
-            cameras.append(
-                SimCamera(
-                    microscope,
-                    states,
-                    role,
-                    serial=device.serial,
-                    bit_depth=device.bit_depth,
-                    time_scale=simulation.time_scale,
-                )
-            )
-            continue
-        driver = open_camera(device)
-        closers.append(driver.close)
-        folder = tempfile.TemporaryDirectory(prefix=f"metascan-{role}-feed-")
-        closers.append(folder.cleanup)
-        cameras.append(PylonImageFeed(driver, microscope, states, role, Path(folder.name)))
-    return microscope, cameras[0], cameras[1]
-
-
 @contextlib.contextmanager
 def connected_bench(config_path: Path, manifest: ChipManifest | None = None) -> Iterator[Bench]:
     """Connect the bench a config file describes; close every device on exit."""
     raw = read_toml(config_path)
+    instruments = instruments_config(raw, config_path)
+    optics = scan_config(raw, config_path).optics
     bench = connect(
-        instruments_config(raw, config_path),
-        simulation_config(raw, config_path),
-        manifest,
-        scan_config(raw, config_path).optics,
+        instruments, simulated_bench(raw, config_path, instruments, manifest), manifest, optics
     )
     try:
         yield bench

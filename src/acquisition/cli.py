@@ -5,6 +5,7 @@ device)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,6 +16,7 @@ from common.outputs import check_outputs
 if TYPE_CHECKING:
     from acquisition.bench import Bench
     from acquisition.estimate import DryRunReport
+    from acquisition.runner import QuickLook
 
 log = logging.getLogger(__name__)
 
@@ -86,61 +88,82 @@ def _arrays_option(text: str | None) -> list[str] | None:
     return names
 
 
-def scan_cmd(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Bench config (TOML).")],
-    manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Chip manifest (chip.h5).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the scan's files.")],
-    arrays: Annotated[
-        str | None,
-        typer.Option("--arrays", help="Comma-separated array names (default: every array)."),
-    ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            "--dry-run",
-            help="Validate the whole plan and estimate time and disk without moving anything.",
-        ),
-    ] = False,
-    resume: Annotated[
-        bool,
-        typer.Option("--resume", help="Continue the scan in --output from what is on disk."),
-    ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
-) -> None:
-    """Scan a chip's arrays: flat, darks, and every tile in every band and polarisation."""
-    names = _arrays_option(arrays)
-    check_outputs(
-        {"--output": output}, {"--config": config, "--manifest": manifest}, resume, directories=True
-    )
-    if dry_run:
-        _print_dry_run(scan_dry_run(config, manifest, output, names))
-        return
-    from acquisition.executor import ScanFault
-    from acquisition.runner import run_scan
+def scan_command(quicklook: QuickLook | None = None) -> Callable[..., None]:
+    """The ``metascan scan`` command, drawing each finished array with ``quicklook`` (the
+    ``metascan`` package wires dataset's quick-look in: acquisition does no processing)."""
 
-    try:
-        summary = run_scan(config, manifest, output, arrays=names, resume=resume, progress=progress)
-    except ScanFault as exc:
-        typer.echo(f"error: scan stopped: {exc}", err=True)
-        typer.echo(
-            f"everything completed is on disk; continue with: metascan scan --config {config} "
-            f"--manifest {manifest} --output {output} --resume",
-            err=True,
+    def scan_cmd(
+        config: Annotated[Path, typer.Option("--config", "-c", help="Bench config (TOML).")],
+        manifest: Annotated[
+            Path, typer.Option("--manifest", "-m", help="Chip manifest (chip.h5).")
+        ],
+        output: Annotated[
+            Path, typer.Option("--output", "-o", help="Folder for the scan's files.")
+        ],
+        arrays: Annotated[
+            str | None,
+            typer.Option("--arrays", help="Comma-separated array names (default: every array)."),
+        ] = None,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Validate the whole plan and estimate time and disk without moving anything.",
+            ),
+        ] = False,
+        resume: Annotated[
+            bool,
+            typer.Option("--resume", help="Continue the scan in --output from what is on disk."),
+        ] = False,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    ) -> None:
+        """Scan a chip's arrays: flat, darks, and every tile in every band and polarisation."""
+        names = _arrays_option(arrays)
+        check_outputs(
+            {"--output": output},
+            {"--config": config, "--manifest": manifest},
+            resume,
+            directories=True,
         )
-        raise typer.Exit(1) from None
-    s = summary.stats
-    typer.echo(
-        f"scanned {len(summary.arrays)} array(s), {summary.tiles} tile(s): "
-        f"{s.bands_acquired} bands acquired, {s.bands_skipped} already on disk, "
-        f"{s.flagged_bands} flagged, {s.retries} step retries, "
-        f"{s.lamp_interruptions} lamp interruptions"
-    )
-    typer.echo(
-        f"wall {summary.wall_s:.1f} s for {s.modeled_s:.1f} s of modeled device time; "
-        f"files in {summary.folder}"
-    )
-    for path in summary.quicklooks:
-        typer.echo(f"quick-look {path}")
+        if dry_run:
+            _print_dry_run(scan_dry_run(config, manifest, output, names))
+            return
+        from acquisition.executor import ScanFault
+        from acquisition.runner import run_scan
+
+        try:
+            summary = run_scan(
+                config,
+                manifest,
+                output,
+                arrays=names,
+                resume=resume,
+                progress=progress,
+                quicklook=quicklook,
+            )
+        except ScanFault as exc:
+            typer.echo(f"error: scan stopped: {exc}", err=True)
+            typer.echo(
+                f"everything completed is on disk; continue with: metascan scan --config {config} "
+                f"--manifest {manifest} --output {output} --resume",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+        s = summary.stats
+        typer.echo(
+            f"scanned {len(summary.arrays)} array(s), {summary.tiles} tile(s): "
+            f"{s.bands_acquired} bands acquired, {s.bands_skipped} already on disk, "
+            f"{s.flagged_bands} flagged, {s.retries} step retries, "
+            f"{s.lamp_interruptions} lamp interruptions"
+        )
+        typer.echo(
+            f"wall {summary.wall_s:.1f} s for {s.modeled_s:.1f} s of modeled device time; "
+            f"files in {summary.folder}"
+        )
+        for path in summary.quicklooks:
+            typer.echo(f"quick-look {path}")
+
+    return scan_cmd
 
 
 def _print_dry_run(report: DryRunReport) -> None:

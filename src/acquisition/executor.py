@@ -54,7 +54,6 @@ from acquisition.plan import (
     SetMode,
     SetWavelength,
     TileIndex,
-    array_index,
 )
 from acquisition.run_record import RunRecord
 from acquisition.scan_config import ScanConfig
@@ -472,7 +471,7 @@ class PlanExecutor:
     def _open_tile(self, message: OpenTile) -> None:
         if self._flat_path is None:
             raise ValueError("the plan opened a tile before any flat")
-        k = array_index(self.manifest, message.array)
+        k = self.manifest.array_index(message.array)
         a = self.manifest.arrays
         attrs = {
             **self._base_attrs(message.centre_stage_um, message.centre_chip_um),

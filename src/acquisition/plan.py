@@ -205,16 +205,6 @@ def _groups(count: int, per_group: int) -> list[tuple[int, int]]:
     return [(int(s), int(s) + size - 1) for s, size in zip(starts, sizes, strict=True)]
 
 
-def array_index(manifest: ChipManifest, array_name: str) -> int:
-    try:
-        return manifest.arrays.name.index(array_name)
-    except ValueError:
-        raise ValueError(
-            f"array {array_name!r} is not on chip {manifest.chip_id!r}; arrays are "
-            f"{', '.join(manifest.arrays.name)}"
-        ) from None
-
-
 def tiles_for_array(
     manifest: ChipManifest, array_name: str, fov_um: tuple[float, float], overlap_um: float
 ) -> list[Tile]:
@@ -225,7 +215,7 @@ def tiles_for_array(
     stage's landing error and for registration). Refused when a field cannot hold one pad plus the
     overlap.
     """
-    k = array_index(manifest, array_name)
+    k = manifest.array_index(array_name)
     a = manifest.arrays
     pitch, pad = manifest.pad_pitch_um, manifest.pad_size_um
     rows, cols = int(a.rows[k]), int(a.cols[k])
@@ -244,9 +234,7 @@ def tiles_for_array(
             )
         spans.append(_groups(count, per_tile))
     pads = manifest.pads
-    mine = np.flatnonzero(
-        (pads.array_id == a.array_id[k]) & (pads.replica == a.replica[k]) & (pads.row >= 0)
-    )
+    mine = manifest.pads_of(k)
     half_w, half_h, half_pad = fov_um[0] / 2, fov_um[1] / 2, pad / 2
     tiles = []
     for r, (r0, r1) in enumerate(spans[1]):
@@ -289,7 +277,7 @@ def scan_plan(
     """
     names = list(manifest.arrays.name) if arrays is None else list(arrays)
     for name in names:
-        array_index(manifest, name)
+        manifest.array_index(name)
     s = config.scan
     fov = config.optics.fov_um
     bands = s.wavelengths_nm

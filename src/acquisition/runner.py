@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from acquisition.bench import Bench, connect
+from acquisition.bench import Bench, connect, simulated_bench
 from acquisition.estimate import setup_dry_run
 from acquisition.executor import ExecutorStats, FileContext, PlanExecutor
 from acquisition.plan import Acquire, tiles_for_array
-from acquisition.quicklook import write_quicklook
 from acquisition.run_record import RunRecord
 from acquisition.scan_folder import (
     IDENTITY,
@@ -40,9 +39,11 @@ from acquisition.scan_folder import (
 from acquisition.scan_setup import ScanSetup, scan_setup
 from acquisition.time_model import DeviceTimeModel
 from instruments.protocols import Camera
-from simulators.devices.sim_config import next_simulation_run, simulation_config
 
 log = logging.getLogger(__name__)
+
+QuickLook = Callable[[Path, str, Path], Path]
+"""Draws array ``str`` of scan folder ``Path`` into the PNG ``Path`` it returns."""
 
 
 @dataclass(frozen=True)
@@ -156,11 +157,13 @@ def run_scan(
     resume: bool = False,
     progress: bool = False,
     on_connect: Callable[[Bench], None] | None = None,
+    quicklook: QuickLook | None = None,
 ) -> ScanSummary:
     """Scan (or with ``resume`` continue scanning) the chip's arrays into ``output``.
 
     ``on_connect`` sees the connected bench before the first step (tests inject faults
-    there). Raises :class:`acquisition.executor.ScanFault` when a persistent fault stops the
+    there). ``quicklook`` (folder, array, png path) draws a picture of each array as soon as
+    its tiles are done (``dataset.quicklook.write_quicklook``; the ``scan`` command wires it). Raises :class:`acquisition.executor.ScanFault` when a persistent fault stops the
     scan; KeyboardInterrupt on Ctrl-C or SIGTERM. Either way the run record is closed and
     everything completed is on disk for ``--resume``.
     """
@@ -175,15 +178,13 @@ def run_scan(
     output.mkdir(parents=True, exist_ok=True)
     total_bands, tiles = _band_total(setup)
     config = setup.config
-    simulation = simulation_config(setup.raw, config_path)
     quicklooks: list[Path] = []
     start = time.perf_counter()
-    # Each run of a simulated scan draws its own emulator faults, so a resume gets past them.
-    fault_run = 0 if simulation is None else next_simulation_run(output)
     with scan_log_file(output / LOG_FILE), sigterm_as_interrupt():
-        bench = connect(
-            setup.instruments, simulation, setup.manifest, config.optics, fault_run=fault_run
+        simulated = simulated_bench(
+            setup.raw, config_path, setup.instruments, setup.manifest, scan_folder=output
         )
+        bench = connect(setup.instruments, simulated, setup.manifest, config.optics)
         try:
             match_roi(bench.camera, config.optics.width_px, config.optics.height_px)
             identities = _identities(bench)
@@ -225,8 +226,10 @@ def run_scan(
                     bar.update(1)
 
                 def on_array_done(array: str) -> None:
+                    if quicklook is None:
+                        return
                     path = output / QUICKLOOK / f"{array}.png"
-                    write_quicklook(output, array, path)
+                    quicklook(output, array, path)
                     quicklooks.append(path)
                     log.info("quick-look of %s: %s", array, path)
 

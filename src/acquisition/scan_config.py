@@ -20,10 +20,9 @@ from scipy.spatial import cKDTree
 
 from instruments.config import validation_message
 from instruments.protocols import BandwidthMode
-from layout.manifest import ChipManifest
+from layout.manifest import ChipManifest, Corner
 
 SCAN_TABLES = ("optics", "scan", "exposure", "flat", "alignment", "runner", "dry_run")
-Corner = Literal["lower_left", "lower_right", "upper_left", "upper_right"]
 # Above this many bands a config is surely a unit mistake (step_nm in µm, say), not a scan.
 MAX_BANDS = 2000
 

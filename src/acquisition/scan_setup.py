@@ -6,13 +6,14 @@ will execute.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from acquisition.alignment import align_from_config
-from acquisition.plan import Plan, array_index, scan_plan
+from acquisition.bench import fiducial_locator
+from acquisition.plan import Plan, scan_plan
 from acquisition.scan_config import ScanConfig, default_flat_point, scan_config
 from instruments.config import InstrumentsConfig, instruments_config, read_toml
 from layout.affine import AffineFit
@@ -47,20 +48,6 @@ class ScanSetup:
         )
 
 
-def _simulated_mounting(
-    raw: dict[str, Any], path: Path
-) -> Callable[[float, float], tuple[float, float]] | None:
-    """Chip µm -> stage µm of the simulated bench's chip, or None for a bench without a
-    ``[simulation]`` table: only the simulator knows where it put the chip."""
-    from simulators.devices.sim_config import simulation_config  # only a simulated bench
-    from simulators.microscope.bench_setup import microscope_config
-
-    simulation = simulation_config(dict(raw), path)
-    if simulation is None:
-        return None
-    return microscope_config(simulation.microscope, simulation.seed).mount.chip_to_stage
-
-
 def scan_setup(
     config_path: Path, manifest_path: Path, arrays: Sequence[str] | None = None
 ) -> ScanSetup:
@@ -71,14 +58,14 @@ def scan_setup(
     manifest = read_manifest(manifest_path)
     names = tuple(manifest.arrays.name) if arrays is None else tuple(arrays)
     for name in names:
-        array_index(manifest, name)
+        manifest.array_index(name)
     bad = sorted(set(config.scan.polarizations) - {"x", "y"})
     if bad:
         raise ValueError(
             f"{config_path}: [scan] polarizations {bad}: hypercubes name polarisations 'x' and "
             "'y' (the rotator angle that gives each is the value)"
         )
-    fit = align_from_config(manifest, config.alignment, _simulated_mounting(raw, config_path))
+    fit = align_from_config(manifest, config.alignment, fiducial_locator(raw, config_path))
     flat = config.flat
     if flat.x_um is not None and flat.y_um is not None:
         flat_chip_um = (flat.x_um, flat.y_um)

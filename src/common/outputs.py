@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import h5py
+from common.versioned_hdf5 import schema_of
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -76,23 +76,9 @@ def check_outputs(
         if not force:
             raise FileExistsError(f"{label} {path} exists; pass --force to overwrite it")
         expected = (schemas or {}).get(label)
-        found = hdf5_schema(path) if expected is not None else None
+        found = schema_of(path) if expected is not None else None
         if found is not None and found != expected:
             raise ValueError(
                 f"{label} {path} exists and holds a {found}, not a previous {expected}; "
                 "--force replaces only that: give another output name"
             )
-
-
-def hdf5_schema(path: Path) -> str | None:
-    """The ``schema`` attribute of a project HDF5 file, or None for anything else."""
-    try:
-        if not h5py.is_hdf5(path):
-            return None
-        with h5py.File(path, "r") as f:
-            value = f.attrs.get("schema")
-    except OSError:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode()
-    return value if isinstance(value, str) else None

@@ -42,10 +42,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import write_hdf5
+from common.versioned_hdf5 import decode_attr, open_versioned, write_header
 from dataset import conventions
 from dataset.columns import check_pad_columns
 from dataset.quality import PadFlag, describe
-from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import PadTable, Role
 
 SCHEMA = "metascan.array_spectra"

@@ -29,18 +29,18 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import write_hdf5
+from common.versioned_hdf5 import (
+    check_schema,
+    decode_attr,
+    open_versioned,
+    write_attrs,
+    write_version,
+)
 from layout import material as film
 from layout.design import DesignLibrary
 from layout.library_file import SCHEMA as LIBRARY_SCHEMA
 from layout.library_file import SCHEMA_VERSION as LIBRARY_SCHEMA_VERSION
-from layout.library_file import (
-    decode_attr,
-    open_versioned,
-    read_library_group,
-    software_version,
-    write_attrs,
-    write_library_group,
-)
+from layout.library_file import read_library_group, write_library_group
 
 SCHEMA = "metascan.chosen_designs"
 SCHEMA_VERSION = 2  # 2: material recorded
@@ -116,9 +116,7 @@ def write_chosen(path: Path, chosen: ChosenDesigns) -> None:
     def fill(f: h5py.File) -> None:
         write_library_group(f, chosen.library)
         g = f.create_group("choices")
-        g.attrs["schema"] = SCHEMA
-        g.attrs["schema_version"] = SCHEMA_VERSION
-        g.attrs["software_version"] = software_version()
+        write_version(g, SCHEMA, SCHEMA_VERSION)
         g.attrs["model_identity"] = chosen.model_identity
         g.attrs["targets_sha256"] = chosen.targets_sha256
         g.attrs[film.ATTRIBUTE] = chosen.material
@@ -139,10 +137,7 @@ def read_chosen(path: Path) -> ChosenDesigns:
                 "give the output of `metascan design retrieve`"
             )
         g = f["choices"]
-        if decode_attr(g.attrs.get("schema")) != SCHEMA:
-            raise ValueError(f"{path}:/choices is not {SCHEMA}")
-        if int(g.attrs["schema_version"]) > SCHEMA_VERSION:
-            raise ValueError(f"{path}: chosen-designs schema_version is newer than supported")
+        check_schema(g, SCHEMA, SCHEMA_VERSION, "chosen-designs group", f"{path}:/choices")
         material = film.stored(g.attrs, f"chosen designs {path}", "metascan design retrieve")
         library = read_library_group(f, str(path))
         return ChosenDesigns(

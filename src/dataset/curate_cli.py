@@ -13,13 +13,13 @@ import typer
 
 from common.outputs import check_outputs
 from common.values import SEED
+from common.versioned_hdf5 import has_schema
 from dataset.array_spectra_file import SCHEMA as SPECTRA_SCHEMA
 from dataset.array_spectra_file import ArraySpectra, read_array_spectra
 from dataset.curation import DEFAULT_THRESHOLD, THRESHOLD, curate
 from dataset.pairs_file import SCHEMA as PAIRS_SCHEMA
 from dataset.pairs_file import SPLIT_NAMES, write_pairs
 from layout import material as film
-from layout.library_file import has_schema
 from layout.manifest import ChipManifest, read_manifest
 
 MANIFEST_ATTRIBUTE = "manifest"  # provenance attribute of an array-spectra file naming its chip

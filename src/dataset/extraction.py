@@ -40,13 +40,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from common.versioned_hdf5 import decode_attr, open_versioned
 from dataset.array_spectra_file import ArraySpectra
 from dataset.hypercube_file import SCHEMA as HYPERCUBE_SCHEMA
 from dataset.hypercube_file import SCHEMA_VERSION as HYPERCUBE_VERSION
 from dataset.quality import BandFlag, PadFlag
 from dataset.registration import Model, Registration, edge_energy, nominal_transform, register_grid
 from layout.affine import Affine2D
-from layout.library_file import decode_attr, open_versioned
 from layout.manifest import ChipManifest, PadTable
 
 log = logging.getLogger(__name__)
@@ -295,22 +295,6 @@ class TileSpectra:
     nbytes: int  # hypercube image bytes this tile read (its own file)
 
 
-def array_pad_rows(manifest: ChipManifest, array_name: str) -> NDArray[np.int64]:
-    """Pad-table rows of an array's pads (fiducials excluded), in pad-table order."""
-    a = manifest.arrays
-    if array_name not in a.name:
-        raise ValueError(
-            f"array {array_name!r} is not on chip {manifest.chip_id!r}; arrays are "
-            f"{', '.join(a.name)}"
-        )
-    k = a.name.index(array_name)
-    p = manifest.pads
-    rows: NDArray[np.int64] = np.flatnonzero(
-        (p.array_id == a.array_id[k]) & (p.replica == a.replica[k]) & (p.role == a.role[k])
-    ).astype(np.int64)
-    return rows
-
-
 def _full_scale(attrs: Mapping[str, Any]) -> float | None:
     """The sample camera's full scale in DN, if the scan recorded it: a ``full_scale_dn``
     attribute, or the camera's ``bit_depth`` in the recorded config's ``camera`` table."""
@@ -540,7 +524,7 @@ def extract_tile(
     flat = (flats or FlatCache()).get(path, attrs)
     _check_same_bands(tile, flat)
     h, w = tile.shape
-    rows = array_pad_rows(manifest, array_name)
+    rows = manifest.pads_of(array_name)
     centres = np.column_stack([manifest.pads.x_um[rows], manifest.pads.y_um[rows]])
     pixel_um = attrs.get("pixel_size_um")
     if not isinstance(pixel_um, int | float) or not pixel_um > 0:
@@ -761,7 +745,7 @@ def merge_tiles(
             raise ValueError(
                 f"array {array_name}: tile {t.source} has other bands than {first.source}"
             )
-    rows = array_pad_rows(manifest, array_name)
+    rows = manifest.pads_of(array_name)
     n, q, w = rows.size, len(first.polarization), first.wavelength_nm.size
     position = {int(r): k for k, r in enumerate(rows)}
     best = np.full(n, -np.inf)

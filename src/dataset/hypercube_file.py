@@ -70,8 +70,8 @@ from h5py import h5d, h5p
 from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import atomic_output, require_free_space
+from common.versioned_hdf5 import decode_attr, open_versioned, write_header
 from dataset.quality import BandFlag
-from layout.library_file import decode_attr, open_versioned, write_header
 
 log = logging.getLogger(__name__)
 

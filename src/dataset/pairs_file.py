@@ -34,9 +34,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import write_hdf5
+from common.versioned_hdf5 import decode_attr, open_versioned, write_header
 from dataset import conventions
 from layout import material as film
-from layout.library_file import decode_attr, open_versioned, write_header
 
 SCHEMA = "metascan.pairs"
 SCHEMA_VERSION = 3  # 2: spectra_convention recorded; 3: material recorded

@@ -35,14 +35,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import atomic_output, require_free_space
+from common.versioned_hdf5 import decode_attr, open_versioned, write_version
 from layout.design import GEOMETRY_COLUMNS, DesignLibrary
-from layout.library_file import (
-    decode_attr,
-    open_versioned,
-    read_library_group,
-    software_version,
-    write_library_header,
-)
+from layout.library_file import read_library_group, write_library_header
 
 SCHEMA = "metascan.probes"
 SCHEMA_VERSION = 1
@@ -110,9 +105,7 @@ def write_shard(path: Path, header: ShardHeader, blocks: Sequence[ProbeBlock]) -
     total = sum(len(b.library) for b in blocks)
     require_free_space({path: estimate_bytes(total, slots, header.embed_dim)})
     with atomic_output(path) as tmp, h5py.File(tmp, "w", track_order=False) as f:
-        f.attrs["schema"] = SCHEMA
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["software_version"] = software_version()
+        write_version(f, SCHEMA, SCHEMA_VERSION)
         f.attrs["model_identity"] = header.model_identity
         f.attrs["embed_dim"] = header.embed_dim
         f.attrs["build"] = json.dumps(header.build, sort_keys=True)

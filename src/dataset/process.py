@@ -33,7 +33,6 @@ from dataset.extraction import (
     ExtractionSettings,
     FlatCache,
     TileSpectra,
-    array_pad_rows,
     extract_array,
     hypercube_attrs,
 )
@@ -295,7 +294,7 @@ def process_scans(
         array: (
             [str(t.path.resolve()) for t in tiles],
             str((output_dir / f"{array}.h5").resolve()),
-            int(array_pad_rows(manifest, array).size),
+            int(manifest.pads_of(array).size),
         )
         for array, tiles in sorted(groups.items())
     }

@@ -41,9 +41,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import write_hdf5
 from common.values import Bounds
+from common.versioned_hdf5 import decode_attr, open_versioned, write_header
 from dataset import conventions
 from layout import material as film
-from layout.library_file import decode_attr, open_versioned, write_header
 
 SCHEMA = "metascan.targets"
 SCHEMA_VERSION = 2  # 2: material recorded

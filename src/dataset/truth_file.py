@@ -37,10 +37,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import write_hdf5
+from common.versioned_hdf5 import decode_attr, open_versioned, write_header
 from dataset import conventions
 from dataset.columns import check_pad_columns
 from layout import material as film
-from layout.library_file import decode_attr, open_versioned, write_header
 from layout.manifest import Role
 
 SCHEMA = "metascan.truth"

@@ -77,11 +77,7 @@ def build_gds(
     size = manifest.pad_size_um
     for a, name in enumerate(arrays.name):
         cell = lib.new_cell(name)
-        sel = (
-            (pads.array_id == arrays.array_id[a])
-            & (pads.replica == arrays.replica[a])
-            & (pads.role == arrays.role[a])
-        )
+        sel = manifest.pads_of(a)
         ox, oy = float(arrays.origin_x_um[a]), float(arrays.origin_y_um[a])
         for x, y, did in zip(
             pads.x_um[sel] - ox, pads.y_um[sel] - oy, pads.design_id[sel], strict=True

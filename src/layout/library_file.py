@@ -9,10 +9,7 @@ Layout of a library group (the root of ``designs.h5``, or ``/designs`` inside a 
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ import h5py
 import numpy as np
 
 from common.atomic import write_hdf5
+from common.versioned_hdf5 import check_schema, write_attrs, write_version
 from layout.design import GEOMETRY_COLUMNS, DesignLibrary, Kind
 
 SCHEMA = "metascan.design_library"
@@ -27,93 +25,11 @@ SCHEMA_VERSION = 1
 _COLUMNS = ("kind", *GEOMETRY_COLUMNS)
 
 
-def software_version() -> str:
-    return version("metascan")
-
-
-def write_attrs(group: h5py.Group | h5py.File, attrs: dict[str, Any]) -> None:
-    """Scalars as HDF5 attributes, anything else (configs, lists) as JSON text."""
-    for key, value in attrs.items():
-        group.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
-
-
-def write_header(
-    f: h5py.File,
-    schema: str,
-    schema_version: int,
-    fixed: dict[str, Any],
-    provenance: dict[str, Any],
-    reserved: set[str],
-    what: str,
-) -> None:
-    """The attributes every versioned project file starts with: schema, schema version,
-    software version, the format's own ``fixed`` attributes, then the caller's provenance,
-    which may not shadow any ``reserved`` name (the reader separates provenance by them)."""
-    clash = sorted(reserved & provenance.keys())
-    if clash:
-        raise ValueError(f"provenance keys {clash} are reserved by the {what} format")
-    f.attrs["schema"] = schema
-    f.attrs["schema_version"] = schema_version
-    f.attrs["software_version"] = software_version()
-    write_attrs(f, fixed)
-    write_attrs(f, provenance)
-
-
-def decode_attr(value: Any) -> Any:
-    """The inverse of :func:`write_attrs`: JSON text back to lists and dicts, numpy scalars to
-    Python ones."""
-    if isinstance(value, bytes):
-        value = value.decode()
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def has_schema(path: Path, schema: str) -> bool:
-    """Whether ``path`` is an HDF5 file that says it holds ``schema``: for telling file kinds
-    apart where a command accepts several (``open_versioned`` then reads it strictly)."""
-    path = Path(path)
-    if not path.is_file() or not h5py.is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as f:
-        return bool(decode_attr(f.attrs.get("schema", "")) == schema)
-
-
-@contextlib.contextmanager
-def open_versioned(path: Path, schema: str, schema_version: int, what: str) -> Iterator[h5py.File]:
-    """Open one of the project's HDF5 files for reading, refusing with one line a missing file,
-    a file that is not HDF5, another schema, or a newer schema version than this code knows."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path} is not a readable HDF5 {what} ({exc})") from None
-    with f:
-        found_schema = f.attrs.get("schema")
-        if found_schema != schema:
-            raise ValueError(f"{path}: not a {what} (schema={found_schema!r}, expected {schema!r})")
-        found = int(f.attrs["schema_version"])
-        if found > schema_version:
-            raise ValueError(
-                f"{path}: {what} schema_version {found} is newer than supported {schema_version}"
-            )
-        yield f
-
-
 def write_library_header(group: h5py.Group, attrs: dict[str, Any] | None = None) -> None:
     """The attributes that make ``group`` a design library, for writers that fill its columns
     themselves (a probe database streams them block by block)."""
-    group.attrs["schema"] = SCHEMA
-    group.attrs["schema_version"] = SCHEMA_VERSION
+    write_version(group, SCHEMA, SCHEMA_VERSION)
     group.attrs["kinds"] = json.dumps({k.name.lower(): int(k) for k in Kind})
-    group.attrs["software_version"] = software_version()
     write_attrs(group, attrs or {})
 
 
@@ -130,16 +46,7 @@ def write_library_group(
 
 
 def read_library_group(group: h5py.Group, source: str = "") -> DesignLibrary:
-    schema = group.attrs.get("schema")
-    if schema != SCHEMA:
-        raise ValueError(
-            f"{source or group.name}: not a design library (schema={schema!r}, expected {SCHEMA!r})"
-        )
-    found = int(group.attrs["schema_version"])
-    if found > SCHEMA_VERSION:
-        raise ValueError(
-            f"{source}: design library schema_version {found} is newer than supported {SCHEMA_VERSION}"
-        )
+    check_schema(group, SCHEMA, SCHEMA_VERSION, "design library", source or str(group.name))
     return DesignLibrary(
         np.asarray(group["design_id"][()], dtype=np.int64),
         np.asarray(group["period_nm"][()], dtype=np.float64),

@@ -18,21 +18,17 @@ import json
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import h5py
 import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import write_hdf5
+from common.versioned_hdf5 import check_schema, write_attrs, write_version
 from layout import material as film
 from layout.design import DesignLibrary
-from layout.library_file import (
-    read_library_group,
-    software_version,
-    write_attrs,
-    write_library_group,
-)
+from layout.library_file import read_library_group, write_library_group
 
 SCHEMA = "metascan.chip_manifest"
 SCHEMA_VERSION = 2  # 2: the film material recorded
@@ -87,8 +83,30 @@ class ArrayTable:
     cols: NDArray[np.int32]
 
 
+Corner = Literal["lower_left", "lower_right", "upper_left", "upper_right"]
+
+
+@dataclass(frozen=True)
+class FiducialPoint:
+    """A fiducial cross of the manifest: its pad-table row, the array it frames, and where."""
+
+    index: int
+    array: str
+    corner: Corner
+    x_um: float
+    y_um: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.array}:{self.corner}"
+
+
 @dataclass(frozen=True)
 class ChipManifest:
+    """The queries (``array_index``, ``pads_of``, ``array_center_um``, ``fiducials``) are the
+    one way to find an array's pads: each is a predicate over several columns, and copies of it
+    drifted apart before they lived here."""
+
     chip_id: str
     thickness_nm: float
     pad_size_um: float
@@ -101,6 +119,56 @@ class ChipManifest:
 
     def __post_init__(self) -> None:
         film.check_name(self.material, "chip material")
+
+    def array_index(self, name: str) -> int:
+        """Row of the arrays table for ``name``, or one line listing the chip's arrays."""
+        try:
+            return self.arrays.name.index(name)
+        except ValueError:
+            raise ValueError(
+                f"array {name!r} is not on chip {self.chip_id!r}; arrays are "
+                f"{', '.join(self.arrays.name)}"
+            ) from None
+
+    def pads_of(self, array: int | str) -> NDArray[np.intp]:
+        """Pad-table rows of an array's pads (by arrays-table row or name) in table order, its
+        fiducials excluded."""
+        index = self.array_index(array) if isinstance(array, str) else array
+        a, pads = self.arrays, self.pads
+        return np.flatnonzero(
+            (pads.array_id == a.array_id[index])
+            & (pads.replica == a.replica[index])
+            & (pads.role == a.role[index])
+        )
+
+    def array_center_um(self, index: int) -> tuple[float, float]:
+        """Chip µm of an array's centre: its origin plus half its rows and columns of pitch."""
+        a = self.arrays
+        return (
+            float(a.origin_x_um[index] + a.cols[index] * self.pad_pitch_um / 2),
+            float(a.origin_y_um[index] + a.rows[index] * self.pad_pitch_um / 2),
+        )
+
+    def fiducials(self) -> list[FiducialPoint]:
+        """Every fiducial in pad-table order, named by the array it frames and its corner
+        (found by position relative to the array's centre, not by the order of placement)."""
+        arrays, pads = self.arrays, self.pads
+        by_key = {
+            (int(arrays.array_id[k]), int(arrays.replica[k])): k for k in range(len(arrays.name))
+        }
+        points = []
+        for i in np.flatnonzero(pads.role == Role.FIDUCIAL):
+            key = (int(pads.array_id[i]), int(pads.replica[i]))
+            if key not in by_key:
+                raise ValueError(f"fiducial at pad-table row {i} belongs to no array {key}")
+            k = by_key[key]
+            cx, cy = self.array_center_um(k)
+            x, y = float(pads.x_um[i]), float(pads.y_um[i])
+            corner: Corner = (
+                ("upper_" if y > cy else "lower_") + ("right" if x > cx else "left")  # type: ignore[assignment]
+            )
+            points.append(FiducialPoint(int(i), arrays.name[k], corner, x, y))
+        return points
 
     def content_sha256(self) -> str:
         """SHA-256 of what the chip is: its attributes, arrays, pads, designs and the layout it
@@ -137,9 +205,7 @@ def write_manifest(path: Path, manifest: ChipManifest) -> None:
 
 
 def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:
-    f.attrs["schema"] = SCHEMA
-    f.attrs["schema_version"] = SCHEMA_VERSION
-    f.attrs["software_version"] = software_version()
+    write_version(f, SCHEMA, SCHEMA_VERSION)
     f.attrs["chip_id"] = m.chip_id
     f.attrs["thickness_nm"] = m.thickness_nm
     f.attrs[film.ATTRIBUTE] = m.material
@@ -173,12 +239,7 @@ def read_manifest(path: Path) -> ChipManifest:
     except OSError as exc:
         raise ValueError(f"{path} is not a readable HDF5 chip manifest ({exc})") from None
     with f:
-        if f.attrs.get("schema") != SCHEMA:
-            raise ValueError(f"{path} is not a chip manifest (schema={f.attrs.get('schema')!r})")
-        if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
-            raise ValueError(
-                f"{path}: manifest schema_version {f.attrs['schema_version']} is newer than {SCHEMA_VERSION}"
-            )
+        check_schema(f, SCHEMA, SCHEMA_VERSION, "chip manifest", str(path))
         material = film.stored(f.attrs, f"chip manifest {path}", "metascan layout chip")
         a = f["arrays"]
         arrays = ArrayTable(

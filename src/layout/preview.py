@@ -62,19 +62,11 @@ def preview_array(
     manifest: ChipManifest, path: Path, array_name: str | None = None, max_pads: int = 24
 ) -> None:
     """Mosaic of an array's pads (each its unit cell raster) up to ``max_pads`` a side."""
-    names = manifest.arrays.name
-    name = array_name or names[0]
-    if name not in names:
-        raise ValueError(f"array {name!r} is not on the chip; arrays are {', '.join(names)}")
-    a = names.index(name)
+    name = array_name or manifest.arrays.name[0]
+    a = manifest.array_index(name)
     pads = manifest.pads
-    sel = (
-        (pads.array_id == manifest.arrays.array_id[a])
-        & (pads.replica == manifest.arrays.replica[a])
-        & (pads.role == manifest.arrays.role[a])
-        & (pads.row < max_pads)
-        & (pads.col < max_pads)
-    )
+    sel = manifest.pads_of(a)
+    sel = sel[(pads.row[sel] < max_pads) & (pads.col[sel] < max_pads)]
     rows = int(min(manifest.arrays.rows[a], max_pads))
     cols = int(min(manifest.arrays.cols[a], max_pads))
     px = 32

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from acquisition.cli import check_cmd, scan_cmd
+from acquisition.cli import check_cmd, scan_command
 from dataset.cli import app as pairs_app
 from dataset.curate_cli import curate_cmd
 from dataset.process_cli import process_cmd
+from dataset.quicklook import write_quicklook
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
 from models.cli import evaluate_cmd, train_cmd
@@ -33,7 +34,8 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(pairs_app, name="pairs")
 app.command("train")(train_cmd)
 app.command("evaluate")(evaluate_cmd)
-app.command("scan")(scan_cmd)
+# The scan draws a quick-look per array as it goes: processing, so it is wired in here.
+app.command("scan")(scan_command(quicklook=write_quicklook))
 app.command("curate")(curate_cmd)
 app.command("process")(process_cmd)
 # Inverse design: the model proposes (models), the simulated bench judges (simulators).

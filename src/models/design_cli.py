@@ -33,9 +33,10 @@ def _exclusion_ids(path: Path) -> np.ndarray[Any, np.dtype[np.int64]]:
     """Design ids to leave out: a design library, a chip manifest or a pairs file."""
     import h5py
 
+    from common.versioned_hdf5 import has_schema
     from dataset.pairs_file import SCHEMA as PAIRS_SCHEMA
     from layout.library_file import SCHEMA as LIBRARY_SCHEMA
-    from layout.library_file import has_schema, read_library
+    from layout.library_file import read_library
     from layout.manifest import SCHEMA as MANIFEST_SCHEMA
     from layout.manifest import read_manifest
 
@@ -298,10 +299,11 @@ def predict_cmd(
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
 ) -> None:
     """Spectra of geometries, retrieved from measured data (MOCLIP's zero-shot prediction)."""
+    from common.versioned_hdf5 import has_schema
     from dataset.pairs_file import SPLIT_NAMES
     from dataset.pairs_io import load_pairs
     from dataset.targets_file import Targets, write_targets
-    from layout.library_file import has_schema, read_library
+    from layout.library_file import read_library
     from layout.raster import rasterize
     from models.inverse import check_bands, predict, score_prediction
     from models.model_dir import check_material, load_model, model_material

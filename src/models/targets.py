@@ -27,11 +27,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from common.values import COUNT, SEED, Bounds
+from common.versioned_hdf5 import open_versioned
 from dataset import pairs_file
 from dataset.conventions import check_wavelengths
 from dataset.pairs_io import is_moclip_npz, load_pairs
 from dataset.targets_file import POLARIZATIONS, SPECTRA, Targets
-from layout.library_file import open_versioned
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,10 @@
 """The training harness: pairs file in, model directory out; one process or many under torchrun.
 
 Kept apart from the model library (as open_clip keeps ``open_clip_train`` apart from
-``open_clip``): nothing here is needed to load or use a trained model.
+``open_clip``): nothing here is needed to load or use a trained model. Split as open_clip
+splits it: the schedule (:mod:`models.schedule`), what a checkpoint holds
+(:mod:`models.checkpoint`), the collectives (:mod:`models.distributed`), and here
+:meth:`_Run.train_one_epoch`, :meth:`_Run.validate` and :func:`train`, which wires them.
 
 Reproducibility rests on explicit state: the model is initialized after ``torch.manual_seed``,
 batches come from a seeded ``DistributedSampler`` (``set_epoch`` per epoch), augmentations draw
@@ -31,11 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
@@ -53,8 +52,9 @@ from tqdm import tqdm
 from common.atomic import atomic_output
 from dataset.pairs_file import TRAIN, VAL, Pairs
 from dataset.pairs_io import load_pairs
-from layout import material as film
+from models import distributed as ranks
 from models.augment import AugmentConfig, augment
+from models.checkpoint import Checkpoint, check_resume, data_identity, run_recipe, run_settings
 from models.config import ModelConfig, get_config
 from models.loss import ClipLoss
 from models.model import ContrastiveModel, Normalization
@@ -69,14 +69,11 @@ from models.model_dir import (
     write_model_dir,
 )
 from models.retrieval import cosine_scores, embed, nonfinite_rows, ranks_of_truth, recall_at
+from models.schedule import SCHEDULES, BudgetClock, Horizon, fit_horizon, lr_multiplier
 
 log = logging.getLogger(__name__)
 
-SCHEDULES = ("cosine", "moclip")
 PRECISIONS = ("fp32", "bf16")
-# MOCLIP steps its learning rate 1e-4 → 5e-5 → 3e-5; the paper gives the rates, not where the
-# steps fall, so they sit at half and four fifths of the run.
-MOCLIP_STAGES = ((0.0, 1.0), (0.5, 0.5), (0.8, 0.3))
 BEST_FILE = "best.pt"
 METRICS_CSV = "metrics.csv"
 METRICS_JSON = "metrics.json"
@@ -88,24 +85,6 @@ STOP_MESSAGES = {
     "budget_schedule": "schedule fitted to the time budget completed",
     "diverged": "training diverged (non-finite loss, weights or embeddings)",
 }
-# The TrainConfig fields that decide what a run computes: a resume must keep them (with the
-# architecture and the data), or the checkpoint and config.json would describe another run.
-# "lr" is compared as resolved (base_lr), so --lr 1e-3 resumes a cosine run started without it.
-RECIPE_FIELDS = (
-    "model",
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "schedule",
-    "warmup_fraction",
-    "seed",
-    "gather_with_grad",
-    "augment",
-)
-# May change on resume, recorded: how long the run goes (epochs extends a finished run, though
-# a cosine schedule then restarts from a later horizon; a time budget is per call anyway) and
-# when it is validated or stopped, none of which alters a step already taken.
-RESUMABLE_FIELDS = ("epochs", "patience", "time_budget_min", "val_every_steps", "precision")
 
 
 class Diverged(ValueError):
@@ -165,27 +144,6 @@ class TrainConfig:
         return {**asdict(self), "base_lr": self.base_lr}
 
 
-def lr_multiplier(schedule: str, step: int, total_steps: int, warmup_steps: int) -> float:
-    """The factor on the base learning rate at optimizer step ``step`` (0-based)."""
-    if schedule == "moclip":
-        frac = step / max(1, total_steps)
-        return [m for start, m in MOCLIP_STAGES if frac >= start][-1]
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def fit_horizon(done: int, run_steps: int, run_s: float, remaining_s: float, cap: int) -> int:
-    """The step a budgeted schedule should end at: the ``done`` steps plus as many as
-    ``remaining_s`` allows at the rate of this run so far (``run_steps`` in ``run_s``, its
-    validations included), never past ``cap`` (the epochs' steps) nor before ``done``."""
-    if run_steps <= 0 or run_s <= 0:
-        return cap
-    more = int(max(0.0, remaining_s) * run_steps / run_s)
-    return max(done, min(cap, done + more))
-
-
 @dataclass
 class TrainResult:
     """What a run ended with; the same numbers are in ``metrics.json``."""
@@ -196,35 +154,6 @@ class TrainResult:
     stopped_early: bool  # by patience
     stop_reason: str = "epochs"  # a key of STOP_MESSAGES
     steps: int = 0
-
-
-@dataclass
-class _Plan:
-    """The schedule's horizon; mutable because a time budget refits it during the run."""
-
-    steps: int
-    warmup_fraction: float
-
-    @property
-    def warmup(self) -> int:
-        return int(self.warmup_fraction * self.steps)
-
-
-@dataclass(frozen=True)
-class _Clock:
-    """Wall clock of one train() call against its optional budget."""
-
-    start: float
-    budget_s: float | None
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def passed(self) -> bool:
-        return self.budget_s is not None and self.elapsed() >= self.budget_s
-
-    def remaining(self) -> float:
-        return math.inf if self.budget_s is None else self.budget_s - self.elapsed()
 
 
 class _Indices(Dataset[int]):
@@ -260,16 +189,9 @@ class _Split:
     def __len__(self) -> int:
         return int(self.geometry.shape[0])
 
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank), joining the process group torchrun describes."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
+    def arrays(self) -> tuple[Any, ...]:
+        """Its arrays as numpy, the order ``models.checkpoint.data_identity`` hashes them in."""
+        return (self.geometry.numpy(), self.params.numpy(), self.spectra.numpy(), self.design_id)
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -343,113 +265,245 @@ def _batches(
         yield order[i * local_batch : (i + 1) * local_batch]
 
 
-def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on any: all ranks must stop together."""
-    if world == 1:
-        return flag
-    t = torch.tensor([float(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+@dataclass
+class _Run:
+    """One ``train()`` call's live state: the model and its optimizer, the data, where the run
+    is (``step``, ``best_r1``, ...), and the four jobs of the loop as methods: one epoch of
+    steps, a validation with its checkpoint, a refit of a budgeted horizon, and the record of
+    why the run stopped."""
 
+    cfg: TrainConfig
+    arch: ModelConfig
+    output: Path
+    material: str
+    train_split: _Split
+    val_split: _Split
+    model: ContrastiveModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    horizon: Horizon
+    clock: BudgetClock
+    aug_rng: torch.Generator
+    sampler: DistributedSampler[int]
+    rank: int
+    world: int
+    device: torch.device
+    local_batch: int
+    steps_per_epoch: int
+    data: dict[str, str]
+    recipe: dict[str, Any]
+    settings: dict[str, Any]
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+    net: torch.nn.Module | None = None  # the model, wrapped in DDP over several ranks
+    loss_fn: ClipLoss | None = None
+    bar: Any = None
+    train_record: dict[str, Any] = field(default_factory=dict)
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+    global_step: int = 0
+    best_r1: float = -1.0
+    best_epoch: float = -1.0
+    bad_evals: int = 0
+    elapsed_before: float = 0.0
+    run_steps: int = 0
+    loop_start: float = 0.0
+    last_eval: float = 0.0
+    losses: list[float] = field(default_factory=list)
 
-def data_identity(pairs_path: Path, splits: tuple[_Split, ...]) -> dict[str, str]:
-    """The resolved path and a sha256 of the arrays that train and select the model (the
-    train and validation splits as the run holds them): a re-written or moved file with the
-    same pairs is the same data, a test split edited afterwards is not training data, and
-    hashing in memory costs about a second per 100k pairs, without reading the file again."""
-    h = hashlib.sha256()
-    for split in splits:
-        for arr in (split.geometry.numpy(), split.params.numpy(), split.spectra.numpy()):
-            h.update(f"{arr.dtype}{arr.shape};".encode())
-            h.update(np.ascontiguousarray(arr).data)
-        ids = np.ascontiguousarray(split.design_id, dtype=np.int64)
-        h.update(f"{ids.shape};".encode())
-        h.update(ids.data)
-    return {"path": str(Path(pairs_path).resolve()), "sha256": h.hexdigest()}
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
 
+    @property
+    def budgeted(self) -> bool:
+        return self.cfg.time_budget_min is not None
 
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+    def restore(self, ckpt: Checkpoint) -> None:
+        """Continue where ``ckpt`` stopped: weights, optimizer, schedule, RNG streams, counters."""
+        self.model.load_state_dict(ckpt.model)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
+        self.aug_rng.set_state(ckpt.aug_rng[self.rank % len(ckpt.aug_rng)].cpu())
+        assert ckpt.torch_rng is not None
+        torch.set_rng_state(ckpt.torch_rng.cpu())
+        self.global_step = ckpt.global_step
+        self.best_r1, self.best_epoch = ckpt.best_val_r1, ckpt.best_epoch
+        self.bad_evals, self.history = ckpt.bad_evals, list(ckpt.history)
+        self.elapsed_before = ckpt.elapsed_s
+        planned = self.total_steps if ckpt.planned_steps is None else ckpt.planned_steps
+        if self.budgeted and ckpt.was_budgeted and planned > self.global_step:
+            # The budget's horizon so far; refitted once this run's rate is known. A horizon
+            # that an earlier budget ended, or the epochs of an unbudgeted run, give way to
+            # this run's epochs until then (the resume records the changed budget).
+            self.horizon.steps = min(planned, self.total_steps)
+
+    def checkpoint(self, next_epoch: int, next_batch: int, elapsed_s: float) -> Checkpoint:
+        """The state to continue from batch ``next_batch`` of epoch ``next_epoch``."""
+        return Checkpoint(
+            model_name=self.arch.name,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            epoch=next_epoch,
+            batch=next_batch,
+            global_step=self.global_step,
+            planned_steps=self.horizon.steps,
+            best_val_r1=self.best_r1,
+            best_epoch=self.best_epoch,
+            bad_evals=self.bad_evals,
+            history=self.history,
+            data=self.data,
+            recipe=self.recipe,
+            settings=self.settings,
+            resumes=self.resumes,
+            elapsed_s=elapsed_s,
+            aug_rng=ranks.gathered(self.aug_rng.get_state(), self.world),
+            torch_rng=torch.get_rng_state(),
+        )
+
+    def refit(self) -> None:
+        """Rank 0 fits the horizon to the budget; every rank takes its number."""
+        run_s = time.perf_counter() - self.loop_start
+        steps = fit_horizon(
+            self.global_step, self.run_steps, run_s, self.clock.remaining(), self.total_steps
+        )
+        self.horizon.steps = int(ranks.from_rank0([float(steps)], self.world, self.device)[0])
+
+    def diverged(self, reason: str, lr: float) -> Diverged:
+        """The error that ends a diverged run, after metrics.json records it."""
+        self.bar.close()
+        if self.best_r1 >= 0 and (self.output / MODEL_FILE).is_file():
+            kept = (
+                f"{self.output / MODEL_FILE} is still the best checkpoint before it (epoch "
+                f"{round(self.best_epoch, 2):g}, val R@1 {self.best_r1:.3f})"
+            )
         else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def run_recipe(cfg: TrainConfig, arch: ModelConfig) -> dict[str, Any]:
-    """``RECIPE_FIELDS`` and the architecture, flattened (``augment.transpose``), as JSON
-    values (tuples as lists), so a checkpoint's copy compares equal to a fresh one."""
-    fields = asdict(cfg)
-    recipe = {name: fields[name] for name in RECIPE_FIELDS}
-    recipe["lr"] = cfg.base_lr
-    recipe["architecture"] = arch.to_dict()
-    flat: dict[str, Any] = json.loads(json.dumps(_flat(recipe)))
-    return flat
-
-
-def _settings(cfg: TrainConfig, data: dict[str, str], world: int) -> dict[str, Any]:
-    fields = asdict(cfg)
-    return {
-        **{name: fields[name] for name in RESUMABLE_FIELDS},
-        "world_size": world,
-        "pairs": data["path"],
-    }
-
-
-def check_resume(
-    ckpt: dict[str, Any],
-    latest: Path,
-    recipe: dict[str, Any],
-    data: dict[str, str],
-    settings: dict[str, Any],
-) -> dict[str, list[Any]]:
-    """Refuse to resume ``ckpt`` with other data or another recipe (a ValueError naming each
-    changed field with its old and new value); return the allowed settings that changed, as
-    ``{field: [old, new]}``. Pairs of another film material are named as such first: their
-    spectra differ anyway, but "another film" says why."""
-    old_data = ckpt["data"]
-    if "material" not in old_data:
-        raise ValueError(
-            f"{latest} does not record the film material of its pairs (written before "
-            "materials were recorded); train into a new --output"
+            kept = f"no model was written to {self.output}"
+        message = (
+            f"training diverged at step {self.global_step}: {reason} (lr {lr:.3g}, base "
+            f"--lr {self.cfg.base_lr:g}); lower --lr and train into a new --output; {kept}"
         )
-    film.require(
-        data["material"], f"--resume pairs {data['path']}", old_data["material"], f"run {latest}"
-    )
-    if old_data["sha256"] != data["sha256"]:
-        raise ValueError(
-            f"{latest}: --resume with other data: the run trained on {old_data['path']} "
-            f"(train/val sha256 {old_data['sha256'][:12]}), {data['path']} holds other pairs "
-            f"(sha256 {data['sha256'][:12]}); train into a new --output to change the data"
-        )
-    old_recipe = ckpt["recipe"]
-    changed = [
-        f"{name} {old_recipe.get(name)!r} -> {recipe.get(name)!r}"
-        for name in sorted(set(old_recipe) | set(recipe))
-        if old_recipe.get(name) != recipe.get(name)
-    ]
-    if changed:
-        raise ValueError(
-            f"{latest}: --resume cannot change {', '.join(changed)}; resume with the run's "
-            "values or train into a new --output"
-        )
-    old_settings = ckpt["settings"]
-    return {
-        name: [old_settings.get(name), value]
-        for name, value in settings.items()
-        if old_settings.get(name) != value
-    }
+        if self.rank == 0 and self.output.is_dir():
+            _write_metrics(self.output, self.history, self.stop_record("diverged", message))
+        return Diverged(message)
 
+    def stop_record(self, reason: str, message: str) -> dict[str, Any]:
+        """Why and where the run ended, as ``metrics.json`` records it."""
+        return {
+            "reason": reason,
+            "message": message,
+            "epoch": self.history[-1]["epoch"] if self.history else 0.0,
+            "step": self.global_step,
+            "elapsed_s": self.elapsed_before + self.clock.elapsed(),
+            "time_budget_min": self.cfg.time_budget_min,
+            "planned_steps": self.horizon.steps,
+            "best_val_r1": self.best_r1,
+            "best_epoch": self.best_epoch,
+        }
 
-def _from_rank0(values: list[float], world: int, device: torch.device) -> list[float]:
-    """Rank 0's values on every rank: decisions from a clock must not differ between ranks."""
-    if world == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.broadcast(t, src=0)
-    return [float(v) for v in t.tolist()]
+    def train_one_epoch(self, epoch: int, first: int) -> str | None:
+        """Steps of ``epoch`` from batch ``first`` on, validating where the config says;
+        returns why the run must stop now (a key of ``STOP_MESSAGES``) or None."""
+        cfg, split, device = self.cfg, self.train_split, self.device
+        assert self.net is not None and self.loss_fn is not None
+        self.sampler.set_epoch(epoch)
+        self.model.train()
+        stop: str | None = None
+        batches = _batches(self.sampler, self.local_batch, self.steps_per_epoch, first)
+        for batch, idx in enumerate(batches, first):
+            image = split.geometry[idx].to(device)
+            spectra = split.spectra[idx].to(device)
+            image, spectra = augment(image, spectra, cfg.augment, self.aug_rng)
+            step_lr = float(self.optimizer.param_groups[0]["lr"])
+            loss = train_step(
+                self.net, self.loss_fn, self.optimizer, image, split.params[idx].to(device),
+                spectra, device, cfg.precision,
+            )  # fmt: skip
+            self.global_step += 1
+            if ranks.any_rank(not math.isfinite(loss), self.world, device):
+                here = not math.isfinite(loss)
+                reason = f"loss is {loss if here else 'not finite on another rank'}"
+                raise self.diverged(reason, step_lr)
+            self.losses.append(loss)
+            self.scheduler.step()
+            self.run_steps += 1
+            self.bar.update(1)
+            if self.budgeted:
+                if self.run_steps == PROBE_STEPS:
+                    self.refit()
+                if ranks.from_rank0([float(self.clock.passed())], self.world, device)[0]:
+                    stop = "time_budget"
+                elif self.global_step >= self.horizon.steps < self.total_steps:
+                    stop = "budget_schedule"
+            done = batch + 1
+            if not (
+                done == self.steps_per_epoch
+                or stop is not None
+                or (cfg.val_every_steps and self.global_step % cfg.val_every_steps == 0)
+            ):
+                continue
+            stop = self.validate(epoch, done, stop, step_lr)
+            if stop is not None:
+                return stop
+        return None
+
+    def validate(self, epoch: int, done: int, stop: str | None, step_lr: float) -> str | None:
+        """Validate after batch ``done`` of ``epoch``, keep the best model, write the
+        checkpoint and metrics; returns ``stop``, or "patience" when that has run out."""
+        full = done == self.steps_per_epoch
+        next_epoch, next_batch = (epoch + 1, 0) if full else (epoch, done)
+        val_start = time.perf_counter()
+        bad_weights = nonfinite_tensors(self.model.state_dict())
+        if bad_weights:
+            raise self.diverged(f"weights {bad_weights[0]!r} are not finite", step_lr)
+        try:
+            recall = validation_recall(self.model, self.val_split, self.device)
+        except Diverged as exc:
+            raise self.diverged(str(exc), step_lr) from None
+        self.model.train()
+        now = time.perf_counter()
+        row = {
+            "epoch": epoch + done / self.steps_per_epoch,
+            "step": float(self.global_step),
+            "train_loss": float(np.mean(self.losses)),
+            "val_r1": recall[1],
+            "val_r5": recall[5],
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "temperature": float(1 / self.model.logit_scale.exp().clamp(max=100).item()),
+            "seconds": now - self.last_eval,  # training and this validation
+            "val_seconds": now - val_start,
+            "elapsed_s": self.elapsed_before + self.clock.elapsed(),
+        }
+        self.last_eval, self.losses = now, []
+        self.history.append(row)
+        improved = recall[1] > self.best_r1
+        if improved:
+            self.best_r1, self.best_epoch, self.bad_evals = recall[1], row["epoch"], 0
+        else:
+            self.bad_evals += 1
+        self.bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_r1=f"{recall[1]:.3f}")
+        if self.budgeted and stop is None:
+            self.refit()  # the rate now includes a validation's cost
+        ckpt = self.checkpoint(next_epoch, next_batch, row["elapsed_s"])
+        if self.rank == 0:
+            saved = ckpt.to_dict()
+            if improved:
+                write_model_dir(
+                    self.output,
+                    self.model,
+                    {**self.train_record, "step": self.global_step},
+                    material=self.material,
+                )
+                save_torch(saved, self.output / BEST_FILE)
+            save_torch(saved, self.output / LATEST_FILE)
+            _write_metrics(self.output, self.history, None)
+            log.info("step %d: %s", self.global_step, row)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(next_epoch, row)
+        if stop is None and self.cfg.patience and self.bad_evals >= self.cfg.patience:
+            log.info("no better val R@1 for %d validations: stopping", self.bad_evals)
+            return "patience"
+        return stop
 
 
 def train(
@@ -466,10 +520,7 @@ def train(
     ``model_config`` overrides the named architecture (tests use tiny ones); ``on_epoch_end``
     is called after each validation's checkpoint is on disk, with the whole epochs done so far.
     """
-    clock = _Clock(
-        time.perf_counter(), None if cfg.time_budget_min is None else 60 * cfg.time_budget_min
-    )
-    budgeted = cfg.time_budget_min is not None
+    clock = BudgetClock.starting_now(cfg.time_budget_min)
     output = Path(output)
     arch = model_config or get_config(cfg.model)
     pairs = load_pairs(pairs_path)
@@ -484,7 +535,7 @@ def train(
     if len(val_split) == 0:
         raise ValueError(f"{pairs_path} has no validation pairs (split code {VAL})")
 
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = ranks.join_process_group()
     if cfg.batch_size % world:
         raise ValueError(f"batch-size={cfg.batch_size} must be divisible by {world} ranks")
     per_rank = len(train_split) // world
@@ -495,10 +546,8 @@ def train(
             f"{world} rank(s)"
         )
     steps_per_epoch = per_rank // local_batch
-    total_steps = steps_per_epoch * cfg.epochs
-    data = {**data_identity(pairs_path, (train_split, val_split)), "material": pairs.material}
-    recipe = run_recipe(cfg, arch)
-    settings = _settings(cfg, data, world)
+    identity = data_identity(pairs_path, (train_split.arrays(), val_split.arrays()))
+    data = {**identity, "material": pairs.material}
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
     latest = output / LATEST_FILE
     if latest.exists() and not resume:
@@ -513,252 +562,111 @@ def train(
         arch, Normalization.fit(train_split.params.numpy(), train_split.spectra.numpy())
     ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.base_lr, weight_decay=cfg.weight_decay)
-    plan = _Plan(total_steps, cfg.warmup_fraction)
+    horizon = Horizon(steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_multiplier(cfg.schedule, step, plan.steps, plan.warmup)
+        optimizer, lambda step: lr_multiplier(cfg.schedule, step, horizon.steps, horizon.warmup)
     )
-    aug_rng = torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank + 1)
-    sampler: DistributedSampler[int] = DistributedSampler(
-        _Indices(len(train_split)), world, rank, shuffle=True, seed=cfg.seed, drop_last=True
+    run = _Run(
+        cfg=cfg,
+        arch=arch,
+        output=output,
+        material=pairs.material,
+        train_split=train_split,
+        val_split=val_split,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        horizon=horizon,
+        clock=clock,
+        aug_rng=torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank + 1),
+        sampler=DistributedSampler(
+            _Indices(len(train_split)), world, rank, shuffle=True, seed=cfg.seed, drop_last=True
+        ),
+        rank=rank,
+        world=world,
+        device=device,
+        local_batch=local_batch,
+        steps_per_epoch=steps_per_epoch,
+        data=data,
+        recipe=run_recipe(cfg, arch),
+        settings=run_settings(cfg, data, world),
+        on_epoch_end=on_epoch_end,
     )
-    history: list[dict[str, float]] = []
-    start_epoch, start_batch, global_step = 0, 0, 0
-    best_r1, best_epoch, bad_evals, elapsed_before = -1.0, -1.0, 0, 0.0
-    resumes: list[dict[str, Any]] = []
-    resumed: dict[str, Any] | None = None
+    start_epoch, start_batch = 0, 0
+    resumed: Checkpoint | None = None
     if resume:
-        ckpt = resumed = torch.load(latest, map_location=device, weights_only=True)
-        if "recipe" in ckpt:
-            changed = check_resume(ckpt, latest, recipe, data, settings)
-            resumes = [
-                *ckpt.get("resumes", []),
-                {"step": int(ckpt["global_step"]), "changed": changed},
-            ]
+        resumed = Checkpoint.from_dict(torch.load(latest, map_location=device, weights_only=True))
+        if resumed.verified:
+            changed = check_resume(resumed, latest, run.recipe, data, run.settings)
+            run.resumes = [*resumed.resumes, {"step": resumed.global_step, "changed": changed}]
             for name, (old, new) in changed.items():
                 log.warning("resuming %s with %s %r (was %r)", output, name, new, old)
         else:  # written before checkpoints recorded their data and recipe
-            if ckpt["model_name"] != arch.name:
+            if resumed.model_name != arch.name:
                 raise ValueError(
-                    f"{latest} was trained as {ckpt['model_name']!r}, not {arch.name!r}"
+                    f"{latest} was trained as {resumed.model_name!r}, not {arch.name!r}"
                 )
             log.warning("%s records no data or recipe: resuming unverified", latest)
-            resumes = [{"step": int(ckpt["global_step"]), "changed": {}, "verified": False}]
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        aug_rng.set_state(ckpt["aug_rng"][rank % len(ckpt["aug_rng"])].cpu())
-        torch.set_rng_state(ckpt["torch_rng"].cpu())
-        start_epoch, global_step = int(ckpt["epoch"]), int(ckpt["global_step"])
-        start_batch = int(ckpt.get("batch", 0))
-        best_r1, best_epoch = float(ckpt["best_val_r1"]), float(ckpt["best_epoch"])
-        bad_evals, history = int(ckpt["bad_epochs"]), list(ckpt["history"])
-        elapsed_before = float(ckpt.get("elapsed_s", 0.0))
-        planned = int(ckpt.get("planned_steps", total_steps))
-        was_budgeted = "settings" not in ckpt or ckpt["settings"]["time_budget_min"] is not None
-        if budgeted and was_budgeted and planned > global_step:
-            # The budget's horizon so far; refitted once this run's rate is known. A horizon
-            # that an earlier budget ended, or the epochs of an unbudgeted run, give way to
-            # this run's epochs until then (the resume records the changed budget).
-            plan.steps = min(planned, total_steps)
-        log.info("resumed %s at step %d (epoch %d)", output, global_step, start_epoch)
+            run.resumes = [{"step": resumed.global_step, "changed": {}, "verified": False}]
+        run.restore(resumed)
+        start_epoch, start_batch = resumed.epoch, resumed.batch
+        log.info("resumed %s at step %d (epoch %d)", output, run.global_step, start_epoch)
 
-    net: torch.nn.Module = model
+    run.net = model
     if world > 1:
-        net = DistributedDataParallel(
+        run.net = DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
-    loss_fn = ClipLoss(cfg.gather_with_grad)
-    train_record: dict[str, Any] = {
+    run.loss_fn = ClipLoss(cfg.gather_with_grad)
+    run.train_record = {
         "train": cfg.to_dict(),
         "pairs": str(pairs_path),
         "data": data,
         "world_size": world,
-        "resumes": resumes,
+        "resumes": run.resumes,
     }
     if resumed is not None:
         # From here on the resumed run's settings apply, so latest.pt and config.json say so
         # before the first step, whether or not a step is left to take (config.json's model
         # stays the one taken at its recorded step).
-        if world > 1:
-            dist.barrier()  # every rank has read latest.pt before rank 0 replaces it
+        ranks.barrier(world)  # every rank has read latest.pt before rank 0 replaces it
         if rank == 0:
-            record = {"data": data, "recipe": recipe, "settings": settings, "resumes": resumes}
-            save_torch({**resumed, **record}, latest)
+            record = {
+                "data": data,
+                "recipe": run.recipe,
+                "settings": run.settings,
+                "resumes": run.resumes,
+            }
+            save_torch({**resumed.to_dict(), **record}, latest)
             if (output / CONFIG_FILE).is_file():
                 saved = read_config(output)
-                saved["train"] = {**train_record, "step": saved.get("train", {}).get("step")}
+                saved["train"] = {**run.train_record, "step": saved.get("train", {}).get("step")}
                 save_json(saved, output / CONFIG_FILE)
-    bar = tqdm(
-        total=total_steps,
-        initial=global_step,
+    run.bar = tqdm(
+        total=run.total_steps,
+        initial=run.global_step,
         desc="train",
         unit="step",
         disable=not progress or rank != 0,
     )
-    loop_start, run_steps = time.perf_counter(), 0
-
-    def refit() -> None:
-        """Rank 0 fits the horizon to the budget; every rank takes its number."""
-        run_s = time.perf_counter() - loop_start
-        steps = fit_horizon(global_step, run_steps, run_s, clock.remaining(), total_steps)
-        plan.steps = int(_from_rank0([float(steps)], world, device)[0])
-
-    def diverged(reason: str, lr: float) -> Diverged:
-        """The error that ends a diverged run, after metrics.json records it."""
-        bar.close()
-        if best_r1 >= 0 and (output / MODEL_FILE).is_file():
-            kept = (
-                f"{output / MODEL_FILE} is still the best checkpoint before it (epoch "
-                f"{round(best_epoch, 2):g}, val R@1 {best_r1:.3f})"
-            )
-        else:
-            kept = f"no model was written to {output}"
-        message = (
-            f"training diverged at step {global_step}: {reason} (lr {lr:.3g}, base "
-            f"--lr {cfg.base_lr:g}); lower --lr and train into a new --output; {kept}"
-        )
-        if rank == 0 and output.is_dir():
-            _write_metrics(output, history, stop_record("diverged", message))
-        return Diverged(message)
-
-    def stop_record(reason: str, message: str) -> dict[str, Any]:
-        """Why and where the run ended, as ``metrics.json`` records it."""
-        return {
-            "reason": reason,
-            "message": message,
-            "epoch": history[-1]["epoch"] if history else 0.0,
-            "step": global_step,
-            "elapsed_s": elapsed_before + clock.elapsed(),
-            "time_budget_min": cfg.time_budget_min,
-            "planned_steps": plan.steps,
-            "best_val_r1": best_r1,
-            "best_epoch": best_epoch,
-        }
-
+    run.loop_start = run.last_eval = time.perf_counter()
     stop_reason = "epochs"
-    last_eval = time.perf_counter()
-    losses: list[float] = []
     for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        first = start_batch if epoch == start_epoch else 0
-        stop: str | None = None
-        for batch, idx in enumerate(_batches(sampler, local_batch, steps_per_epoch, first), first):
-            image = train_split.geometry[idx].to(device)
-            spectra = train_split.spectra[idx].to(device)
-            image, spectra = augment(image, spectra, cfg.augment, aug_rng)
-            step_lr = float(optimizer.param_groups[0]["lr"])
-            loss = train_step(
-                net, loss_fn, optimizer, image, train_split.params[idx].to(device), spectra, device,
-                cfg.precision,
-            )  # fmt: skip
-            global_step += 1
-            if _any_rank(not math.isfinite(loss), world, device):
-                here = not math.isfinite(loss)
-                raise diverged(f"loss is {loss if here else 'not finite on another rank'}", step_lr)
-            losses.append(loss)
-            scheduler.step()
-            run_steps += 1
-            bar.update(1)
-            if budgeted:
-                if run_steps == PROBE_STEPS:
-                    refit()
-                if _from_rank0([float(clock.passed())], world, device)[0]:
-                    stop = "time_budget"
-                elif global_step >= plan.steps < total_steps:
-                    stop = "budget_schedule"
-            done = batch + 1
-            if not (
-                done == steps_per_epoch
-                or stop is not None
-                or (cfg.val_every_steps and global_step % cfg.val_every_steps == 0)
-            ):
-                continue
-            next_epoch, next_batch = (epoch + 1, 0) if done == steps_per_epoch else (epoch, done)
-            val_start = time.perf_counter()
-            bad_weights = nonfinite_tensors(model.state_dict())
-            if bad_weights:
-                raise diverged(f"weights {bad_weights[0]!r} are not finite", step_lr)
-            try:
-                recall = validation_recall(model, val_split, device)
-            except Diverged as exc:
-                raise diverged(str(exc), step_lr) from None
-            model.train()
-            now = time.perf_counter()
-            row = {
-                "epoch": epoch + done / steps_per_epoch,
-                "step": float(global_step),
-                "train_loss": float(np.mean(losses)),
-                "val_r1": recall[1],
-                "val_r5": recall[5],
-                "lr": float(scheduler.get_last_lr()[0]),
-                "temperature": float(1 / model.logit_scale.exp().clamp(max=100).item()),
-                "seconds": now - last_eval,  # training and this validation
-                "val_seconds": now - val_start,
-                "elapsed_s": elapsed_before + clock.elapsed(),
-            }
-            last_eval, losses = now, []
-            history.append(row)
-            improved = recall[1] > best_r1
-            if improved:
-                best_r1, best_epoch, bad_evals = recall[1], row["epoch"], 0
-            else:
-                bad_evals += 1
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_r1=f"{recall[1]:.3f}")
-            if budgeted and stop is None:
-                refit()  # the rate now includes a validation's cost
-            rng_states = [aug_rng.get_state()]
-            if world > 1:
-                gathered: list[Any] = [None] * world
-                dist.all_gather_object(gathered, aug_rng.get_state())
-                rng_states = gathered
-            if rank == 0:
-                ckpt_out = {
-                    "model_name": arch.name,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": next_epoch,
-                    "batch": next_batch,
-                    "global_step": global_step,
-                    "planned_steps": plan.steps,
-                    "best_val_r1": best_r1,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_evals,
-                    "history": history,
-                    "data": data,
-                    "recipe": recipe,
-                    "settings": settings,
-                    "resumes": resumes,
-                    "elapsed_s": row["elapsed_s"],
-                    "aug_rng": rng_states,
-                    "torch_rng": torch.get_rng_state(),
-                }
-                if improved:
-                    write_model_dir(
-                        output,
-                        model,
-                        {**train_record, "step": global_step},
-                        material=pairs.material,
-                    )
-                    save_torch(ckpt_out, output / BEST_FILE)
-                save_torch(ckpt_out, latest)
-                _write_metrics(output, history, None)
-                log.info("step %d: %s", global_step, row)
-            if on_epoch_end is not None:
-                on_epoch_end(next_epoch, row)
-            if stop is None and cfg.patience and bad_evals >= cfg.patience:
-                stop = "patience"
-                log.info("no better val R@1 for %d validations: stopping", bad_evals)
-            if stop is not None:
-                break
+        stop = run.train_one_epoch(epoch, start_batch if epoch == start_epoch else 0)
         if stop is not None:
             stop_reason = stop
             break
-    bar.close()
+    run.bar.close()
     if rank == 0 and output.is_dir():
-        _write_metrics(output, history, stop_record(stop_reason, STOP_MESSAGES[stop_reason]))
+        _write_metrics(
+            output, run.history, run.stop_record(stop_reason, STOP_MESSAGES[stop_reason])
+        )
     log.info("stopped: %s", STOP_MESSAGES[stop_reason])
     return TrainResult(
-        history, best_r1, best_epoch, stop_reason == "patience", stop_reason, global_step
+        run.history,
+        run.best_r1,
+        run.best_epoch,
+        stop_reason == "patience",
+        stop_reason,
+        run.global_step,
     )

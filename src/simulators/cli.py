@@ -380,7 +380,7 @@ def preview_cmd(
 ) -> None:
     """PNGs of what the virtual microscope sees of one array: a raw frame, false colour, spectra."""
     from layout.manifest import read_manifest  # keeps `metascan --help` fast
-    from simulators.microscope.preview import array_index, preview_paths, write_previews
+    from simulators.microscope.preview import preview_paths, write_previews
     from simulators.spectral import MODEL_NAMES, get_model
 
     if model not in MODEL_NAMES:
@@ -388,7 +388,7 @@ def preview_cmd(
     check_outputs({"--output": output}, {"--manifest": manifest}, force, directories=True)
     chip_manifest = read_manifest(manifest)
     name = array or chip_manifest.arrays.name[0]
-    array_index(chip_manifest, name)  # a bad name fails here, listing the arrays
+    chip_manifest.array_index(name)  # a bad name fails here, listing the arrays
     if output.is_dir():
         pngs = {f"preview {p}": p for p in preview_paths(output, name, wavelength).values()}
         check_outputs(pngs, {"--manifest": manifest}, force)

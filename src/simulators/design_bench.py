@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from common.versioned_hdf5 import has_schema
 from dataset.chosen_designs_file import ChosenDesigns
 from dataset.pairs_file import read_pairs
 from dataset.targets_file import Targets, mse_quantiles, nearest_weighted_mse, weighted_mse
@@ -38,7 +39,6 @@ from dataset.truth_file import read_truth
 from instruments.protocols import BandwidthMode
 from layout import material as film
 from layout.design import DesignLibrary
-from layout.library_file import has_schema
 from simulators.passband import PassbandConfig, band_weights, fine_grid
 from simulators.spectral import bare_substrate_transmission, get_model
 

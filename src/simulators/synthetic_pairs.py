@@ -20,9 +20,9 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from common.versioned_hdf5 import software_version
 from dataset.pairs_file import Pairs, assign_splits
 from layout.generator import GeneratorConfig, generate
-from layout.library_file import software_version
 from layout.material import DEFAULT_MATERIAL, check_name
 from layout.raster import rasterize
 from simulators.materials import refractive_index

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
-from acquisition.alignment import (
-    align_from_config,
-    fiducial_points,
-    fit_chip_to_stage,
-    resolve_fiducials,
-    simulated_fiducial_stage_positions,
-)
+from acquisition.alignment import align_from_config, fit_chip_to_stage, resolve_fiducials
 from acquisition.scan_config import AlignmentConfig, FiducialPosition
 from layout.chip import ChipConfig, plan_chip
 from layout.generator import generate
 from layout.manifest import ChipManifest, Role
+from simulators.simulated_bench import (
+    fiducial_stage_positions as simulated_fiducial_stage_positions,
+)
 
 ANGLE = math.radians(0.4)
 
@@ -37,7 +35,7 @@ def manifest() -> ChipManifest:
 
 
 def test_fiducials_are_named_by_array_and_corner(manifest: ChipManifest) -> None:
-    points = fiducial_points(manifest)
+    points = manifest.fiducials()
     assert len(points) == int(np.count_nonzero(manifest.pads.role == Role.FIDUCIAL))
     assert len(points) == 4 * len(manifest.arrays.name)
     for name in manifest.arrays.name:
@@ -77,7 +75,7 @@ def test_a_bad_fiducial_is_refused_by_name(manifest: ChipManifest) -> None:
 
 
 def test_config_fiducials_by_name_and_by_index(manifest: ChipManifest) -> None:
-    points = fiducial_points(manifest)
+    points = manifest.fiducials()
     ll = next(p for p in points if p.label == "A0R0:lower_left")
     ur = next(p for p in points if p.label == "A0R1:upper_right")
     far = next(p for p in points if p.label == "A0C:upper_left")
@@ -108,5 +106,9 @@ def test_automatic_needs_the_simulator(manifest: ChipManifest) -> None:
         align_from_config(manifest, AlignmentConfig(automatic=True))
     with pytest.raises(ValueError, match="gives no fiducials"):
         align_from_config(manifest, AlignmentConfig())
-    fit = align_from_config(manifest, AlignmentConfig(automatic=True), mounting)
+
+    def locate(m: ChipManifest, sd_um: float, seed: int) -> tuple[Any, Any, list[str]]:
+        return simulated_fiducial_stage_positions(m, mounting, sd_um, seed)
+
+    fit = align_from_config(manifest, AlignmentConfig(automatic=True), locate)
     assert fit.rms_residual < 1.0

@@ -35,6 +35,7 @@ from acquisition.runner import run_scan
 from dataset.extraction import transmission_images
 from dataset.hypercube_file import read_flat, read_hypercube
 from dataset.quality import BandFlag
+from dataset.quicklook import write_quicklook
 from instruments.errors import DeviceTimeout
 from simulators.devices.faults import Fault
 
@@ -79,7 +80,9 @@ def reference_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One uninterrupted scan: the ground the other tests compare with."""
     root = tmp_path_factory.mktemp("reference")
     chip = write_chip(root)
-    summary = run_scan(bench_config(root), chip, root / "scan", arrays=ARRAYS)
+    summary = run_scan(
+        bench_config(root), chip, root / "scan", arrays=ARRAYS, quicklook=write_quicklook
+    )
     assert summary.stats.bands_acquired == 2 * BANDS
     return root / "scan"
 

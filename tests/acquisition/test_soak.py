@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from scan_bench import bench_config, hypercube_files, same_data, write_chip
 
-import acquisition.bench as bench_module
+import simulators.simulated_bench as bench_module
 from acquisition.executor import ScanFault
 from acquisition.run_record import last_documents
 from acquisition.runner import run_scan

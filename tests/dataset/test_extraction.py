@@ -21,7 +21,6 @@ from dataset.extraction import (
     ExtractionSettings,
     FlatCache,
     TileSpectra,
-    array_pad_rows,
     extract_array,
     extract_tile,
     hypercube_attrs,
@@ -64,7 +63,7 @@ def single(tmp_path_factory: pytest.TempPathFactory, manifest: ChipManifest) -> 
 
 
 def truth_of(scan: RenderedScan, spectra: ArraySpectra) -> NDArray[np.float64]:
-    rows = array_pad_rows(scan.manifest, spectra.array_name)
+    rows = scan.manifest.pads_of(spectra.array_name)
     out: NDArray[np.float64] = scan.truth.relative_transmission()[rows]
     return out
 
@@ -79,7 +78,7 @@ def test_tiled_array_matches_the_truth_and_missing_pads_are_flagged(tiled: Rende
     assert len(paths) == 9
     result = extract_array(paths, tiled.manifest, "A0R0", ExtractionSettings())
     spectra = result.spectra
-    rows = array_pad_rows(tiled.manifest, "A0R0")
+    rows = tiled.manifest.pads_of("A0R0")
     defect = tiled.truth.defect[rows]
     missing = defect == Defect.MISSING
     assert 1 <= missing.sum() <= 12  # the scenario plants some, not all
@@ -107,7 +106,7 @@ def test_each_pad_comes_from_the_tile_where_it_lies_furthest_from_the_edge(
     flats = FlatCache()
     tiles = [extract_tile(p, tiled.manifest, "A0R0", settings, flats) for p in tiled.tiles["A0R0"]]
     merged = merge_tiles(tiled.manifest, "A0R0", tiles, settings)
-    rows = array_pad_rows(tiled.manifest, "A0R0")
+    rows = tiled.manifest.pads_of("A0R0")
     holders = {int(r): [t for t in tiles if r in t.pad_rows] for r in rows}
     assert max(len(h) for h in holders.values()) >= 3  # the overlap does put pads in many tiles
     for k, row in enumerate(rows):
@@ -134,7 +133,7 @@ def test_merge_prefers_the_central_copy_and_marks_uncovered_pads_missing(
     manifest = tiled.manifest
     settings = ExtractionSettings()
     real = extract_tile(tiled.tiles["A0R0"][0], manifest, "A0R0", settings)
-    rows = array_pad_rows(manifest, "A0R0")
+    rows = manifest.pads_of("A0R0")
 
     def fake(value: float, edge: float, pads: NDArray[np.int64]) -> TileSpectra:
         n = pads.size
@@ -170,7 +169,7 @@ def test_pad_means_agree_with_the_per_pixel_images(single: RenderedScan) -> None
     path = single.tiles["A0R1"][0]
     settings = ExtractionSettings()
     tile = extract_tile(path, single.manifest, "A0R1", settings)
-    rows = array_pad_rows(single.manifest, "A0R1")
+    rows = single.manifest.pads_of("A0R1")
     centres = np.column_stack([single.manifest.pads.x_um[rows], single.manifest.pads.y_um[rows]])
     regions = pad_regions(tile.registration.transform, centres, 6.0, settings.margin_um, (160, 160))
     images = transmission_images(path).images
@@ -230,7 +229,7 @@ def region_of(
     """(rows, cols) of measured pad ``k``'s region in the tile at ``path``."""
     settings = ExtractionSettings()
     tile = extract_tile(path, single.manifest, "A0R1", settings)
-    rows = array_pad_rows(single.manifest, "A0R1")
+    rows = single.manifest.pads_of("A0R1")
     centres = np.column_stack([single.manifest.pads.x_um[rows], single.manifest.pads.y_um[rows]])
     regions = pad_regions(tile.registration.transform, centres, 6.0, settings.margin_um, (160, 160))
     pixels = regions.pixels[regions.label == k]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from models.model_dir import load_model
-from models.train import TrainConfig, fit_horizon, lr_multiplier, train
+from models.schedule import fit_horizon, lr_multiplier
+from models.train import TrainConfig, train
 
 if TYPE_CHECKING:
     from conftest import Cli

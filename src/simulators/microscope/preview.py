@@ -87,24 +87,6 @@ def preview_paths(output_dir: Path, array: str, wavelength_nm: float) -> dict[st
     }
 
 
-def array_index(manifest: ChipManifest, name: str) -> int:
-    """Row of the arrays table for ``name``, or a ValueError listing the arrays."""
-    names = manifest.arrays.name
-    if name not in names:
-        raise ValueError(f"array {name!r} is not on the chip; arrays are {', '.join(names)}")
-    return names.index(name)
-
-
-def array_center_um(manifest: ChipManifest, index: int) -> tuple[float, float]:
-    """Chip µm of an array's centre: its origin plus half its rows and columns of pitch."""
-    a = manifest.arrays
-    p = manifest.pad_pitch_um
-    return (
-        float(a.origin_x_um[index]) + float(a.cols[index]) * p / 2.0,
-        float(a.origin_y_um[index]) + float(a.rows[index]) * p / 2.0,
-    )
-
-
 def preview_sensor(
     manifest: ChipManifest, index: int, optics: OpticsConfig | None = None
 ) -> SensorConfig:
@@ -163,14 +145,10 @@ def pad_regions(
 ) -> list[PadRegion]:
     """The central regions of the array's pads that lie wholly inside the frame, in pad order."""
     manifest = microscope.chip.manifest
-    a, pads = manifest.arrays, manifest.pads
+    pads = manifest.pads
     pixels = microscope.pixel_map(stage_um)
     half = 0.5 * PAD_CORE_FRACTION * manifest.pad_size_um
-    sel = np.flatnonzero(
-        (pads.array_id == a.array_id[index])
-        & (pads.replica == a.replica[index])
-        & (pads.role == a.role[index])
-    )
+    sel = manifest.pads_of(index)
     sel = sel[np.lexsort((pads.col[sel], pads.row[sel]))]
     out = []
     for row in sel:
@@ -249,7 +227,7 @@ def render_array_preview(
     if not 1 <= pads <= 20:
         raise ValueError(f"pads={pads} must be in [1, 20]")
     manifest = microscope.chip.manifest
-    index = array_index(manifest, array)
+    index = manifest.array_index(array)
     if len(truth) != len(manifest.pads):
         raise ValueError(
             f"truth has {len(truth)} pads, the chip manifest {len(manifest.pads)}: not this chip"
@@ -258,7 +236,7 @@ def render_array_preview(
     if not np.allclose(truth.band_center_nm, centers):
         raise ValueError("truth bands differ from the bands to render")
     bench = _Bench(microscope, mode)
-    center = array_center_um(manifest, index)
+    center = manifest.array_center_um(index)
     flat_center = bare_glass_center_um(microscope)
     regions = pad_regions(microscope, bench.state(550.0, 0, center).stage_um, index)
     if not regions:
@@ -314,9 +292,9 @@ def render_band_frame(
 ) -> tuple[NDArray[np.uint16], float]:
     """The raw x-polarisation sample frame (DN) of an array's centre, and its exposure."""
     check_wavelength(wavelength_nm)
-    index = array_index(microscope.chip.manifest, array)
+    index = microscope.chip.manifest.array_index(array)
     bench = _Bench(microscope, mode)
-    state = bench.state(wavelength_nm, 0, array_center_um(microscope.chip.manifest, index))
+    state = bench.state(wavelength_nm, 0, microscope.chip.manifest.array_center_um(index))
     exposure = glass_exposure_s(microscope, wavelength_nm, mode)
     frame = microscope.render(
         "sample", state, exposure_s=exposure, gain_db=0.0, bit_depth=BIT_DEPTH, frame=0
@@ -438,7 +416,7 @@ def plot_spectra(path: Path, preview: ArrayPreview) -> None:
 def preview_config(manifest: ChipManifest, array: str, seed: int) -> MicroscopeConfig:
     """The default microscope with a sensor sized for the array (module docstring)."""
     optics = OpticsConfig()
-    sensor = preview_sensor(manifest, array_index(manifest, array), optics)
+    sensor = preview_sensor(manifest, manifest.array_index(array), optics)
     return MicroscopeConfig(optics=optics, sensor=sensor, seed=seed)
 
 
@@ -466,7 +444,7 @@ def write_previews(
 ) -> PreviewFiles:
     """frame_<array>_<wl>nm.png, rgb_<array>.png and spectra_<array>.png in ``output_dir``."""
     name = array or manifest.arrays.name[0]
-    array_index(manifest, name)
+    manifest.array_index(name)
     check_wavelength(wavelength_nm)
     PREVIEW_PADS.check("pads", pads)
     SEED.check("seed", seed)

@@ -148,11 +148,7 @@ class ChipScene:
         self.grids: list[_Grid] = []
         a = manifest.arrays
         for k in range(len(a.name)):
-            sel = np.flatnonzero(
-                (pads.array_id == a.array_id[k])
-                & (pads.replica == a.replica[k])
-                & (pads.role == a.role[k])
-            )
+            sel = manifest.pads_of(k)
             table = np.full((int(a.rows[k]), int(a.cols[k])), self.n_pads, dtype=np.int64)
             table[pads.row[sel], pads.col[sel]] = sel
             self.grids.append(

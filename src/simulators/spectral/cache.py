@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import atomic_output
-from layout.library_file import software_version
+from common.versioned_hdf5 import check_schema, write_version
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -49,16 +49,9 @@ class SpectraCache:
         self.group = hashlib.sha256(self.key_json.encode()).hexdigest()[:16]
         if not self.path.exists():
             with atomic_output(self.path) as tmp, h5py.File(tmp, "w") as f:
-                f.attrs["schema"] = SCHEMA
-                f.attrs["schema_version"] = SCHEMA_VERSION
-                f.attrs["software_version"] = software_version()
+                write_version(f, SCHEMA, SCHEMA_VERSION)
         with self._open("r") as f:
-            if f.attrs.get("schema") != SCHEMA:
-                raise ValueError(
-                    f"{self.path} is not a spectra cache (schema={f.attrs.get('schema')!r})"
-                )
-            if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
-                raise ValueError(f"{self.path}: cache schema_version is newer than this software")
+            check_schema(f, SCHEMA, SCHEMA_VERSION, "spectra cache", str(self.path))
 
     def _open(self, mode: str) -> h5py.File:
         try:

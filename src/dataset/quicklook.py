@@ -1,5 +1,8 @@
 """A quick-look PNG per scanned array: false-colour RGB of every band and one band in grey.
 
+Processing, so it lives here; the scan runner calls it as a subscriber to "array done" that the
+``metascan scan`` command wires in (acquisition imports dataset's formats only).
+
 Made from the hypercubes as they are on disk the moment the array's last tile closes, so a
 person sees within seconds whether focus, exposure and registration look right, long before
 processing. Tiles are placed on a grid by their tile index (the small overlap between tiles is
