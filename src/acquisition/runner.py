@@ -257,7 +257,7 @@ def run_scan(
                     on_band=on_band,
                     on_array_done=on_array_done,
                 )
-                stats = executor.run(setup.plan())
+                stats = executor.run(setup.plan(bench.filter))
                 record.emit("summary", **_stats_doc(stats, time.perf_counter() - start))
         except BaseException:
             with contextlib.suppress(Exception):

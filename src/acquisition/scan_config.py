@@ -97,8 +97,8 @@ class BandsConfig(_Strict):
         return tuple(round(self.start_nm + k * self.step_nm, 6) for k in range(n))
 
     def mode(self, narrowest: BandwidthMode = BandwidthMode.NARROW) -> BandwidthMode:
-        """The bandwidth mode to scan in; ``narrowest`` is the filter's (NARROW on a Kurios VB1,
-        which a dry run assumes as it does not ask the device)."""
+        """The bandwidth mode to scan in; ``narrowest`` is the connected filter's (a scan asks it;
+        a dry run, which touches no device, assumes a Kurios VB1's NARROW)."""
         return narrowest if self.bandwidth == "narrowest" else BandwidthMode(self.bandwidth)
 
 

@@ -16,6 +16,7 @@ from acquisition.bench import fiducial_locator
 from acquisition.plan import Plan, scan_plan
 from acquisition.scan_config import ScanConfig, default_flat_point, scan_config
 from instruments.config import InstrumentsConfig, instruments_config, read_toml
+from instruments.protocols import BandwidthMode, TunableFilter
 from layout.affine import AffineFit
 from layout.manifest import ChipManifest, read_manifest
 
@@ -36,7 +37,21 @@ class ScanSetup:
         s = self.config.scan.settle_s
         return self.instruments.filter.settle_s if s is None else s
 
-    def plan(self) -> Plan:
+    def plan(self, filter_: TunableFilter | None = None) -> Plan:
+        """The scan's messages. Given the connected filter, from what it reports: its
+        narrowest bandwidth mode (for ``bandwidth = "narrowest"``) and its wavelength range,
+        which every band must lie in; without one (a dry run touches no device) a Kurios
+        VB1's, NARROW."""
+        narrowest = BandwidthMode.NARROW
+        if filter_ is not None:
+            narrowest = filter_.narrowest_mode
+            lo, hi = filter_.wavelength_range_nm
+            outside = [w for w in self.config.scan.wavelengths_nm if not lo <= w <= hi]
+            if outside:
+                raise ValueError(
+                    f"[scan] bands {outside[:4]}{'...' if len(outside) > 4 else ''} nm lie "
+                    f"outside the connected filter's range {lo:g}-{hi:g} nm ({filter_.identity})"
+                )
         return scan_plan(
             self.manifest,
             self.config,
@@ -44,7 +59,7 @@ class ScanSetup:
             self.arrays,
             flat_chip_um=self.flat_chip_um,
             settle_s=self.settle_s,
-            mode=self.config.scan.mode(),
+            mode=self.config.scan.mode(narrowest),
         )
 
 
