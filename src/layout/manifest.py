@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from common.atomic import write_hdf5
-from common.versioned_hdf5 import check_schema, write_attrs, write_version
+from common.versioned_hdf5 import open_versioned, write_attrs, write_version
 from layout import material as film
 from layout.design import DesignLibrary
 from layout.library_file import read_library_group, write_library_group
@@ -232,14 +232,7 @@ def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:
 
 def read_manifest(path: Path) -> ChipManifest:
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"chip manifest {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"{path} is not a readable HDF5 chip manifest ({exc})") from None
-    with f:
-        check_schema(f, SCHEMA, SCHEMA_VERSION, "chip manifest", str(path))
+    with open_versioned(path, SCHEMA, SCHEMA_VERSION, "chip manifest") as f:
         material = film.stored(f.attrs, f"chip manifest {path}", "metascan layout chip")
         a = f["arrays"]
         arrays = ArrayTable(
