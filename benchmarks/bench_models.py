@@ -139,13 +139,13 @@ class World:
     """The spectral model the pairs come from: the analytic one, or rcwa at some orders.
 
     The rcwa world solves each design once into ``cache`` (shared by the noisy pairs and their
-    noise-free twin, and resumable), on a LocalCluster of ``workers`` processes.
+    noise-free twin, and resumable) in the cache folder, on a LocalCluster of ``workers``
+    processes.
     """
 
     model: str = "analytic"
     orders: str = "3,3"
     workers: int = 2
-    cache: Path | None = None
 
     def tag(self) -> str:
         return "" if self.model == "analytic" else f"rcwa-o{self.orders.replace(',', 'x')}_"
@@ -153,7 +153,7 @@ class World:
     def options(self, cache_dir: Path) -> list[str]:
         if self.model == "analytic":
             return []
-        cache = self.cache or cache_dir / f"rcwa_cache_o{self.orders.replace(',', 'x')}.h5"
+        cache = cache_dir / f"rcwa_cache_o{self.orders.replace(',', 'x')}.h5"
         return ["--model", "rcwa", "--orders", self.orders, "--workers", str(self.workers),
                 "--cache", str(cache)]  # fmt: skip
 

@@ -16,10 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from acquisition.scan_config import AlignmentConfig, FiducialPosition
 from layout.affine import AffineFit, fit_affine
-from layout.manifest import ChipManifest
-
-FiducialReadings = tuple[NDArray[np.float64], NDArray[np.float64], list[str]]
-"""Chip points, stage points and labels of the fiducials, as read on the bench."""
+from layout.manifest import ChipManifest, FiducialReadings
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from instruments.ascii_instrument import AsciiInstrument
 from instruments.config import InstrumentsConfig, instruments_config, read_toml
 from instruments.protocols import Camera, PolarizationRotator, Stage, TunableFilter
 from instruments.registry import connect_serial, open_camera
-from layout.manifest import ChipManifest
+from layout.manifest import ChipManifest, FiducialReadings
 
 if TYPE_CHECKING:  # the one door to the simulators, opened lazily (needs_simulator)
-    from simulators.simulated_bench import FiducialReadings, SimulatedBench
+    from simulators.simulated_bench import SimulatedBench
 
 log = logging.getLogger(__name__)
 

@@ -101,6 +101,10 @@ class FiducialPoint:
         return f"{self.array}:{self.corner}"
 
 
+FiducialReadings = tuple[NDArray[np.float64], NDArray[np.float64], list[str]]
+"""Chip points, stage points and labels of fiducials as read on a bench (for the alignment)."""
+
+
 @dataclass(frozen=True)
 class ChipManifest:
     """The queries (``array_index``, ``pads_of``, ``array_center_um``, ``fiducials``) are the

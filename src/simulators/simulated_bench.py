@@ -5,7 +5,7 @@ asks for simulation (a ``[simulation]`` table, or a device at address ``sim``), 
 lazily so that a real bench loads no simulator code. What the simulated bench plays besides the
 devices lives here too: where the simulator mounted the chip is known only to it, so the
 "user centring each fiducial" of automatic alignment is a service of this bench
-(:meth:`SimulatedBench.fiducial_stage_positions`), never something acquisition computes from
+(:func:`fiducial_reader`), never something acquisition computes from
 the simulator's truth.
 
 The drivers stay acquisition's: this module hands out emulator links with the driver's framing
@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from instruments.config import CameraConfig, InstrumentsConfig
 from instruments.protocols import Camera
-from layout.manifest import ChipManifest
+from layout.manifest import ChipManifest, FiducialReadings
 from simulators.devices.adapter import EmulatorAdapter
 from simulators.devices.ell14 import Ell14Emulator
 from simulators.devices.emulator import Emulator
@@ -45,9 +44,6 @@ from simulators.microscope.microscope import Role, VirtualMicroscope
 from simulators.microscope.states import EmulatorStates
 
 log = logging.getLogger(__name__)
-
-FiducialReadings = tuple[NDArray[np.float64], NDArray[np.float64], list[str]]
-"""Chip points, stage points and labels of the fiducials, as a user would read them."""
 
 
 def simulation_of(raw: dict[str, Any], path: Path) -> SimulationConfig | None:
@@ -104,22 +100,13 @@ class SimulatedBench:
     microscope: VirtualMicroscope | None = None
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
-    def fiducial_stage_positions(
-        self, manifest: ChipManifest, error_sd_um: float, seed: int
-    ) -> FiducialReadings:
-        """The fiducials centred on this bench's chip (:func:`fiducial_reader`)."""
-        return fiducial_reader(self.simulation)(manifest, error_sd_um, seed)
-
     def link(
         self, role: str, write_termination: str, read_termination: str, timeout_s: float
-    ) -> EmulatorAdapter | None:
-        """An in-process link to ``role``'s emulator with the driver's own framing, as a serial
-        port would have; None when that device is not emulated in this process."""
-        emulator = self.emulators.get(role)
-        if emulator is None:
-            return None
+    ) -> EmulatorAdapter:
+        """An in-process link to ``role``'s emulator (one of :attr:`emulators`) with the
+        driver's own framing, as a serial port would have."""
         return EmulatorAdapter(
-            emulator,
+            self.emulators[role],
             write_termination=write_termination,
             read_termination=read_termination,
             timeout_ms=round(timeout_s * 1000),
