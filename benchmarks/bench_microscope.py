@@ -38,7 +38,7 @@ from instruments.protocols import BandwidthMode
 from layout.chip import ChipConfig, plan_chip
 from layout.generator import generate
 from simulators.microscope.cameras import PylonImageFeed, SimCamera
-from simulators.microscope.config import MicroscopeConfig, OpticsConfig, SensorConfig
+from simulators.microscope.config import MicroscopeConfig, MicroscopeOptics, SensorConfig
 from simulators.microscope.microscope import OpticalState, VirtualMicroscope
 from simulators.spectral import AnalyticModel
 from simulators.virtual_chip import FabricationConfig, VirtualChip
@@ -77,7 +77,8 @@ def make_chip() -> VirtualChip:
 
 def microscope_for(chip: VirtualChip, size: int, threads: int) -> VirtualMicroscope:
     config = MicroscopeConfig(
-        optics=OpticsConfig(um_per_px=UM_PER_PX), sensor=SensorConfig(width_px=size, height_px=size)
+        optics=MicroscopeOptics(um_per_px=UM_PER_PX),
+        sensor=SensorConfig(width_px=size, height_px=size),
     )
     return VirtualMicroscope(chip, config, threads=threads)
 

@@ -35,12 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "dataset"
 
 from scan_fixture import ScanSettings, render_scan
 
-from dataset.extraction import (
-    ExtractionSettings,
-    FlatCache,
-    extract_tile,
-    read_section,
-)
+from dataset.extraction import ExtractionSettings, FlatCache, extract_tile
+from dataset.hypercube_file import read_section
 from dataset.process import process_scans
 from layout.chip import ChipConfig, plan_chip
 from layout.generator import generate

@@ -35,6 +35,7 @@ ALLOWED = {
 # writes and the simulators write or judge. Processing (extraction, curation) is not among them.
 DATASET_FORMATS = {
     "dataset.hypercube_file",
+    "dataset.hypercube_attrs",
     "dataset.array_spectra_file",
     "dataset.pairs_file",
     "dataset.truth_file",

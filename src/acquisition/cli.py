@@ -128,8 +128,8 @@ def scan_command(quicklook: QuickLook | None = None) -> Callable[..., None]:
         if dry_run:
             _print_dry_run(scan_dry_run(config, manifest, output, names))
             return
-        from acquisition.executor import ScanFault
         from acquisition.runner import run_scan
+        from acquisition.scan_stats import ScanFault
 
         try:
             summary = run_scan(

@@ -12,7 +12,8 @@ what benchmarks/bench_acquisition.py measures):
 * ``AutoExpose``: ``autoexpose_frames`` x (exposure + ``frame_readout_s``), at the estimated
   exposure (both cameras at once; the reference camera is assumed at the same exposure).
 * ``Acquire``: max(frames, reference frames) x (exposure + readout): both cameras are triggered
-  together. ``AcquireDark``: frames x (exposure + readout), one camera at a time.
+  together. ``AcquireDark``: frames x (exposure + readout), one camera at a time; so is a
+  ``CheckDark``, answered "no drift" (a dry run has no dark to compare).
 
 The exposure of every band is one estimate: ``[exposure] expected_exposure_s`` or, without it,
 the geometric mean of ``min_s`` and ``max_s``, on the ladder. A dry run has no light to measure;
@@ -33,10 +34,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from acquisition.plan import (
+from acquisition.messages import (
     Acquire,
     AcquireDark,
+    Answer,
     AutoExpose,
+    CheckDark,
+    DarkDrift,
     Exposures,
     Message,
     Move,
@@ -46,8 +50,8 @@ from acquisition.plan import (
     SetExposure,
     SetMode,
     SetWavelength,
-    scan_plan,
 )
+from acquisition.plan import scan_plan
 from acquisition.scan_config import ScanConfig
 from acquisition.scan_setup import ScanSetup
 from acquisition.time_model import DeviceTimeModel
@@ -172,7 +176,7 @@ def dry_run(
     angle = 0.0
     exposure_s = estimate_s
     darks: set[float] = set()
-    answer: Exposures | None = None
+    answer: Answer = None
     while True:
         try:
             message: Message = plan.send(answer)
@@ -218,6 +222,9 @@ def dry_run(
             if message.camera == "sample":
                 darks.add(message.exposure_s)
             cost = model.frames_s(message.frames, message.exposure_s)
+        elif isinstance(message, CheckDark):
+            cost = model.frames_s(message.frames, message.exposure_s)
+            answer = DarkDrift(0.0, False)
         elif isinstance(message, OpenTile):
             tiles[message.array] += 1
             pads.update(message.pads)

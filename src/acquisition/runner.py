@@ -1,6 +1,6 @@
 """``metascan scan``: run a whole scan, or resume one, with its run record, log and quick-looks.
 
-The executor (:mod:`acquisition.executor`) does the work message by message; this module sets
+The engine (:mod:`acquisition.engine`) does the work message by message; this module sets
 the scene around it: the scan folder and its identity (:mod:`acquisition.scan_folder`), the
 connected bench, the run record that is always closed, a log file beside the data, a progress
 bar, SIGTERM treated like Ctrl-C, the stage halted when a scan stops early, and one quick-look
@@ -24,9 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from acquisition.bench import Bench, connect, simulated_bench
+from acquisition.documents import ArrayDone, BandMeasured, BandSkipped, Document, Subscriber
+from acquisition.engine import RunEngine
 from acquisition.estimate import setup_dry_run
-from acquisition.executor import ExecutorStats, FileContext, PlanExecutor
-from acquisition.plan import Acquire, tiles_for_array
+from acquisition.hypercube_store import FileContext, HypercubeStore
 from acquisition.run_record import RunRecord
 from acquisition.scan_folder import (
     IDENTITY,
@@ -37,6 +38,8 @@ from acquisition.scan_folder import (
     config_digest,
 )
 from acquisition.scan_setup import ScanSetup, scan_setup
+from acquisition.scan_stats import ScanStats
+from acquisition.suspenders import LampWatch
 from acquisition.time_model import DeviceTimeModel
 from instruments.protocols import Camera
 
@@ -51,7 +54,7 @@ class ScanSummary:
     folder: Path
     arrays: tuple[str, ...]
     tiles: int
-    stats: ExecutorStats
+    stats: ScanStats
     wall_s: float
     quicklooks: tuple[Path, ...]
 
@@ -126,16 +129,14 @@ def _check_folder(output: Path, identity: ScanIdentity, resume: bool) -> None:
         )
 
 
-def _band_total(setup: ScanSetup) -> tuple[int, int]:
-    """(bands in the whole plan, tiles) for the progress bar."""
-    s = setup.config.scan
-    per_file = len(s.polarizations) * len(s.wavelengths_nm)
-    tiles = sum(
-        len(tiles_for_array(setup.manifest, a, setup.config.optics.fov_um, s.overlap_um))
-        for a in setup.arrays
-    )
-    flats = len(setup.arrays) if s.flat_per_array else 1
-    return (tiles + flats) * per_file, tiles
+def recorder(record: RunRecord) -> Subscriber:
+    """The subscriber that appends every recorded document to the run record."""
+
+    def emit(doc: Document) -> None:
+        if doc.kind:
+            record.emit(doc.kind, **doc.fields())
+
+    return emit
 
 
 def _identities(bench: Bench) -> dict[str, str]:
@@ -163,7 +164,7 @@ def run_scan(
 
     ``on_connect`` sees the connected bench before the first step (tests inject faults
     there). ``quicklook`` (folder, array, png path) draws a picture of each array as soon as
-    its tiles are done (``dataset.quicklook.write_quicklook``; the ``scan`` command wires it). Raises :class:`acquisition.executor.ScanFault` when a persistent fault stops the
+    its tiles are done (``dataset.quicklook.write_quicklook``; the ``scan`` command wires it). Raises :class:`acquisition.scan_stats.ScanFault` when a persistent fault stops the
     scan; KeyboardInterrupt on Ctrl-C or SIGTERM. Either way the run record is closed and
     everything completed is on disk for ``--resume``.
     """
@@ -174,9 +175,9 @@ def run_scan(
     # The plan the dry run checks, checked again here: limits, and the disk for the hypercubes
     # still to be made (a full disk mid-scan would cost a tile; HDF5 would cost the process).
     on_disk = sum(f.stat().st_size for f in output.glob("*.h5")) if output.is_dir() else 0
-    setup_dry_run(setup, output, on_disk_bytes=on_disk)
+    report = setup_dry_run(setup, output, on_disk_bytes=on_disk)
     output.mkdir(parents=True, exist_ok=True)
-    total_bands, tiles = _band_total(setup)
+    total_bands, tiles = report.steps.get("Acquire", 0), sum(report.tiles.values())
     config = setup.config
     quicklooks: list[Path] = []
     start = time.perf_counter()
@@ -215,23 +216,21 @@ def run_scan(
                 ) as bar,
             ):
 
-                def on_band(message: Acquire, skipped: bool) -> None:
-                    where = message.array or "flat"
-                    if message.tile is not None:
-                        where += f" tile {message.tile[0]},{message.tile[1]}"
-                    bar.set_postfix_str(
-                        f"{where} {message.polarization} {message.wavelength_nm:g} nm",
-                        refresh=False,
-                    )
-                    bar.update(1)
-
-                def on_array_done(array: str) -> None:
-                    if quicklook is None:
-                        return
-                    path = output / QUICKLOOK / f"{array}.png"
-                    quicklook(output, array, path)
-                    quicklooks.append(path)
-                    log.info("quick-look of %s: %s", array, path)
+                def watch(doc: Document) -> None:
+                    if isinstance(doc, BandMeasured | BandSkipped):
+                        m = doc.message
+                        where = m.array or "flat"
+                        if m.tile is not None:
+                            where += f" tile {m.tile[0]},{m.tile[1]}"
+                        bar.set_postfix_str(
+                            f"{where} {m.polarization} {m.wavelength_nm:g} nm", refresh=False
+                        )
+                        bar.update(1)
+                    elif isinstance(doc, ArrayDone) and quicklook is not None:
+                        path = output / QUICKLOOK / f"{doc.array}.png"
+                        quicklook(output, doc.array, path)
+                        quicklooks.append(path)
+                        log.info("quick-look of %s: %s", doc.array, path)
 
                 model = DeviceTimeModel(
                     config.dry_run,
@@ -245,19 +244,21 @@ def run_scan(
                     config=config.model_dump(mode="json"),
                     chip_to_stage=[list(row) for row in identity.chip_to_stage],
                     full_scale_dn=(1 << bench.camera.bit_depth) - 1,
+                    frame_px=(config.optics.height_px, config.optics.width_px),
                 )
-                executor = PlanExecutor(
+                emit = recorder(record)
+                store = HypercubeStore(
+                    output, setup.manifest, context, emit, durable=config.runner.durable
+                )
+                engine = RunEngine(
                     bench,
                     config,
-                    setup.manifest,
-                    output,
-                    record,
-                    context,
+                    store,
                     model,
-                    on_band=on_band,
-                    on_array_done=on_array_done,
+                    subscribers=(emit, watch),
+                    suspenders=(LampWatch(config.runner, emit),),
                 )
-                stats = executor.run(setup.plan(bench.filter))
+                stats = engine.run(setup.plan(bench.filter))
                 record.emit("summary", **_stats_doc(stats, time.perf_counter() - start))
         except BaseException:
             with contextlib.suppress(Exception):
@@ -284,7 +285,7 @@ def match_roi(camera: Camera, width_px: int, height_px: int) -> None:
     log.info("sample camera ROI set to %s", camera.roi)
 
 
-def _stats_doc(stats: ExecutorStats, wall_s: float) -> dict[str, Any]:
+def _stats_doc(stats: ScanStats, wall_s: float) -> dict[str, Any]:
     return {
         "wall_s": wall_s,
         "modeled_s": stats.modeled_s,
@@ -293,6 +294,8 @@ def _stats_doc(stats: ExecutorStats, wall_s: float) -> dict[str, Any]:
         "bands_skipped": stats.bands_skipped,
         "darks_acquired": stats.darks_acquired,
         "darks_skipped": stats.darks_skipped,
+        "darks_copied": stats.darks_copied,
+        "dark_checks": stats.dark_checks,
         "retries": stats.retries,
         "lamp_interruptions": stats.lamp_interruptions,
         "flagged_bands": stats.flagged_bands,

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from scipy.spatial import cKDTree
 
+from common.config_model import StrictConfigModel
 from instruments.config import validation_message
 from instruments.protocols import BandwidthMode
 from layout.manifest import ChipManifest, Corner
@@ -27,11 +28,7 @@ SCAN_TABLES = ("optics", "scan", "exposure", "flat", "alignment", "runner", "dry
 MAX_BANDS = 2000
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-class OpticsConfig(_Strict):
+class OpticsConfig(StrictConfigModel):
     """``[optics]``: what one sample-camera frame covers on the chip."""
 
     um_per_px: float = Field(0.25, gt=0.001, le=100, description="Chip µm per camera pixel.")
@@ -44,7 +41,7 @@ class OpticsConfig(_Strict):
         return self.width_px * self.um_per_px, self.height_px * self.um_per_px
 
 
-class BandsConfig(_Strict):
+class BandsConfig(StrictConfigModel):
     """``[scan]``: which bands, polarisations and frames make a tile, and how tiles overlap."""
 
     start_nm: float = Field(450.0, gt=0, le=5000)
@@ -68,6 +65,18 @@ class BandsConfig(_Strict):
     )
     overlap_um: float = Field(5.0, ge=0, le=10000, description="Least field shared by neighbours.")
     flat_per_array: bool = Field(False, description="One flat per array instead of per scan.")
+    darks: Literal["per_tile", "per_array", "per_scan"] = Field(
+        "per_array",
+        description="Who takes darks: every tile, each array's first tile, or the scan's first "
+        "file with a drift check at each array (acquisition.plan).",
+    )
+    dark_drift_fraction: float = Field(
+        0.01,
+        gt=0,
+        le=1,
+        description="per_scan: fresh darks when the checked dark's mean moved by more than this.",
+    )
+    dark_check_frames: int = Field(2, ge=1, le=10000, description="Frames of a dark check.")
 
     @model_validator(mode="after")
     def _check(self) -> BandsConfig:
@@ -102,7 +111,7 @@ class BandsConfig(_Strict):
         return narrowest if self.bandwidth == "narrowest" else BandwidthMode(self.bandwidth)
 
 
-class ExposureConfig(_Strict):
+class ExposureConfig(StrictConfigModel):
     """``[exposure]``: the auto-exposure policy and the flag thresholds of dataset.quality.BandFlag.
 
     Exposures live on a geometric ladder ``2**(k / steps_per_octave)`` ms, so bands whose ideal
@@ -151,7 +160,7 @@ class ExposureConfig(_Strict):
         return self.quantise(guess)
 
 
-class FlatConfig(_Strict):
+class FlatConfig(StrictConfigModel):
     """``[flat]``: the bare-glass point (chip µm) whose images flat-field every band.
 
     Leave ``x_um``/``y_um`` out to take :func:`default_flat_point` of the manifest.
@@ -170,7 +179,7 @@ class FlatConfig(_Strict):
         return self
 
 
-class FiducialPosition(_Strict):
+class FiducialPosition(StrictConfigModel):
     """One measured fiducial: which cross (pad-table row ``index``, or ``array`` + ``corner``) and
     the stage reading with it centred under the optical axis."""
 
@@ -188,7 +197,7 @@ class FiducialPosition(_Strict):
         return self
 
 
-class AlignmentConfig(_Strict):
+class AlignmentConfig(StrictConfigModel):
     """``[alignment]``: stage positions of three or more fiducials, or ``automatic = true`` on the
     simulated bench (the simulator knows where it mounted the chip and plays the user)."""
 
@@ -213,7 +222,7 @@ class AlignmentConfig(_Strict):
         return self.automatic or len(self.fiducials) >= 3
 
 
-class RunnerConfig(_Strict):
+class RunnerConfig(StrictConfigModel):
     """``[runner]``: how the runner meets faults, and how it watches the lamp.
 
     Drivers already retry a lost or garbled reply (instruments.ascii_instrument.RetryPolicy);
@@ -247,7 +256,7 @@ class RunnerConfig(_Strict):
         return self
 
 
-class DryRunConfig(_Strict):
+class DryRunConfig(StrictConfigModel):
     """``[dry_run]``: device figures a dry run uses instead of asking the devices (it touches none).
 
     Defaults: Kurios VB1 range (manual), MS-2000 power-on speed of our emulator (5 mm/s), ELL14
@@ -269,7 +278,7 @@ class DryRunConfig(_Strict):
         return self
 
 
-class ScanConfig(_Strict):
+class ScanConfig(StrictConfigModel):
     optics: OpticsConfig = OpticsConfig()
     scan: BandsConfig = BandsConfig()
     exposure: ExposureConfig = ExposureConfig()

@@ -13,7 +13,8 @@ from typing import Any
 
 from acquisition.alignment import align_from_config
 from acquisition.bench import fiducial_locator
-from acquisition.plan import Plan, scan_plan
+from acquisition.messages import Plan
+from acquisition.plan import scan_plan
 from acquisition.scan_config import ScanConfig, default_flat_point, scan_config
 from instruments.config import InstrumentsConfig, instruments_config, read_toml
 from instruments.protocols import BandwidthMode, TunableFilter

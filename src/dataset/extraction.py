@@ -18,14 +18,11 @@ edge (in the registered frame, :mod:`dataset.registration`); mean, standard devi
 per polarization and band. A pad wholly inside two tiles is taken from the tile where it lies
 furthest from the field edge (least vignetting, least registration lever arm).
 
-Reading: h5py straight into numpy, with the hypercube format's variable names and the same
-"completed" masking as :func:`dataset.hypercube_file.read_hypercube`: opening a file through
-xarray costs ~0.3 s, more than extracting the whole tile, and the images are needed whole.
+Reading: :func:`dataset.hypercube_file.read_section`, the hypercube module's fast reader.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -35,15 +32,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from common.versioned_hdf5 import decode_attr, open_versioned
 from dataset.array_spectra_file import ArraySpectra
-from dataset.hypercube_file import SCHEMA as HYPERCUBE_SCHEMA
-from dataset.hypercube_file import SCHEMA_VERSION as HYPERCUBE_VERSION
+from dataset.hypercube_attrs import HypercubeAttrs
+from dataset.hypercube_file import (
+    CubeSection,
+    flat_location,
+    read_flat_section,
+    read_section,
+)
 from dataset.quality import BandFlag, PadFlag
 from dataset.registration import Model, Registration, edge_energy, nominal_transform, register_grid
 from layout.affine import Affine2D
@@ -53,8 +53,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 F32 = NDArray[np.float32]
-# Two exposures this close (relative) are the same ladder value written twice.
-_EXPOSURE_RTOL = 1e-6
 # A flat pixel with less signal than this above its dark is dead: clamp instead of dividing by ~0.
 _MIN_FLAT_DN = 1.0
 
@@ -106,142 +104,6 @@ class ExtractionSettings:
 # -- reading ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class CubeSection:
-    """One section of a hypercube (a tile's ``signal``, or a flat) and the darks of its file,
-    in memory; bands and darks not completed read NaN."""
-
-    path: Path
-    attrs: dict[str, Any]
-    polarization: tuple[str, ...]
-    wavelength_nm: FloatArray
-    images: F32  # (P, B, H, W)
-    completed: NDArray[np.bool_]  # (P, B)
-    exposure_s: FloatArray  # (P, B)
-    reference: FloatArray
-    reference_exposure_s: FloatArray
-    band_flags: NDArray[np.uint8]
-    dark_exposure_s: FloatArray  # (D,)
-    darks: F32  # (D, H, W)
-    reference_dark_exposure_s: FloatArray  # (R,)
-    reference_dark: FloatArray  # (R,)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return int(self.images.shape[2]), int(self.images.shape[3])
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.images.nbytes + self.darks.nbytes)
-
-    def dark_index(self, exposure_s: float) -> int:
-        """Index of the dark taken at ``exposure_s``; the format promises one per exposure."""
-        k = _exposure_index(self.dark_exposure_s, exposure_s)
-        if k is None or math.isnan(float(self.darks[k, 0, 0])):
-            have = ", ".join(f"{e:g}" for e in self.dark_exposure_s)
-            raise ValueError(
-                f"{self.path}: no completed dark at exposure {exposure_s:g} s (darks at {have} s)"
-            )
-        return k
-
-    def reference_dark_at(self, exposure_s: float) -> float:
-        k = _exposure_index(self.reference_dark_exposure_s, exposure_s)
-        if k is None or not math.isfinite(float(self.reference_dark[k])):
-            have = ", ".join(f"{e:g}" for e in self.reference_dark_exposure_s)
-            raise ValueError(
-                f"{self.path}: no completed reference dark at {exposure_s:g} s (at {have} s)"
-            )
-        return float(self.reference_dark[k])
-
-
-def _exposure_index(exposures: FloatArray, exposure_s: float) -> int | None:
-    for k, e in enumerate(exposures.tolist()):
-        if abs(e - exposure_s) <= _EXPOSURE_RTOL * max(abs(e), abs(exposure_s)):
-            return k
-    return None
-
-
-def _decode(value: Any) -> Any:
-    out = decode_attr(value)
-    if isinstance(out, np.ndarray):
-        return out.tolist()
-    return out
-
-
-def hypercube_attrs(path: Path) -> dict[str, Any]:
-    """Root attributes of a hypercube, decoded, after the schema check (cheap: no data)."""
-    with open_versioned(path, HYPERCUBE_SCHEMA, HYPERCUBE_VERSION, "hypercube") as f:
-        return {k: _decode(v) for k, v in f.attrs.items()}
-
-
-def read_section(path: Path, section: str = "signal") -> CubeSection:
-    """One section of a hypercube file and its darks (module docstring: why h5py)."""
-    path = Path(path)
-    with open_versioned(path, HYPERCUBE_SCHEMA, HYPERCUBE_VERSION, "hypercube") as f:
-        if section not in f or f"{section}_completed" not in f:
-            raise ValueError(f"{path} has no {section!r} section")
-        attrs = {k: _decode(v) for k, v in f.attrs.items()}
-        completed = np.asarray(f[f"{section}_completed"][()], dtype=bool)
-        images = np.asarray(f[section][()], dtype=np.float32)
-        images[~completed] = np.nan
-
-        def per_band(suffix: str) -> FloatArray:
-            values = np.asarray(f[f"{section}_{suffix}"][()], dtype=np.float64)
-            values[~completed] = np.nan
-            return values
-
-        dark_done = np.asarray(f["dark_completed"][()], dtype=bool)
-        darks = np.asarray(f["dark"][()], dtype=np.float32)
-        darks[~dark_done] = np.nan
-        ref_done = np.asarray(f["reference_dark_completed"][()], dtype=bool)
-        ref_dark = np.asarray(f["reference_dark"][()], dtype=np.float64)
-        ref_dark[~ref_done] = np.nan
-        flags = np.asarray(f[f"{section}_band_flags"][()], dtype=np.uint8)
-        flags[~completed] = 0
-        return CubeSection(
-            path=path,
-            attrs=attrs,
-            polarization=tuple(
-                p.decode() if isinstance(p, bytes) else str(p) for p in f["polarization"][()]
-            ),
-            wavelength_nm=np.asarray(f["wavelength"][()], dtype=np.float64),
-            images=images,
-            completed=completed,
-            exposure_s=per_band("exposure_s"),
-            reference=per_band("reference"),
-            reference_exposure_s=per_band("reference_exposure_s"),
-            band_flags=flags,
-            dark_exposure_s=np.asarray(f["dark_exposure_s"][()], dtype=np.float64),
-            darks=darks,
-            reference_dark_exposure_s=np.asarray(
-                f["reference_dark_exposure_s"][()], dtype=np.float64
-            ),
-            reference_dark=ref_dark,
-        )
-
-
-def flat_location(tile_path: Path, attrs: Mapping[str, Any]) -> tuple[Path, str]:
-    """(file, section) holding the flat of the tile at ``tile_path`` (the rule of
-    :func:`dataset.hypercube_file.read_flat`): its own ``flat`` section, else the ``signal``
-    section of the file its ``flat_file`` attribute names, relative to the tile's folder."""
-    with h5py.File(tile_path, "r") as f:
-        if "flat" in f and "flat_completed" in f:
-            return Path(tile_path), "flat"
-    link = attrs.get("flat_file")
-    if not isinstance(link, str) or not link:
-        raise ValueError(f"{tile_path} has no flat section and no flat_file attribute")
-    return Path(tile_path).parent / link, "signal"
-
-
-def read_flat_section(tile_path: Path, attrs: Mapping[str, Any]) -> CubeSection:
-    """The flat of a tile, checked to be a flat when it lives in a flat file."""
-    path, section = flat_location(tile_path, attrs)
-    flat = read_section(path, section)
-    if section == "signal" and flat.attrs.get("role") != "flat":
-        raise ValueError(f"{path} (flat_file of {tile_path}) has role {flat.attrs.get('role')!r}")
-    return flat
-
-
 class FlatCache:
     """Flats by file, read once and shared by every tile (and thread) that links to them. The
     ``capacity`` most recently used stay in memory (a scan with one flat per array would
@@ -255,7 +117,7 @@ class FlatCache:
         self._flats: OrderedDict[tuple[Path, str], CubeSection] = OrderedDict()
         self._locks: dict[tuple[Path, str], threading.Lock] = {}
 
-    def get(self, tile_path: Path, attrs: Mapping[str, Any]) -> CubeSection:
+    def get(self, tile_path: Path, attrs: HypercubeAttrs) -> CubeSection:
         path, section = flat_location(tile_path, attrs)
         key = (path.resolve(), section)
         with self._lock:
@@ -295,37 +157,24 @@ class TileSpectra:
     nbytes: int  # hypercube image bytes this tile read (its own file)
 
 
-def _full_scale(attrs: Mapping[str, Any]) -> float | None:
-    """The sample camera's full scale in DN, if the scan recorded it: a ``full_scale_dn``
+def _full_scale(attrs: HypercubeAttrs) -> float | None:
+    """The sample camera's full scale in DN, if the scan recorded it: the ``full_scale_dn``
     attribute, or the camera's ``bit_depth`` in the recorded config's ``camera`` table."""
-    given = attrs.get("full_scale_dn")
-    if isinstance(given, int | float) and not isinstance(given, bool) and given > 0:
-        return float(given)
-    config = attrs.get("config")
-    if isinstance(config, str):
-        try:
-            config = json.loads(config)
-        except json.JSONDecodeError:
-            return None
-    camera = config.get("camera") if isinstance(config, dict) else None
+    if attrs.full_scale_dn is not None:
+        return float(attrs.full_scale_dn)
+    camera = attrs.config.get("camera")
     depth = camera.get("bit_depth") if isinstance(camera, dict) else None
     if isinstance(depth, int) and not isinstance(depth, bool) and 1 <= depth <= 32:
         return float((1 << depth) - 1)
     return None
 
 
-def _tile_centre(attrs: Mapping[str, Any], path: Path) -> tuple[float, float]:
-    centre = attrs.get("centre_chip_um")
-    if (
-        not isinstance(centre, list | tuple)
-        or len(centre) != 2
-        or not all(isinstance(v, int | float) and math.isfinite(v) for v in centre)
-    ):
+def _tile_centre(attrs: HypercubeAttrs, path: Path) -> tuple[float, float]:
+    if attrs.centre_chip_um is None:
         raise ValueError(
-            f"{path}: attribute centre_chip_um={centre!r} must be [u, v], the chip µm of the "
-            "image centre"
+            f"{path}: attribute centre_chip_um=None must be [u, v], the chip µm of the image centre"
         )
-    return float(centre[0]), float(centre[1])
+    return attrs.centre_chip_um
 
 
 def _registration_bands(done: NDArray[np.bool_], count: int) -> list[tuple[int, int]]:
@@ -519,17 +368,14 @@ def extract_tile(
     path = Path(path)
     tile = read_section(path, "signal")
     attrs = tile.attrs
-    if attrs.get("role") != "tile":
-        raise ValueError(f"{path} has role {attrs.get('role')!r}; extraction reads tiles")
+    if attrs.role != "tile":
+        raise ValueError(f"{path} has role {attrs.role!r}; extraction reads tiles")
     flat = (flats or FlatCache()).get(path, attrs)
     _check_same_bands(tile, flat)
     h, w = tile.shape
     rows = manifest.pads_of(array_name)
     centres = np.column_stack([manifest.pads.x_um[rows], manifest.pads.y_um[rows]])
-    pixel_um = attrs.get("pixel_size_um")
-    if not isinstance(pixel_um, int | float) or not pixel_um > 0:
-        raise ValueError(f"{path}: pixel_size_um={pixel_um!r} must be a positive number")
-    nominal = nominal_transform(_tile_centre(attrs, path), float(pixel_um), h, w)
+    nominal = nominal_transform(_tile_centre(attrs, path), attrs.pixel_size_um, h, w)
     gain, tile_dark, flat_dark = _band_factors(tile, flat, settings.reference)
     usable = tile_dark >= 0
     registration = _register(

@@ -29,12 +29,19 @@ Where the flat lives (one mechanism for readers, :func:`read_flat`): either in t
 ``signal`` section is the bare-glass image — named by the tile's ``flat_file`` attribute, a path
 relative to the tile file's directory, so a scan keeps one flat for all its tiles.
 
-Root attributes: ``schema`` = "metascan.hypercube", ``schema_version``, ``software_version``,
-``role`` ("tile" or "flat"), ``chip_id``, ``manifest_sha256`` (the chip manifest's content hash:
-which chip, not only its name), ``x_um``/``y_um`` (stage position of the tile centre),
-``pixel_size_um``, ``instruments`` and ``config`` (JSON text); a tile also ``array_id``,
-``tile_row``, ``tile_col``; then the caller's provenance (scalars as attributes, anything else as
+Root attributes: the header ``schema`` = "metascan.hypercube", ``schema_version``,
+``software_version``, then those :class:`HypercubeAttrs` declares, in its order (the one
+declaration every writer and reader goes through): ``role`` ("tile" or "flat"), ``chip_id``,
+``manifest_sha256`` (the chip manifest's content hash: which chip, not only its name),
+``layout_sha256``, ``x_um``/``y_um`` (stage position of the image centre), ``pixel_size_um``,
+``instruments`` and ``config`` (JSON text), ``centre_chip_um``, ``chip_to_stage``,
+``full_scale_dn``, ``array``; a tile also ``array_id``, ``replica``, ``tile_row``, ``tile_col``,
+``pads``, ``flat_file``; a flat ``autoexposure``; either ``darks_from`` where its darks were
+copied from another file; then the caller's provenance (scalars as attributes, anything else as
 JSON, as in every project file).
+
+Reading: :func:`read_hypercube` opens a file lazily with xarray; :func:`read_section` (the fast
+reader) reads one section and the darks whole with h5py straight into numpy, for processing.
 
 Crash safety: the whole file is built at a temporary name with every variable at full size and
 its storage allocated and filled (contiguous layout, early allocation), then renamed into place,
@@ -71,6 +78,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from common.atomic import atomic_output, require_free_space
 from common.versioned_hdf5 import decode_attr, open_versioned, write_header
+from dataset.hypercube_attrs import HEADER_KEYS, HypercubeAttrs, plain_value
 from dataset.quality import BandFlag
 
 log = logging.getLogger(__name__)
@@ -79,11 +87,9 @@ SCHEMA = "metascan.hypercube"
 SCHEMA_VERSION = 1
 POLARIZATIONS = ("x", "y")
 SECTIONS = ("signal", "flat")
-ROLES = ("tile", "flat")
 WAVELENGTH_TOLERANCE_NM = 1e-6
-_RESERVED = {"schema", "schema_version", "software_version"}
-_REQUIRED = {"chip_id", "manifest_sha256", "x_um", "y_um", "pixel_size_um", "instruments", "config"}
-_TILE_REQUIRED = {"array_id", "tile_row", "tile_col"}
+_EXPOSURE_RTOL = 1e-6  # exposures this close (relative) are one ladder value written twice
+_RESERVED = set(HEADER_KEYS)
 _IDENTITY = ("role", "chip_id", "manifest_sha256", "array_id", "tile_row", "tile_col")
 _ALL_FLAGS = int(sum(f.value for f in BandFlag))
 
@@ -241,45 +247,26 @@ def _index_of(
     return int(hits[0])
 
 
-def _check_attrs(attrs: Mapping[str, Any], layout: HypercubeLayout) -> dict[str, Any]:
-    """The root attributes as they will be stored, after checking the ones the format defines."""
-    out: dict[str, Any] = {"role": attrs.get("role", "tile")}
-    for key, value in attrs.items():
+# -- root attributes -------------------------------------------------------------------------
+
+
+def _check_attrs(attrs: Mapping[str, Any], layout: HypercubeLayout, path: Path) -> dict[str, Any]:
+    """The root attributes as they will be stored (:class:`HypercubeAttrs`, role "tile" when
+    not given), after checking them and that a ``flat_file`` links a tile without a flat."""
+    for key in attrs:
         if not isinstance(key, str) or not key or key.startswith("_"):
             raise ValueError(f"attribute name {key!r} must be a non-empty string not starting '_'")
-        if isinstance(value, np.generic):
-            value = value.item()
-        elif isinstance(value, np.ndarray):
-            value = value.tolist()
-        out[key] = int(value) if isinstance(value, bool) else value  # netCDF has no booleans
-    role = out["role"]
-    if role not in ROLES:
-        raise ValueError(f"role={role!r} must be one of {ROLES}")
-    missing = sorted((_REQUIRED | (_TILE_REQUIRED if role == "tile" else set())) - out.keys())
-    if missing:
-        raise ValueError(f"hypercube attributes {missing} are required for role {role!r}")
-    for key in ("chip_id", "manifest_sha256"):
-        if not isinstance(out[key], str) or not out[key]:
-            raise ValueError(f"{key}={out[key]!r} must be a non-empty string")
-    for key in ("x_um", "y_um", "pixel_size_um"):
-        v = out[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-            raise ValueError(f"{key}={v!r} must be a finite number in um")
-    if out["pixel_size_um"] <= 0:
-        raise ValueError(f"pixel_size_um={out['pixel_size_um']!r} must be positive")
-    for key in ("array_id", "tile_row", "tile_col"):
-        if key in out and (not isinstance(out[key], int) or out[key] < 0):
-            raise ValueError(f"{key}={out[key]!r} must be a non-negative integer")
-    for key in ("instruments", "config"):
-        if not isinstance(out[key], Mapping):
-            raise ValueError(f"{key} must be a mapping (stored as JSON), got {type(out[key])}")
-    if "flat_file" in out:
-        link = out["flat_file"]
-        if role != "tile" or "flat" in layout.sections:
-            raise ValueError("flat_file links a tile without a flat section to its flat file")
-        if not isinstance(link, str) or not link or Path(link).is_absolute():
-            raise ValueError(f"flat_file={link!r} must be a path relative to the tile file")
-    return out
+    clash = sorted(_RESERVED & attrs.keys())
+    if clash:
+        raise ValueError(f"{path}: provenance keys {clash} are reserved by the hypercube format")
+    values: dict[str, Any] = {"role": "tile"}
+    for key, value in attrs.items():
+        value = plain_value(value)
+        values[key] = int(value) if isinstance(value, bool) else value  # netCDF has no booleans
+    stored = HypercubeAttrs.from_attrs(values, path)
+    if stored.flat_file is not None and "flat" in layout.sections:
+        raise ValueError(f"{path}: flat_file links a tile without a flat section to its flat file")
+    return stored.to_attrs()
 
 
 def _dcpl() -> Any:
@@ -445,7 +432,7 @@ class HypercubeWriter:
         existing ``path`` unless ``overwrite``. ``durable`` fsyncs each band (power-loss safe),
         ``keep_open`` holds the file open between bands instead of reopening it for each."""
         path = Path(path)
-        stored = _check_attrs(attrs, layout)
+        stored = _check_attrs(attrs, layout, path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"hypercube {path} exists; resume it or pass overwrite")
         # HDF5 crashes the process when a full disk fails its flush (common.atomic.hdf5_image);
@@ -481,14 +468,14 @@ class HypercubeWriter:
                     f"resumed by this version ({SCHEMA_VERSION})"
                 )
             found = _layout_of(f, path)
-            stored = {k: decode_attr(v) for k, v in f.attrs.items()}
+            stored = HypercubeAttrs.from_attrs(f.attrs, path)
         diff = found.mismatch(layout)
         if diff is not None:
             raise ValueError(f"{path}: layout differs from the scan's: file has {diff}")
         for key in _IDENTITY:
-            if attrs is not None and key in attrs and stored.get(key) != attrs[key]:
+            if attrs is not None and key in attrs and getattr(stored, key) != attrs[key]:
                 raise ValueError(
-                    f"{path}: {key}={stored.get(key)!r} in the file, {attrs[key]!r} expected"
+                    f"{path}: {key}={getattr(stored, key)!r} in the file, {attrs[key]!r} expected"
                 )
         writer = cls(path, found, keep_open=keep_open, durable=durable)
         log.info("resuming %s: %s", path, writer.progress())
@@ -588,6 +575,48 @@ class HypercubeWriter:
         where = f"reference dark at {float(exposure_s):g} s"
         self._write("reference_dark", (r,), data, values, retake, where)
 
+    def copy_darks(self, source: Path) -> int:
+        """Copy every dark this file still lacks from the file at ``source`` (laid out at the
+        same exposures, its darks complete): data, frame counts and timestamps as stored, so the
+        copy is the same bytes. Returns how many were copied (0 when all were here already)."""
+        darks = read_darks(source)
+        for camera, mine, theirs, done in (
+            ("sample", self.layout.dark_exposures_s, darks.dark_exposure_s, darks.dark_completed),
+            (
+                "reference",
+                self.layout.reference_dark_exposures_s,
+                darks.reference_dark_exposure_s,
+                darks.reference_dark_completed,
+            ),
+        ):
+            if tuple(mine) != tuple(theirs):
+                raise ValueError(
+                    f"{source} has {camera} darks at {list(theirs)} s, {self.path} needs them at "
+                    f"{list(mine)} s: darks are reused only between files of the same exposures"
+                )
+            if not done.all():
+                raise ValueError(f"{source}: its {camera} darks are not complete; nothing to copy")
+        copied = 0
+        for d, exposure in enumerate(darks.dark_exposure_s):
+            if not self._done["dark"][d]:
+                self.write_dark(
+                    exposure,
+                    darks.dark[d],
+                    frames=int(darks.dark_frames[d]),
+                    timestamp_s=float(darks.dark_timestamp_s[d]),
+                )
+                copied += 1
+        for r, exposure in enumerate(darks.reference_dark_exposure_s):
+            if not self._done["reference_dark"][r]:
+                self.write_reference_dark(
+                    exposure,
+                    float(darks.reference_dark[r]),
+                    frames=int(darks.reference_dark_frames[r]),
+                    timestamp_s=float(darks.reference_dark_timestamp_s[r]),
+                )
+                copied += 1
+        return copied
+
     def _write(
         self,
         name: str,
@@ -668,22 +697,226 @@ def _fsync_path(path: Path) -> None:
 
 
 # -- reading ---------------------------------------------------------------------------------
+# Two readers share the header check, the layout (:func:`_layout_of`) and the attributes
+# (:class:`HypercubeAttrs`): xarray's (lazy, dask, for looking at a cube) and the fast one
+# (h5py straight into numpy, for processing: opening a file through xarray costs ~0.3 s, more
+# than extracting a whole tile, and processing needs the images whole). Both read a band, dark
+# or per-band value whose ``completed`` flag is 0 as NaN (flags as 0).
 
 
-def read_hypercube(path: Path, *, mask_incomplete: bool = True) -> xr.Dataset:
-    """The hypercube, opened lazily with xarray (dask, one band per chunk), after checking its
-    schema and version. Root attributes come back decoded (JSON text to dicts). With
-    ``mask_incomplete`` every band, dark and per-band value whose ``completed`` flag is 0 reads
-    NaN, also one a crash left half-written. Close the dataset (or use ``with``) when done."""
+def _open(path: Path) -> contextlib.AbstractContextManager[h5py.File]:
+    return open_versioned(path, SCHEMA, SCHEMA_VERSION, "hypercube")
+
+
+def read_hypercube_attrs(path: Path) -> HypercubeAttrs:
+    """The root attributes of a hypercube, after the schema check (cheap: no data)."""
     path = Path(path)
-    with open_versioned(path, SCHEMA, SCHEMA_VERSION, "hypercube"):
-        pass
+    with _open(path) as f:
+        return HypercubeAttrs.from_attrs(f.attrs, path)
+
+
+def _flat_link(path: Path, has_flat_section: bool, attrs: HypercubeAttrs) -> tuple[Path, str]:
+    if has_flat_section:
+        return path, "flat"
+    if attrs.flat_file is None:
+        raise ValueError(f"{path} has no flat section and no flat_file attribute")
+    return path.parent / attrs.flat_file, "signal"
+
+
+def _check_flat_role(flat_path: Path, attrs: HypercubeAttrs, tile_path: Path) -> None:
+    if attrs.role != "flat":
+        raise ValueError(f"{flat_path} (flat_file of {tile_path}) has role {attrs.role!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class CubeSection:
+    """One section of a hypercube (a tile's ``signal``, or a flat) and the darks of its file,
+    in memory (:func:`read_section`); bands and darks not completed read NaN."""
+
+    path: Path
+    attrs: HypercubeAttrs
+    polarization: tuple[str, ...]
+    wavelength_nm: NDArray[np.float64]
+    images: NDArray[np.float32]  # (P, B, H, W)
+    completed: NDArray[np.bool_]  # (P, B)
+    exposure_s: NDArray[np.float64]  # (P, B)
+    reference: NDArray[np.float64]
+    reference_exposure_s: NDArray[np.float64]
+    band_flags: NDArray[np.uint8]
+    dark_exposure_s: NDArray[np.float64]  # (D,)
+    darks: NDArray[np.float32]  # (D, H, W)
+    reference_dark_exposure_s: NDArray[np.float64]  # (R,)
+    reference_dark: NDArray[np.float64]  # (R,)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.images.nbytes + self.darks.nbytes)
+
+    def dark_index(self, exposure_s: float) -> int:
+        """Index of the dark taken at ``exposure_s``; the format promises one per exposure."""
+        k = _exposure_index(self.dark_exposure_s, exposure_s)
+        if k is None or math.isnan(float(self.darks[k, 0, 0])):
+            have = ", ".join(f"{e:g}" for e in self.dark_exposure_s)
+            raise ValueError(
+                f"{self.path}: no completed dark at exposure {exposure_s:g} s (darks at {have} s)"
+            )
+        return k
+
+    def reference_dark_at(self, exposure_s: float) -> float:
+        k = _exposure_index(self.reference_dark_exposure_s, exposure_s)
+        if k is None or not math.isfinite(float(self.reference_dark[k])):
+            have = ", ".join(f"{e:g}" for e in self.reference_dark_exposure_s)
+            raise ValueError(
+                f"{self.path}: no completed reference dark at {exposure_s:g} s (at {have} s)"
+            )
+        return float(self.reference_dark[k])
+
+
+def _exposure_index(exposures: NDArray[np.float64], exposure_s: float) -> int | None:
+    for k, e in enumerate(exposures.tolist()):
+        if abs(e - exposure_s) <= _EXPOSURE_RTOL * max(abs(e), abs(exposure_s)):
+            return k
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class FileDarks:
+    """Both cameras' darks of one file, with their frame counts, timestamps and completed
+    flags as stored (not NaN-masked: they are copied byte for byte by the dark policy)."""
+
+    path: Path
+    dark_exposure_s: tuple[float, ...]
+    dark: NDArray[np.float32]  # (D, H, W)
+    dark_frames: NDArray[np.int32]
+    dark_timestamp_s: NDArray[np.float64]
+    dark_completed: NDArray[np.bool_]
+    reference_dark_exposure_s: tuple[float, ...]
+    reference_dark: NDArray[np.float64]  # (R,)
+    reference_dark_frames: NDArray[np.int32]
+    reference_dark_timestamp_s: NDArray[np.float64]
+    reference_dark_completed: NDArray[np.bool_]
+
+    def mean_dn(self, camera: str, exposure_s: float) -> float:
+        """The completed dark's mean for the ``sample`` or ``reference`` camera at an exposure."""
+        values: NDArray[Any]
+        if camera == "sample":
+            exposures, values, done = self.dark_exposure_s, self.dark, self.dark_completed
+        else:
+            exposures = self.reference_dark_exposure_s
+            values, done = self.reference_dark, self.reference_dark_completed
+        k = _exposure_index(np.asarray(exposures, dtype=np.float64), exposure_s)
+        if k is None or not done[k]:
+            have = ", ".join(f"{e:g}" for e in exposures)
+            raise ValueError(
+                f"{self.path}: no completed {camera} dark at {exposure_s:g} s (darks at {have} s)"
+            )
+        return float(np.mean(values[k], dtype=np.float64))
+
+
+def _darks_of(f: h5py.File, layout: HypercubeLayout, path: Path) -> FileDarks:
+    def column(name: str, dtype: Any) -> Any:
+        return np.asarray(f[name][()], dtype=dtype)
+
+    return FileDarks(
+        path=path,
+        dark_exposure_s=layout.dark_exposures_s,
+        dark=column("dark", np.float32),
+        dark_frames=column("dark_frames", np.int32),
+        dark_timestamp_s=column("dark_timestamp_s", np.float64),
+        dark_completed=column("dark_completed", bool),
+        reference_dark_exposure_s=layout.reference_dark_exposures_s,
+        reference_dark=column("reference_dark", np.float64),
+        reference_dark_frames=column("reference_dark_frames", np.int32),
+        reference_dark_timestamp_s=column("reference_dark_timestamp_s", np.float64),
+        reference_dark_completed=column("reference_dark_completed", bool),
+    )
+
+
+def read_darks(path: Path) -> FileDarks:
+    """The darks of a hypercube file only (the fast reader; no band images are read)."""
+    path = Path(path)
+    with _open(path) as f:
+        return _darks_of(f, _layout_of(f, path), path)
+
+
+def read_section(path: Path, section: str = "signal") -> CubeSection:
+    """One section of a hypercube file and its darks, whole, in numpy (the fast reader)."""
+    path = Path(path)
+    with _open(path) as f:
+        layout = _layout_of(f, path)
+        if section not in layout.sections:
+            raise ValueError(f"{path} has no {section!r} section")
+        attrs = HypercubeAttrs.from_attrs(f.attrs, path)
+        completed = np.asarray(f[f"{section}_completed"][()], dtype=bool)
+        images = np.asarray(f[section][()], dtype=np.float32)
+        images[~completed] = np.nan
+
+        def per_band(suffix: str) -> NDArray[np.float64]:
+            values = np.asarray(f[f"{section}_{suffix}"][()], dtype=np.float64)
+            values[~completed] = np.nan
+            return values
+
+        stored = _darks_of(f, layout, path)
+        darks = stored.dark
+        darks[~stored.dark_completed] = np.nan
+        ref_dark = stored.reference_dark
+        ref_dark[~stored.reference_dark_completed] = np.nan
+        flags = np.asarray(f[f"{section}_band_flags"][()], dtype=np.uint8)
+        flags[~completed] = 0
+        return CubeSection(
+            path=path,
+            attrs=attrs,
+            polarization=layout.polarizations,
+            wavelength_nm=layout.wavelength_nm,
+            images=images,
+            completed=completed,
+            exposure_s=per_band("exposure_s"),
+            reference=per_band("reference"),
+            reference_exposure_s=per_band("reference_exposure_s"),
+            band_flags=flags,
+            dark_exposure_s=np.asarray(layout.dark_exposures_s, dtype=np.float64),
+            darks=darks,
+            reference_dark_exposure_s=np.asarray(
+                layout.reference_dark_exposures_s, dtype=np.float64
+            ),
+            reference_dark=ref_dark,
+        )
+
+
+def flat_location(tile_path: Path, attrs: HypercubeAttrs) -> tuple[Path, str]:
+    """(file, section) holding the flat of the tile at ``tile_path`` (the rule of
+    :func:`read_flat`): its own ``flat`` section, else the ``signal`` section of the file its
+    ``flat_file`` attribute names, relative to the tile's folder."""
+    tile_path = Path(tile_path)
+    with h5py.File(tile_path, "r") as f:
+        own = "flat" in f and "flat_completed" in f
+    return _flat_link(tile_path, own, attrs)
+
+
+def read_flat_section(tile_path: Path, attrs: HypercubeAttrs) -> CubeSection:
+    """The flat of a tile with the fast reader, checked to be a flat when it lives in a flat
+    file."""
+    path, section = flat_location(tile_path, attrs)
+    flat = read_section(path, section)
+    if section == "signal":
+        _check_flat_role(path, flat.attrs, Path(tile_path))
+    return flat
+
+
+def _open_dataset(path: Path, mask_incomplete: bool) -> tuple[xr.Dataset, HypercubeAttrs]:
+    with _open(path) as f:
+        attrs = HypercubeAttrs.from_attrs(f.attrs, path)
+        header = {k: decode_attr(f.attrs[k]) for k in HEADER_KEYS if k in f.attrs}
     ds = xr.open_dataset(
         path,
         engine="h5netcdf",
         chunks={"polarization": 1, "wavelength": 1, "dark_exposure_s": 1},
     )
-    ds.attrs = {k: decode_attr(v) for k, v in ds.attrs.items()}
+    ds.attrs = {**header, **attrs.to_attrs()}
     if mask_incomplete:
         for name in (*(s for s in SECTIONS if s in ds), "dark", "reference_dark"):
             done = ds[f"{name}_completed"].astype(bool)
@@ -692,7 +925,16 @@ def read_hypercube(path: Path, *, mask_incomplete: bool = True) -> xr.Dataset:
                 if da.dtype.kind == "f":
                     ds[var] = da.where(done).assign_attrs(da.attrs)
                     ds[var].encoding = da.encoding
-    return ds
+    return ds, attrs
+
+
+def read_hypercube(path: Path, *, mask_incomplete: bool = True) -> xr.Dataset:
+    """The hypercube, opened lazily with xarray (dask, one band per chunk), after checking its
+    schema and version. Root attributes come back checked and decoded (JSON text to dicts and
+    lists, :meth:`HypercubeAttrs.to_attrs` after the header). With ``mask_incomplete`` every
+    band, dark and per-band value whose ``completed`` flag is 0 reads NaN, also one a crash
+    left half-written. Close the dataset (or use ``with``) when done."""
+    return _open_dataset(Path(path), mask_incomplete)[0]
 
 
 def read_flat(path: Path) -> xr.Dataset:
@@ -702,24 +944,22 @@ def read_flat(path: Path) -> xr.Dataset:
     Variables ``flat``, ``flat_<value>`` per band, and the darks of the file the flat is in;
     attribute ``flat_source`` = that file's path."""
     path = Path(path)
-    ds = read_hypercube(path)
-    if "flat" in ds:
+    ds, attrs = _open_dataset(path, True)
+    try:
+        flat_path, section = _flat_link(path, "flat" in ds, attrs)
+    except ValueError:
+        ds.close()
+        raise
+    if section == "flat":
         keep = [str(v) for v in ds.data_vars if str(v).startswith(("flat", "dark", "reference_"))]
         out = ds[keep]
         out.attrs["flat_source"] = str(path)
         out.set_close(ds.close)
         return out
-    link = ds.attrs.get("flat_file")
     ds.close()
-    if not isinstance(link, str):
-        raise ValueError(f"{path} has no flat section and no flat_file attribute")
-    flat_path = path.parent / link
-    flat = read_hypercube(flat_path)
+    flat, flat_attrs = _open_dataset(flat_path, True)
     try:
-        if flat.attrs.get("role") != "flat":
-            raise ValueError(
-                f"{flat_path} (flat_file of {path}) has role {flat.attrs.get('role')!r}"
-            )
+        _check_flat_role(flat_path, flat_attrs, path)
         for dim in ("polarization", "wavelength"):
             a, b = ds[dim].values, flat[dim].values
             if a.shape != b.shape or not np.all(a == b):

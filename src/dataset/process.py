@@ -29,13 +29,9 @@ from tqdm import tqdm
 
 from common.outputs import check_outputs
 from dataset.array_spectra_file import write_array_spectra
-from dataset.extraction import (
-    ExtractionSettings,
-    FlatCache,
-    TileSpectra,
-    extract_array,
-    hypercube_attrs,
-)
+from dataset.extraction import ExtractionSettings, FlatCache, TileSpectra, extract_array
+from dataset.hypercube_attrs import HypercubeAttrsError
+from dataset.hypercube_file import read_hypercube_attrs
 from dataset.quality import PadFlag
 from layout.manifest import ChipManifest, read_manifest
 
@@ -51,7 +47,7 @@ class TileFile:
     path: Path
     array: str
     chip_id: str
-    manifest_sha256: str  # "" when the tile records none (an older writer)
+    manifest_sha256: str
     tile: tuple[int, int]
     nbytes: int  # file size
 
@@ -85,7 +81,9 @@ def find_tiles(scans_dir: Path, *, skip_unreadable: bool = False) -> FoundTiles:
             log.debug("skipping %s: not an HDF5 file", path)
             continue
         try:
-            attrs = hypercube_attrs(path)
+            attrs = read_hypercube_attrs(path)
+        except HypercubeAttrsError:
+            raise  # a hypercube whose attributes are bad: an error naming it, never passed over
         except ValueError as exc:
             if readable_hdf5(path):
                 log.debug("skipping %s: not a hypercube (%s)", path, exc)
@@ -98,13 +96,14 @@ def find_tiles(scans_dir: Path, *, skip_unreadable: bool = False) -> FoundTiles:
             log.warning("SKIPPED unreadable hypercube %s", path)
             unreadable[str(path)] = "cannot be opened as HDF5 (truncated or damaged)"
             continue
-        if attrs.get("role") != "tile":
+        if attrs.role != "tile":
             continue
-        array = attrs.get("array")
-        if not isinstance(array, str) or not array:
+        array = attrs.array
+        if array is None:
             raise ValueError(f"{path}: tile hypercube without an 'array' attribute (e.g. 'A0R1')")
-        tile = (int(attrs.get("tile_row", 0)), int(attrs.get("tile_col", 0)))
-        chip = str(attrs.get("chip_id"))
+        assert attrs.tile_row is not None and attrs.tile_col is not None  # a tile has them
+        tile = (attrs.tile_row, attrs.tile_col)
+        chip = attrs.chip_id
         key = (chip, array, tile)
         if key in seen:
             raise ValueError(
@@ -112,9 +111,8 @@ def find_tiles(scans_dir: Path, *, skip_unreadable: bool = False) -> FoundTiles:
                 f"{path}; process one scan of an array at a time"
             )
         seen[key] = path
-        digest = str(attrs.get("manifest_sha256", ""))
         found.setdefault(array, []).append(
-            TileFile(path, array, chip, digest, tile, path.stat().st_size)
+            TileFile(path, array, chip, attrs.manifest_sha256, tile, path.stat().st_size)
         )
     return FoundTiles(found, unreadable)
 
@@ -230,8 +228,8 @@ def _flat_bytes(tiles: list[TileFile]) -> int:
     """Size of each distinct flat file the tiles link to (read once per run)."""
     files: set[Path] = set()
     for t in tiles:
-        link = hypercube_attrs(t.path).get("flat_file")
-        if isinstance(link, str):
+        link = read_hypercube_attrs(t.path).flat_file
+        if link is not None:
             files.add((t.path.parent / link).resolve())
     return sum(f.stat().st_size for f in files if f.is_file())
 

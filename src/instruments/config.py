@@ -17,24 +17,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from common.config_model import ConfigModel
+
 SIM_ADDRESS = "sim"
 _VISA_RESOURCE = re.compile(r"^(ASRL\S*::INSTR|TCPIP\d*::[^:]+::\d+::SOCKET|GPIB\S+|USB\S+)$", re.I)
 _TCP_SOCKET = re.compile(r"^TCPIP\d*::(?P<host>[^:]+)::(?P<port>\d+)::SOCKET$", re.I)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class SerialDeviceConfig(_Strict):
+class SerialDeviceConfig(ConfigModel):
     """What every serial (VISA) device needs: an address, a reply timeout and retries."""
 
     driver: str = Field(description="Driver name, a key of instruments.registry.SERIAL_DRIVERS.")
@@ -128,7 +124,7 @@ class StageConfig(SerialDeviceConfig):
         return limits
 
 
-class CameraConfig(_Strict):
+class CameraConfig(ConfigModel):
     driver: Literal["basler.pylon"] = "basler.pylon"
     serial: str = Field(min_length=1)
     bit_depth: Literal[8, 12, 16] = 16
@@ -145,7 +141,7 @@ class CameraConfig(_Strict):
     grab_retries: int = Field(2, ge=0, le=10, description="Retries of a failed (incomplete) frame.")
 
 
-class InstrumentsConfig(_Strict):
+class InstrumentsConfig(ConfigModel):
     """The five devices of the transmission microscope."""
 
     filter: FilterConfig

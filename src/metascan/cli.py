@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from acquisition.cli import check_cmd, scan_command
-from dataset.cli import app as pairs_app
 from dataset.curate_cli import curate_cmd
+from dataset.pairs_cli import app as pairs_app
 from dataset.process_cli import process_cmd
 from dataset.quicklook import write_quicklook
 from instruments.cli import app as instruments_app

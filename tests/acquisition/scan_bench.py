@@ -28,7 +28,7 @@ bands_nm = [450.0, 520.0, 590.0, 660.0, 730.0]
 frames = 2
 reference_frames = 2
 dark_frames = 2
-
+{scan}
 [exposure]
 {exposure}
 
@@ -62,16 +62,24 @@ READOUT_MARGIN = "bit_depth = 16\nreadout_margin_s = 10.0\n"
 
 
 def bench_config(
-    folder: Path, *, exposure: str = "", lamp_max_wait_s: float = 5.0, extra: str = ""
+    folder: Path,
+    *,
+    exposure: str = "",
+    lamp_max_wait_s: float = 5.0,
+    extra: str = "",
+    scan: str = "",
 ) -> Path:
-    """configs/sim-bench.toml without its scan tables, plus the small scan's."""
+    """configs/sim-bench.toml without its scan tables, plus the small scan's (``scan``: more
+    ``[scan]`` keys)."""
     text = (CONFIGS / "sim-bench.toml").read_text()
     text = text.split("# --- the scan")[0].replace("time_scale = 1.0 ", "time_scale = 0.001")
     assert text.count("bit_depth = 16\n") == 2  # both cameras
     text = text.replace("bit_depth = 16\n", READOUT_MARGIN)
     path = folder / "bench.toml"
     path.write_text(
-        text + SCAN_TABLES.format(exposure=exposure, lamp_max_wait_s=lamp_max_wait_s) + extra
+        text
+        + SCAN_TABLES.format(exposure=exposure, lamp_max_wait_s=lamp_max_wait_s, scan=scan)
+        + extra
     )
     return path
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from acquisition.plan import (
+from acquisition.messages import (
     Acquire,
     AcquireDark,
+    Answer,
     AutoExpose,
+    CheckDark,
     Checkpoint,
     CloseTile,
+    DarkDrift,
     Exposures,
     Message,
     Move,
@@ -22,10 +26,10 @@ from acquisition.plan import (
     SetExposure,
     SetMode,
     SetWavelength,
-    scan_plan,
-    tiles_for_array,
 )
+from acquisition.plan import scan_plan
 from acquisition.scan_config import ScanConfig, scan_config
+from acquisition.tiling import tiles_for_array
 from instruments.protocols import BandwidthMode
 from layout.affine import Affine2D
 from layout.chip import ChipConfig, plan_chip
@@ -62,22 +66,29 @@ def reference_for(pol: str, wl: float) -> float:
     return {450.0: 0.05, 550.0: 0.005, 650.0: 0.004}[wl]
 
 
-def run(manifest: ChipManifest, config: ScanConfig, arrays: list[str] | None) -> list[Message]:
+def run(
+    manifest: ChipManifest,
+    config: ScanConfig,
+    arrays: list[str] | None,
+    drifted: Callable[[CheckDark], bool] = lambda m: False,
+    brightness: Callable[[str | None], float] = lambda array: 1.0,
+) -> list[Message]:
     plan = scan_plan(manifest, config, SHIFT, arrays, flat_chip_um=(-200.0, -200.0), settle_s=0.07)
     messages: list[Message] = []
-    answer: Exposures | None = None
+    answer: Answer = None
     try:
         while True:
             message = plan.send(answer)
             messages.append(message)
-            answer = (
-                Exposures(
-                    exposure_for(message.polarization, message.wavelength_nm),
+            answer = None
+            if isinstance(message, AutoExpose):
+                answer = Exposures(
+                    exposure_for(message.polarization, message.wavelength_nm)
+                    / brightness(message.array),
                     reference_for(message.polarization, message.wavelength_nm),
                 )
-                if isinstance(message, AutoExpose)
-                else None
-            )
+            elif isinstance(message, CheckDark):
+                answer = DarkDrift(0.5, True) if drifted(message) else DarkDrift(0.0, False)
     except StopIteration:
         return messages
 
@@ -128,7 +139,7 @@ def test_a_large_array_is_a_grid_covering_every_pad(manifest: ChipManifest) -> N
 
 
 def test_message_order_and_exposures(manifest: ChipManifest) -> None:
-    config = small_config()
+    config = small_config(darks="per_tile")
     messages = run(manifest, config, ["A0R1", "A0C"])
     kinds = [type(m).__name__ for m in messages]
     assert kinds[:3] == ["Move", "SetMode", "Rotate"]
@@ -221,3 +232,79 @@ def test_flat_per_array_and_unanswered_autoexpose(manifest: ChipManifest) -> Non
         message = next(plan)
     with pytest.raises(ValueError, match="not answered"):
         next(plan)
+
+
+def _dark_owners(messages: list[Message]) -> tuple[dict[object, object], set[object]]:
+    """(file -> the file its darks come from, for files that reuse them; files that take their
+    own darks)."""
+    reuse: dict[object, object] = {}
+    for m in messages:
+        if isinstance(m, OpenTile | OpenFlat) and m.darks_from is not None:
+            reuse[m.array, getattr(m, "tile", None)] = m.darks_from
+    own = {(m.array, m.tile) for m in messages if isinstance(m, AcquireDark)}
+    return reuse, own
+
+
+def test_per_array_darks_are_taken_by_each_arrays_first_tile(manifest: ChipManifest) -> None:
+    config = small_config()  # the default policy
+    assert config.scan.darks == "per_array"
+    messages = run(manifest, config, ["A0R1", "A0C"])
+    tiles = [m for m in messages if isinstance(m, OpenTile)]
+    first = {a: next(t.tile for t in tiles if t.array == a) for a in ("A0R1", "A0C")}
+    reuse, own = _dark_owners(messages)
+    assert own == {(None, None), ("A0R1", first["A0R1"]), ("A0C", first["A0C"])}
+    assert reuse == {
+        ("A0R1", t.tile): ("A0R1", first["A0R1"])
+        for t in tiles
+        if t.array == "A0R1" and t.tile != first["A0R1"]
+    }
+    assert len(reuse) == 5
+    assert not any(isinstance(m, CheckDark) for m in messages)
+    # A reusing tile goes straight from its move to its first band.
+    for i, m in enumerate(messages):
+        if isinstance(m, OpenTile) and m.darks_from is not None:
+            assert isinstance(messages[i + 1], Move) and isinstance(messages[i + 2], Rotate)
+
+
+def test_per_scan_darks_check_for_drift_at_each_array(manifest: ChipManifest) -> None:
+    config = small_config(darks="per_scan", dark_drift_fraction=0.02, dark_check_frames=3)
+    messages = run(manifest, config, ["A0R1", "A0C"])
+    checks = [m for m in messages if isinstance(m, CheckDark)]
+    assert [(c.array, c.source) for c in checks] == [("A0R1", (None, None)), ("A0C", (None, None))]
+    flat = next(m for m in messages if isinstance(m, OpenFlat))
+    assert all(c.exposure_s == max(flat.grid.dark_exposures_s) for c in checks)
+    assert all((c.frames, c.max_fraction, c.camera) == (3, 0.02, "sample") for c in checks)
+    # The check runs in BLACK on the tile's position, before the tile's file opens.
+    for c in checks:
+        i = messages.index(c)
+        assert messages[i - 1] == SetMode(BandwidthMode.BLACK)
+        assert isinstance(messages[i - 2], Move) and isinstance(messages[i + 2], OpenTile)
+    reuse, own = _dark_owners(messages)
+    assert own == {(None, None)}  # no drift: the flat's darks serve the scan
+    assert set(reuse.values()) == {(None, None)} and len(reuse) == 7
+    # Drift at A0C: its first tile takes fresh darks (and would be the source after it).
+    drifting = run(manifest, config, ["A0R1", "A0C"], drifted=lambda m: m.array == "A0C")
+    reuse, own = _dark_owners(drifting)
+    assert own == {(None, None), ("A0C", (0, 0))}
+    assert all(source == (None, None) for source in reuse.values()) and len(reuse) == 6
+
+
+def test_darks_are_reused_only_at_the_same_exposures(manifest: ChipManifest) -> None:
+    """Per-array flats auto-expose again; a file laid out at other exposures takes its own."""
+    config = small_config(darks="per_scan", flat_per_array=True)
+    messages = run(manifest, config, ["A0R0", "A0C"])
+    flats = [m for m in messages if isinstance(m, OpenFlat)]
+    assert flats[0].grid == flats[1].grid  # same answers: the second flat may reuse, checked
+    checks = [m for m in messages if isinstance(m, CheckDark)]
+    assert [c.array for c in checks] == ["A0C"]
+    assert messages.index(checks[0]) + 2 == messages.index(flats[1])
+    reuse, own = _dark_owners(messages)
+    assert own == {("A0R0", None)} and set(reuse.values()) == {("A0R0", None)}
+    # A0C's glass needs half the exposure: its flat is laid out at other exposures.
+    darker = run(manifest, config, ["A0R0", "A0C"], brightness=lambda a: 2.0 if a == "A0C" else 1)
+    flats = [m for m in darker if isinstance(m, OpenFlat)]
+    assert flats[0].grid != flats[1].grid
+    assert not any(isinstance(m, CheckDark) for m in darker)
+    reuse, own = _dark_owners(darker)
+    assert own == {("A0R0", None), ("A0C", None)}
+    assert reuse == {(a, t): (a, None) for a, t in reuse} and len(reuse) == 6 + 1

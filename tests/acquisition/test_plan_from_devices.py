@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from scan_bench import bench_config, write_chip
 
-from acquisition.plan import AutoExpose, Exposures, Plan, SetMode
+from acquisition.messages import AutoExpose, Exposures, Plan, SetMode
 from acquisition.scan_setup import scan_setup
 from instruments.protocols import BandwidthMode
 

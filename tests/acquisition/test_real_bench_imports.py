@@ -13,7 +13,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 PROBE = """
 import json, sys
 from pathlib import Path
-import acquisition.cli, acquisition.executor, acquisition.runner, acquisition.scan_setup
+import acquisition.cli, acquisition.engine, acquisition.runner, acquisition.scan_setup
 from acquisition.bench import fiducial_locator, needs_simulator, simulated_bench
 from instruments.config import instruments_config, read_toml
 path = Path(sys.argv[1])

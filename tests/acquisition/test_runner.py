@@ -29,9 +29,9 @@ from scan_bench import (
 )
 
 from acquisition.bench import Bench
-from acquisition.executor import LampOut, ScanFault
 from acquisition.run_record import last_documents
 from acquisition.runner import run_scan
+from acquisition.scan_stats import LampOut, ScanFault
 from dataset.extraction import transmission_images
 from dataset.hypercube_file import read_flat, read_hypercube
 from dataset.quality import BandFlag

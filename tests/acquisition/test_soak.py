@@ -26,9 +26,9 @@ import pytest
 from scan_bench import bench_config, hypercube_files, same_data, write_chip
 
 import simulators.simulated_bench as bench_module
-from acquisition.executor import ScanFault
 from acquisition.run_record import last_documents
 from acquisition.runner import run_scan
+from acquisition.scan_stats import ScanFault
 from instruments.errors import InstrumentError
 from simulators.devices.faults import Fault
 from simulators.devices.sim_config import build_emulators

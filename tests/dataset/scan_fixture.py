@@ -4,12 +4,19 @@ The acquisition runner writes the same files through the real drivers; this rend
 directly (no devices, no timing), so registration and extraction can be tested on small fields
 quickly, with the geometry under the test's control (stage landing errors, tiling, defects):
 
-* ``flat.h5``: role "flat"; its ``signal`` section is bare glass per (polarization, band) at the
-  band's exposure (glass at 70 % of full well, on the ladder), with its own darks at every
-  sample exposure and reference darks at every reference exposure.
-* ``<array>_r<row>c<col>.h5`` per tile of :func:`acquisition.plan.tiles_for_array`: role "tile",
-  its own darks, ``flat_file`` = "flat.h5", and the runner's extra attributes ``array``,
-  ``centre_chip_um``, ``pads`` and ``chip_to_stage``.
+The files are those the runner writes, built the way it builds them, so they cannot drift from
+it: named by :func:`acquisition.scan_folder.flat_name` and :func:`~acquisition.scan_folder.tile_name`,
+written by :class:`dataset.hypercube_file.HypercubeWriter` with attributes declared by
+:class:`dataset.hypercube_file.HypercubeAttrs`:
+
+* ``flat.h5``: role "flat", array "*"; its ``signal`` section is bare glass per (polarization,
+  band) at the band's exposure (glass at 70 % of full well, on the ladder), with its own darks
+  at every sample exposure and reference darks at every reference exposure.
+* ``<array>_r<row>c<col>.h5`` per tile of :func:`acquisition.tiling.tiles_for_array`: role
+  "tile", its own darks, ``flat_file`` = "flat.h5", and the runner's attributes ``array``,
+  ``array_id``, ``replica``, ``centre_chip_um``, ``pads`` and ``chip_to_stage``. Not
+  ``full_scale_dn``: the full scale comes from the config's camera ``bit_depth`` (a test
+  strips it to see extraction without one).
 """
 
 from __future__ import annotations
@@ -17,12 +24,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from acquisition.plan import tiles_for_array
 from acquisition.scan_config import ExposureConfig, default_flat_point
+from acquisition.scan_folder import flat_name, tile_name
+from acquisition.tiling import tiles_for_array
+from dataset.hypercube_attrs import HypercubeAttrs
 from dataset.hypercube_file import HypercubeLayout, HypercubeWriter
 from dataset.truth_file import Truth
 from instruments.protocols import BandwidthMode
@@ -117,12 +127,14 @@ def render_scan(
             [math.cos(rot), -math.sin(rot), mount.offset_x_um],
             [math.sin(rot), math.cos(rot), mount.offset_y_um],
         ]
-        base = {
+        base: dict[str, Any] = {
             "chip_id": manifest.chip_id,
             "manifest_sha256": manifest.content_sha256(),
+            "layout_sha256": str(manifest.attrs.get("layout_sha256", "")),
             "pixel_size_um": um_per_px,
             "instruments": {"camera": "virtual microscope sample camera"},
             "config": {"camera": {"bit_depth": s.bit_depth}},
+            "chip_to_stage": chip_to_stage,
         }
 
         def acquire(writer: HypercubeWriter, stage: tuple[float, float, float]) -> None:
@@ -172,33 +184,37 @@ def render_scan(
 
         flat_chip = default_flat_point(manifest, 50.0, (fov, fov))
         fx, fy = mic.chip_to_stage(*flat_chip)
+        flat = HypercubeAttrs(
+            **base, role="flat", x_um=fx, y_um=fy, centre_chip_um=flat_chip, array="*"
+        )
+        flat_path = folder / flat_name(None)
         with HypercubeWriter.create(
-            folder / "flat.h5", layout, {**base, "role": "flat", "x_um": fx, "y_um": fy},
-            keep_open=True, durable=False,
-        ) as writer:  # fmt: skip
+            flat_path, layout, flat.to_attrs(), keep_open=True, durable=False
+        ) as writer:
             acquire(writer, (fx, fy, 0.0))
         for name in arrays or list(manifest.arrays.name):
             for tile in tiles_for_array(manifest, name, (fov, fov), s.overlap_um):
                 sx, sy = mic.chip_to_stage(*tile.centre_um)
                 lx, ly = rng.normal(0.0, s.landing_sd_um, 2) if s.landing_sd_um > 0 else (0, 0)
                 stage = (sx + float(lx), sy + float(ly), 0.0)
-                path = folder / f"{name}_r{tile.row}c{tile.col}.h5"
-                attrs = {
+                k = manifest.array_index(name)
+                attrs = HypercubeAttrs(
                     **base,
-                    "role": "tile",
-                    "x_um": stage[0],
-                    "y_um": stage[1],
-                    "array_id": int(manifest.arrays.array_id[manifest.arrays.name.index(name)]),
-                    "tile_row": tile.row,
-                    "tile_col": tile.col,
-                    "flat_file": "flat.h5",
-                    "array": name,
-                    "centre_chip_um": list(tile.centre_um),
-                    "pads": list(tile.pads),
-                    "chip_to_stage": chip_to_stage,
-                }
+                    role="tile",
+                    x_um=stage[0],
+                    y_um=stage[1],
+                    centre_chip_um=tile.centre_um,
+                    array=name,
+                    array_id=int(manifest.arrays.array_id[k]),
+                    replica=int(manifest.arrays.replica[k]),
+                    tile_row=tile.row,
+                    tile_col=tile.col,
+                    pads=tuple(tile.pads),
+                    flat_file=flat_path.name,
+                )
+                path = folder / tile_name(name, (tile.row, tile.col))
                 with HypercubeWriter.create(
-                    path, layout, attrs, keep_open=True, durable=False
+                    path, layout, attrs.to_attrs(), keep_open=True, durable=False
                 ) as writer:
                     acquire(writer, stage)
                 tiles.setdefault(name, []).append(path)

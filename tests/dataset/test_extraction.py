@@ -23,12 +23,11 @@ from dataset.extraction import (
     TileSpectra,
     extract_array,
     extract_tile,
-    hypercube_attrs,
     merge_tiles,
     pad_regions,
     transmission_images,
 )
-from dataset.hypercube_file import read_flat, read_hypercube
+from dataset.hypercube_file import read_flat, read_hypercube, read_hypercube_attrs
 from dataset.process import find_tiles
 from dataset.quality import BandFlag, PadFlag
 from dataset.registration import METHOD
@@ -355,7 +354,7 @@ def test_flat_cache_shares_a_flat_and_keeps_the_most_recent(
 ) -> None:
     cache = FlatCache(capacity=1)
     a_path, b_path = single.tiles["A0R1"][0], tiled.tiles["A0R0"][0]
-    a_attrs, b_attrs = hypercube_attrs(a_path), hypercube_attrs(b_path)
+    a_attrs, b_attrs = read_hypercube_attrs(a_path), read_hypercube_attrs(b_path)
     first = cache.get(a_path, a_attrs)
     assert cache.get(a_path, a_attrs) is first  # read once
     other = cache.get(b_path, b_attrs)

@@ -18,11 +18,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from dataset.hypercube_attrs import HypercubeAttrs, HypercubeAttrsError
 from dataset.hypercube_file import (
     HypercubeLayout,
     HypercubeWriter,
     read_flat,
     read_hypercube,
+    read_hypercube_attrs,
 )
 from dataset.quality import BandFlag
 
@@ -272,7 +274,7 @@ def test_bad_layout_is_refused(kwargs: dict[str, Any], message: str) -> None:
         ({"tile_row": None}, r"\['tile_row'\] are required for role 'tile'"),
         ({"pixel_size_um": -1.0}, "pixel_size_um=-1.0 must be positive"),
         ({"x_um": float("nan")}, "x_um=nan must be a finite number"),
-        ({"config": "frames=4"}, "config must be a mapping"),
+        ({"config": "frames=4"}, "config='frames=4' must be a mapping"),
         ({"schema": "mine"}, r"\['schema'\] are reserved"),
         ({"_private": 1}, "must be a non-empty string not starting '_'"),
         ({"flat_file": "/abs/flat.nc"}, "must be a path relative"),
@@ -453,3 +455,52 @@ def test_sigkill_at_random_moments_then_resume_equals_uninterrupted(tmp_path: Pa
         xr.open_dataset(reference, engine="h5netcdf") as whole,
     ):
         xr.testing.assert_identical(resumed.load(), whole.load())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"role": None}, r"x.nc: hypercube attributes \['role'\] are required for role None"),
+        ({"tile_col": "3"}, r"x.nc: attribute tile_col='3' must be a non-negative integer"),
+        ({"pads": [1, -2]}, r"attribute pads=\[1, -2\] must be a list of non-negative integers"),
+        ({"centre_chip_um": "[1.0]"}, r"centre_chip_um=\[1.0\] must be \[u, v\], two finite"),
+        ({"instruments": '{"camera": 1}'}, r"instruments=\{'camera': 1\} must be a mapping"),
+        ({"full_scale_dn": 0}, r"full_scale_dn=0 must be a positive integer"),
+        (
+            {"autoexposure": []},
+            "attribute autoexposure is only for role 'flat', not for role 'tile'",
+        ),
+        ({"darks_from": ""}, "darks_from='' must be a path relative to this file's folder"),
+    ],
+)
+def test_attribute_schema_refusals_name_the_file_key_and_what_it_must_be(
+    change: dict[str, Any], message: str
+) -> None:
+    attrs = {k: v for k, v in {"role": "tile", **ATTRS, **change}.items() if v is not None}
+    with pytest.raises(HypercubeAttrsError, match=message) as err:
+        HypercubeAttrs.from_attrs(attrs, "x.nc")
+    assert "\n" not in str(err.value)
+
+
+def test_attribute_schema_order_types_and_darks_from(tmp_path: Path) -> None:
+    attrs = HypercubeAttrs.from_attrs({**ATTRS, "role": "tile", "note": "kept"}, "x.nc")
+    stored = attrs.to_attrs()
+    assert "darks_from" not in stored  # absent: the file is byte-identical to one before it
+    assert list(stored) == [
+        "role", "chip_id", "manifest_sha256", "x_um", "y_um", "pixel_size_um", "instruments",
+        "config", "array_id", "tile_row", "tile_col", "note",
+    ]  # fmt: skip
+    assert attrs.extra == {"note": "kept"} and type(stored["x_um"]) is float
+    copied = HypercubeAttrs(**{**attrs.__dict__, "darks_from": "A0_r0c0.h5"})
+    path = tmp_path / "tile.nc"
+    HypercubeWriter.create(path, LAYOUT, copied.to_attrs()).close()
+    with h5py.File(path) as f:
+        assert list(f.attrs)[-2:] == ["darks_from", "note"]
+    assert read_hypercube_attrs(path) == copied
+    with read_hypercube(path) as ds:
+        assert ds.attrs["darks_from"] == "A0_r0c0.h5" and ds.attrs["note"] == "kept"
+    flat = {k: v for k, v in ATTRS.items() if k not in ("array_id", "tile_row", "tile_col")}
+    with pytest.raises(
+        HypercubeAttrsError, match="flat_file is only for role 'tile', not for role 'flat'"
+    ):
+        HypercubeAttrs.from_attrs({**flat, "role": "flat", "flat_file": "f.nc"}, "x.nc")

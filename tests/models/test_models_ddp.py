@@ -66,6 +66,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         loss = _step(DistributedDataParallel(model), slice(rank * per, (rank + 1) * per))
         if rank == 0:
             torch.save({"state": model.state_dict(), "loss": loss}, out)
+        # Both ranks leave together: a rank tearing gloo down while the other still talks to it
+        # aborts the process ("terminate called without an active exception") on a busy machine.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -29,7 +29,7 @@ from simulators.microscope.cameras import PylonImageFeed, SimCamera
 from simulators.microscope.config import (
     LampConfig,
     MicroscopeConfig,
-    OpticsConfig,
+    MicroscopeOptics,
     SensorConfig,
 )
 from simulators.microscope.microscope import OpticalState, VirtualMicroscope
@@ -150,7 +150,7 @@ def test_same_key_same_frame_in_a_fresh_microscope(chip: VirtualChip) -> None:
 
 def test_shot_and_read_noise_follow_the_emva_model(chip: VirtualChip) -> None:
     """Frame-to-frame variance on glass = K^2 (mu_e + read^2) within 5 % (60 frames, ~1k px)."""
-    with microscope(chip, optics=OpticsConfig(kohler_falloff=0.0, kohler_tilt=0.0)) as mic:
+    with microscope(chip, optics=MicroscopeOptics(kohler_falloff=0.0, kohler_tilt=0.0)) as mic:
         sensor = mic.sensors["sample"]
         state = OpticalState(600.0, NARROW, 0.0, (*mic.chip_to_stage(-40.0, -40.0), 0.0))
         frames = np.array(
@@ -220,7 +220,7 @@ def test_edges_are_area_weighted_and_blur_grows_with_defocus(chip: VirtualChip) 
     # A pixel straddling an edge sees the covered fraction (no blur: sigma -> 0).
     assert box_blur_profile(np.array([0.0]), 0.0, 10.0, 1.0, 0.0)[0] == pytest.approx(0.5)
     assert box_blur_profile(np.array([0.25]), 0.0, 10.0, 1.0, 0.0)[0] == pytest.approx(0.75)
-    optics = OpticsConfig()
+    optics = MicroscopeOptics()
     assert optics.psf_sigma_um(550.0, 5.0) > 2 * optics.psf_sigma_um(550.0, 0.0)
 
     def edge_width(z_um: float) -> float:

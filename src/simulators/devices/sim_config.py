@@ -16,9 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from common.atomic import atomic_output
+from common.config_model import ConfigModel
 from instruments.config import InstrumentsConfig, validation_message
 from simulators.config_tables import dataclass_from_table
 from simulators.devices.ell14 import Ell14Emulator, Ell14EmulatorConfig
@@ -29,11 +30,7 @@ from simulators.devices.ms2000 import Ms2000Emulator, Ms2000EmulatorConfig
 from simulators.microscope.bench_setup import MicroscopeTable
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class FaultRatesConfig(_Strict):
+class FaultRatesConfig(ConfigModel):
     drop: float = Field(0.0, ge=0, le=1)
     garble: float = Field(0.0, ge=0, le=1)
     delay: float = Field(0.0, ge=0, le=1)
@@ -41,14 +38,14 @@ class FaultRatesConfig(_Strict):
     delay_s: float = Field(2.0, ge=0, le=60)
 
 
-class DeviceSimulation(_Strict):
+class DeviceSimulation(ConfigModel):
     faults: FaultRatesConfig = FaultRatesConfig()
     emulator: dict[str, Any] = Field(
         default_factory=dict, description="Fields of the device's emulator config dataclass."
     )
 
 
-class SimulationConfig(_Strict):
+class SimulationConfig(ConfigModel):
     time_scale: float = Field(1.0, ge=1e-6, le=100, description="Wall s per device s.")
     seed: int = Field(0, ge=0)
     pylon_cameras: int = Field(2, ge=0, le=16, description="Cameras pylon emulates.")

@@ -17,8 +17,8 @@ from simulators.config_tables import dataclass_from_table
 from simulators.microscope.config import (
     LampConfig,
     MicroscopeConfig,
+    MicroscopeOptics,
     MountConfig,
-    OpticsConfig,
     SensorConfig,
 )
 from simulators.microscope.microscope import VirtualMicroscope
@@ -72,7 +72,7 @@ def microscope_config(
             )
     return MicroscopeConfig(
         optics=dataclass_from_table(
-            OpticsConfig, table.optics, "simulation.microscope.optics", **fixed_optics
+            MicroscopeOptics, table.optics, "simulation.microscope.optics", **fixed_optics
         ),
         mount=dataclass_from_table(MountConfig, table.mount, "simulation.microscope.mount"),
         lamp=dataclass_from_table(LampConfig, table.lamp, "simulation.microscope.lamp"),

@@ -74,7 +74,7 @@ class SensorConfig:
 
 
 @dataclass(frozen=True)
-class OpticsConfig:
+class MicroscopeOptics:
     """Imaging geometry and resolution of the sample path."""
 
     um_per_px: float = 0.25
@@ -159,7 +159,7 @@ class LampConfig:
 class MicroscopeConfig:
     """Everything the virtual microscope needs besides the chip and the device states."""
 
-    optics: OpticsConfig = field(default_factory=OpticsConfig)
+    optics: MicroscopeOptics = field(default_factory=MicroscopeOptics)
     mount: MountConfig = field(default_factory=MountConfig)
     lamp: LampConfig = field(default_factory=LampConfig)
     sensor: SensorConfig = field(default_factory=SensorConfig)

@@ -51,7 +51,7 @@ from layout.manifest import ChipManifest
 from simulators.microscope.config import (
     PREVIEW_PADS,
     MicroscopeConfig,
-    OpticsConfig,
+    MicroscopeOptics,
     SensorConfig,
 )
 from simulators.microscope.microscope import OpticalState, Role, VirtualMicroscope
@@ -88,10 +88,10 @@ def preview_paths(output_dir: Path, array: str, wavelength_nm: float) -> dict[st
 
 
 def preview_sensor(
-    manifest: ChipManifest, index: int, optics: OpticsConfig | None = None
+    manifest: ChipManifest, index: int, optics: MicroscopeOptics | None = None
 ) -> SensorConfig:
     """The default sensor resized to hold the array with margin (16-pixel steps, capped)."""
-    o = optics or OpticsConfig()
+    o = optics or MicroscopeOptics()
     a = manifest.arrays
     p = manifest.pad_pitch_um
 
@@ -415,7 +415,7 @@ def plot_spectra(path: Path, preview: ArrayPreview) -> None:
 
 def preview_config(manifest: ChipManifest, array: str, seed: int) -> MicroscopeConfig:
     """The default microscope with a sensor sized for the array (module docstring)."""
-    optics = OpticsConfig()
+    optics = MicroscopeOptics()
     sensor = preview_sensor(manifest, manifest.array_index(array), optics)
     return MicroscopeConfig(optics=optics, sensor=sensor, seed=seed)
 
