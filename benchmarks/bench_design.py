@@ -6,6 +6,9 @@
   own rate and ``torch.compile`` of the encoder.
 * **Retrieval quality of what is kept**: spectrum -> geometry R@1 on the test split of
   ``--pairs`` with geometry latents encoded in fp32 and in bf16 (the issue's bar: within 0.005).
+* **Optimization** (``--optimize``): seconds per target of ``metascan design optimize --method
+  pso`` at 30 iterations x 100 particles, batched over 16 targets, in fp32 and bf16; encoder
+  calls/s, and the share of the time nevergrad's ask/tell takes beside a numpy swarm step.
 * **Search**: FAISS flat, our ``ProbeIndex``, naive torch and torch bf16 on the same data
   (``bench_search.bench_search``).
 
@@ -166,6 +169,50 @@ def r_at_1(model_dir: Path, pairs_path: Path) -> dict[str, Any]:
     return out
 
 
+def optimize_rate(model_dir: Path, precision: str, targets: int = 16) -> dict[str, Any]:
+    """PSO at 30 x 100 for ``targets`` random spectra (speed does not depend on the target)."""
+    import nevergrad as ng
+
+    from models.model_dir import load_model
+    from models.optimize import OptimizeConfig, optimize_pso
+    from models.probes import ProbeConstraints
+
+    cfg = InferenceConfig(precision)
+    model = prepare(load_model(model_dir), cfg)
+    spectra = np.random.default_rng(0).random((targets, 2, 29)).astype(np.float32)
+    queries = encode_spectra(model, spectra, cfg)
+    calls = {"n": 0, "s": 0.0}
+
+    def encoder(images: Any, params: Any) -> Any:
+        start = time.perf_counter()
+        out = encode_geometry(model, images, params, cfg)
+        calls["n"] += images.shape[0]
+        calls["s"] += time.perf_counter() - start
+        return out
+
+    space = ProbeConstraints(thicknesses_nm=(178.0,)).design_space()
+    run = optimize_pso(space, encoder, queries, OptimizeConfig(targets_per_batch=targets))
+    # nevergrad's own cost: the same number of ask/tell on a trivial objective.
+    param = ng.p.Array(shape=(space.dimension,), lower=0.0, upper=1.0)
+    opt = ng.families.ConfPSO(popsize=100)(param, budget=3000, num_workers=100)
+    start = time.perf_counter()
+    for _ in range(30):
+        asked = [opt.ask() for _ in range(100)]
+        for c in asked:
+            opt.tell(c, float(c.value[0]))
+    ask_tell_s = time.perf_counter() - start
+    return {
+        "precision": precision,
+        "targets": targets,
+        "s_per_target": round(run.wall_s / targets, 3),
+        "encoder_calls_per_s": round(calls["n"] / calls["s"], 1),
+        "encoder_share": round(calls["s"] / run.wall_s, 3),
+        "nevergrad_ask_tell_s_per_target": round(ask_tell_s, 3),
+        "infeasible_fraction": round(run.infeasible_fraction, 4),
+        "repaired_fraction": round(run.repaired_fraction, 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=None)
@@ -173,11 +220,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
+    parser.add_argument("--optimize", action="store_true", help="only the optimization rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     count = 8192 if args.quick else 40_960
     result: dict[str, Any] = {"threads": args.threads, "torch": torch.__version__}
+    if args.optimize:
+        with tempfile.TemporaryDirectory() as tmp:
+            model_dir = _model_dir(args.model, Path(tmp))
+            result["model"] = str(args.model) if args.model else "untrained metascan-small"
+            result["optimize"] = [optimize_rate(model_dir, p) for p in ("fp32", "bf16")]
+        print(json.dumps(result, indent=2))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         model_dir = _model_dir(args.model, scratch)

@@ -55,10 +55,13 @@ ONLY_MODULES = {
     ("acquisition", "dataset"): DATASET_FORMATS,
     ("acquisition", "simulators"): {"simulators.simulated_bench"},
 }
-# Where DESIGN.md allows an import from one place only: acquisition builds a simulated bench in
-# acquisition.bench and nowhere else.
+# Where DESIGN.md allows an import from one place only (keyed by target package or module):
+# acquisition builds a simulated bench in acquisition.bench and nowhere else, and writes
+# hypercubes only in its file subscriber (the engine measures, the store keeps).
 ONLY_FROM = {
     ("acquisition", "simulators"): {"acquisition/bench.py"},
+    ("acquisition", "dataset.hypercube_file"): {"acquisition/hypercube_store.py"},
+    ("acquisition", "dataset.hypercube_attrs"): {"acquisition/hypercube_store.py"},
 }
 
 
@@ -84,6 +87,7 @@ def violations(package: str, path: Path, where: str = "") -> list[str]:
             target not in ALLOWED[package]
             or (key in ONLY_MODULES and module not in ONLY_MODULES[key])
             or (key in ONLY_FROM and where not in ONLY_FROM[key])
+            or ((package, module) in ONLY_FROM and where not in ONLY_FROM[package, module])
         ):
             bad.append(module)
     return sorted(bad)
@@ -131,3 +135,10 @@ def test_module_rules_catch_processing_and_a_second_simulator_door(tmp_path: Pat
     assert violations("acquisition", inner, "acquisition/bench.py") == [
         "simulators.microscope.bench_setup"
     ]
+
+
+def test_only_the_store_writes_hypercubes_in_acquisition(tmp_path: Path) -> None:
+    writer = tmp_path / "w.py"
+    writer.write_text("from dataset.hypercube_file import HypercubeWriter\n")
+    assert violations("acquisition", writer, "acquisition/hypercube_store.py") == []
+    assert violations("acquisition", writer, "acquisition/engine.py") == ["dataset.hypercube_file"]

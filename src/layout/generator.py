@@ -25,6 +25,7 @@ from tqdm import tqdm
 from common.values import Bounds
 from layout.checker import check_library
 from layout.design import DesignLibrary, Kind
+from layout.design_space import PrimitiveLimits
 from layout.rules import DesignRules
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,7 @@ class GeneratorConfig:
 
     @property
     def _margin(self) -> float:
-        return _ceil_to(self.rules.border_margin_nm, self.rules.grid_nm)
-
-
-def _ceil_to(value: float, step: float) -> float:
-    return float(_ceil_grid(np.float64(value), step))
+        return PrimitiveLimits.from_rules(self.rules).margin_nm
 
 
 def generate(
@@ -132,15 +129,15 @@ def _draw_batch(rng: np.random.Generator, cfg: GeneratorConfig) -> DesignLibrary
     rules, g, b, k = cfg.rules, cfg.rules.grid_nm, cfg.batch_size, cfg.max_primitives
     period = rng.choice(np.asarray(cfg.periods_nm, dtype=np.float64), b)
     n_prims = rng.integers(1, k + 1, b)
-    margin = cfg._margin
+    lim = PrimitiveLimits.from_rules(rules)
+    margin = lim.margin_nm
     # Regions as (B, K) boxes; slot 0 starts as the usable cell.
     x0 = np.full((b, k), margin)
     y0 = np.full((b, k), margin)
     x1 = np.repeat((period - margin)[:, None], k, axis=1)
     y1 = x1.copy()
     feasible = np.ones(b, dtype=bool)
-    gap = _ceil_to(rules.min_gap_nm, g)
-    smin = _ceil_to(rules.min_size_nm, 2 * g)
+    gap, smin = lim.gap_nm, lim.min_size_nm
     rows = np.arange(b)
     for new_slot in range(1, k):
         splitting = n_prims > new_slot
@@ -167,28 +164,24 @@ def _draw_batch(rng: np.random.Generator, cfg: GeneratorConfig) -> DesignLibrary
     rw, rh = x1 - x0, y1 - y0
     kinds = np.asarray(cfg.kinds, dtype=np.int8)
     kind = kinds[rng.integers(0, kinds.size, (b, k))]
-    wall = _ceil_to(rules.min_feature_nm + rules.curve_allowance_nm, g)
-    hole_min = _ceil_to(
-        max(2 * rules.min_hole_tip_radius_nm, rules.min_gap_nm + rules.curve_allowance_nm), 2 * g
-    )
-    ring_min = hole_min + 2 * wall
+    wall, hole_min, ring_min = lim.wall_nm, lim.hole_min_nm, lim.ring_min_nm
     fallback = kinds[kinds != Kind.RING]
     if fallback.size:
         too_small = (kind == Kind.RING) & ((rw < ring_min) | (rh < ring_min))
         kind = np.where(too_small, fallback[rng.integers(0, fallback.size, (b, k))], kind)
     curved = kind != Kind.RECTANGLE
     # Curved outlines need the curve allowance from region edges: inset them by it on the grid.
-    inset = np.where(curved, _ceil_to(rules.curve_allowance_nm / 2, g), 0.0)
+    inset = np.where(curved, lim.curve_inset_nm, 0.0)
     x0, x1, y0, y1 = x0 + inset, x1 - inset, y0 + inset, y1 - inset
     rw, rh = x1 - x0, y1 - y0
     lo = np.where(kind == Kind.RING, ring_min, smin)
     w = _uniform_steps(rng, lo, np.maximum(rw, lo), 2 * g)
     # Ellipse tips: (short/2)^2 / (long/2) >= r  <=>  long <= short^2 / (2 r), drawn within it.
-    tip = rules.min_tip_radius_nm
+    tip = lim.tip_nm
     h_lo = np.where(curved, np.maximum(lo, _ceil_grid(np.sqrt(2 * tip * w), 2 * g)), lo)
     h_hi = np.where(curved, np.minimum(rh, w * w / (2 * tip)), rh)
     h = _uniform_steps(rng, h_lo, np.maximum(h_hi, h_lo), 2 * g)
-    hole_tip = rules.min_hole_tip_radius_nm
+    hole_tip = lim.hole_tip_nm
     iw = _uniform_steps(rng, np.full((b, k), hole_min), np.maximum(w - 2 * wall, hole_min), 2 * g)
     ih_lo = np.maximum(hole_min, _ceil_grid(np.sqrt(2 * hole_tip * iw), 2 * g))
     ih_hi = np.minimum(h - 2 * wall, iw * iw / (2 * hole_tip))

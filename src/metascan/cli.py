@@ -17,7 +17,7 @@ from dataset.quicklook import write_quicklook
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
 from models.cli import evaluate_cmd, train_cmd
-from models.design_cli import predict_cmd, probes_cmd, retrieve_cmd
+from models.design_cli import optimize_cmd, predict_cmd, probes_cmd, retrieve_cmd
 from models.targets_cli import targets_cmd
 from simulators.cli import app as sim_app
 from simulators.design_eval_cli import evaluate_cmd as design_evaluate_cmd
@@ -43,6 +43,7 @@ design_app = typer.Typer(help="Inverse design: targets, probe databases, retriev
 design_app.command("targets")(targets_cmd)
 design_app.command("probes")(probes_cmd)
 design_app.command("retrieve")(retrieve_cmd)
+design_app.command("optimize")(optimize_cmd)
 design_app.command("predict")(predict_cmd)
 design_app.command("evaluate")(design_evaluate_cmd)
 app.add_typer(design_app, name="design", no_args_is_help=True)

@@ -1,4 +1,4 @@
-"""``metascan design probes | retrieve | predict``: the model's side of inverse design.
+"""``metascan design probes | retrieve | optimize | predict``: the model's side of inverse design.
 
 torch and FAISS are imported inside the commands, so ``metascan --help`` does not pay for them.
 ``design targets`` is :mod:`models.targets_cli`; ``design evaluate`` (the simulated bench as fab)
@@ -9,7 +9,7 @@ the model's are refused (:mod:`layout.material`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -19,6 +19,9 @@ from common.values import COUNT, SEED, Bounds
 from dataset.probes_file import SCHEMA as PROBES_SCHEMA
 from dataset.targets_file import SCHEMA as TARGETS_SCHEMA
 
+if TYPE_CHECKING:
+    from models.probes import ProbeConstraints
+
 TOP_K = Bounds(1, 10_000, integer=True)
 THREADS = Bounds(1, 1024, integer=True)
 BATCH = Bounds(1, 65_536, integer=True)
@@ -27,6 +30,9 @@ THICKNESSES = Bounds(10.0, 5000.0, unit="nm")
 RULE_NM = Bounds(0.0, 1000.0, unit="nm", lo_open=True)
 PRIMITIVES = Bounds(1, 8, integer=True)
 SIZES = Bounds(1, 10**10, integer=True)
+ITERATIONS = Bounds(1, 100_000, integer=True)
+PARTICLES = Bounds(2, 100_000, integer=True)
+PENALTY = Bounds(0.0, 1e6)
 
 
 def _exclusion_ids(path: Path) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -66,6 +72,30 @@ def _split_rows(path: Path, split: str, option: str, model: Path) -> np.ndarray[
     if rows.size == 0:
         raise ValueError(f"{option} {path} has no {split!r} rows")
     return pairs.spectra[rows]
+
+
+def _constraints(
+    periods: Any,
+    thicknesses: Any,
+    kinds: str,
+    max_primitives: int,
+    min_feature_nm: float | None,
+    min_gap_nm: float | None,
+) -> ProbeConstraints:
+    """The user's design constraints, shared by ``probes`` and ``optimize``."""
+    from models.probes import ProbeConstraints
+
+    defaults = ProbeConstraints()
+    return ProbeConstraints(
+        periods_nm=tuple(periods) if periods else defaults.periods_nm,
+        thicknesses_nm=tuple(float(t) for t in thicknesses)
+        if thicknesses
+        else defaults.thicknesses_nm,
+        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
+        max_primitives=max_primitives,
+        min_feature_nm=min_feature_nm,
+        min_gap_nm=min_gap_nm,
+    )
 
 
 def probes_cmd(
@@ -124,7 +154,6 @@ def probes_cmd(
     from models.inference import InferenceConfig
     from models.probes import (
         ProbeBuild,
-        ProbeConstraints,
         Shard,
         build_on_cluster,
         build_probes,
@@ -139,16 +168,8 @@ def probes_cmd(
         raise ValueError("--scheduler runs shards as tasks; give --shards N too")
     if not model.is_dir():
         raise FileNotFoundError(f"model directory {model} does not exist")
-    defaults = ProbeConstraints()
-    constraints = ProbeConstraints(
-        periods_nm=tuple(periods) if periods else defaults.periods_nm,
-        thicknesses_nm=tuple(float(t) for t in thicknesses)
-        if thicknesses
-        else defaults.thicknesses_nm,
-        kinds=tuple(k.strip() for k in kinds.split(",") if k.strip()),
-        max_primitives=max_primitives,
-        min_feature_nm=min_feature_nm,
-        min_gap_nm=min_gap_nm,
+    constraints = _constraints(
+        periods, thicknesses, kinds, max_primitives, min_feature_nm, min_gap_nm
     )
     inference = InferenceConfig(precision=precision, batch_size=batch_size, compile=compile_encoder)
     outputs = shard_paths(output, shards or 1)
@@ -387,3 +408,107 @@ def predict_cmd(
             f"mean spectrum {report['mean_spectrum']['q50']:.2e}), report {report_path}"
         )
     typer.echo(line)
+
+
+def optimize_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Model directory.")],
+    targets: Annotated[Path, typer.Option("--targets", help="Targets file (design targets).")],
+    output: Annotated[Path, typer.Option("--output", help="Chosen designs (HDF5) to write.")],
+    method: Annotated[str, typer.Option("--method", help="pso (hybrid, surrogate: next).")] = "pso",
+    iterations: Annotated[int, ITERATIONS.option("--iterations")] = 30,
+    particles: Annotated[int, PARTICLES.option("--particles")] = 100,
+    seed: Annotated[int, SEED.option("--seed")] = 0,
+    record: Annotated[
+        Any,
+        ITERATIONS.list_option(
+            "--record-iterations",
+            help="Also keep the best designs after these iterations (design evaluate's curve).",
+        ),
+    ] = None,
+    periods: Annotated[Any, PERIODS.list_option("--periods", help="Allowed periods.")] = None,
+    thicknesses: Annotated[
+        Any, THICKNESSES.list_option("--thicknesses", help="Allowed film thicknesses.")
+    ] = None,
+    kinds: Annotated[
+        str, typer.Option("--kinds", help="Allowed primitives, comma-separated.")
+    ] = "rectangle,ellipse,ring",
+    max_primitives: Annotated[int, PRIMITIVES.option("--max-primitives")] = 4,
+    min_feature_nm: Annotated[
+        float | None,
+        RULE_NM.option("--min-feature-nm", help="Larger minimum feature than the fab's 50 nm."),
+    ] = None,
+    min_gap_nm: Annotated[
+        float | None,
+        RULE_NM.option("--min-gap-nm", help="Larger minimum gap than the fab's 50 nm."),
+    ] = None,
+    probes: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--probes",
+            help="Probe shard(s): the designs the model interpolates (distance reported).",
+        ),
+    ] = None,
+    support_penalty: Annotated[
+        float,
+        PENALTY.option(
+            "--support-penalty", help="Score less this x the excess distance from --probes."
+        ),
+    ] = 0.0,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "bf16",
+    threads: Annotated[int | None, THREADS.option("--threads", help="torch threads.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Search the generator's parameter space for each target's best design (MOCLIP's PSO)."""
+    from dataset.chosen_designs_file import write_chosen
+    from dataset.targets_file import read_targets
+    from models.inference import InferenceConfig
+    from models.optimize import OptimizeConfig, optimize
+
+    if method != "pso":
+        raise ValueError(f"--method {method!r}: this version has pso (hybrid and surrogate next)")
+    inputs: dict[str, Path | None] = {"--model": model, "--targets": targets}
+    inputs.update({f"--probes {p}": p for p in probes or []})
+    check_outputs(
+        {"--output": output}, inputs, force, schemas={"--output": "metascan.design_library"}
+    )
+    png = output.with_suffix(".png")
+    check_outputs({"plot beside --output": png}, inputs, force)
+    constraints = _constraints(
+        periods, thicknesses, kinds, max_primitives, min_feature_nm, min_gap_nm
+    )
+    t = read_targets(targets)
+    cfg = OptimizeConfig(
+        iterations=iterations,
+        particles=particles,
+        seed=seed,
+        record_iterations=tuple(record) if record else (),
+    )
+    chosen, result = optimize(
+        model,
+        t,
+        targets,
+        constraints.design_space(),
+        cfg,
+        InferenceConfig(precision=precision),
+        probes=probes,
+        support_penalty=support_penalty,
+        threads=threads,
+        progress=progress,
+    )
+    write_chosen(output, chosen)
+    from models.design_plots import plot_targets_and_designs
+
+    plot_targets_and_designs(t, chosen, png)
+    typer.echo(
+        f"wrote {len(t)} optimized designs to {output} (plot {png}): median similarity "
+        f"{float(np.median(result.similarity)):.4f}, {result.encoded} designs encoded in "
+        f"{result.wall_s:.1f} s ({result.wall_s / len(t):.2f} s/target); "
+        f"{100 * result.infeasible_fraction:.1f} % of proposals infeasible, "
+        f"{100 * result.repaired_fraction:.1f} % repaired"
+        + (
+            ""
+            if not probes
+            else f"; median distance from the probes {float(np.nanmedian(result.distance)):.4f}"
+        )
+    )

@@ -43,6 +43,7 @@ from common.cluster import DaskCluster
 from common.values import Bounds
 from dataset.probes_file import ProbeBlock, ShardHeader, read_blocks, write_shard
 from layout.design import DesignLibrary, Kind
+from layout.design_space import DesignSpace
 from layout.generator import GeneratorConfig, generate
 from layout.raster import rasterize
 from layout.rules import DesignRules
@@ -94,6 +95,16 @@ class ProbeConstraints:
             min_feature_nm=feature,
             min_size_nm=max(fab.min_size_nm, feature),
             border_margin_nm=max(fab.border_margin_nm, gap / 2),
+        )
+
+    def design_space(self) -> DesignSpace:
+        """The same constraints as a box for optimizers (:mod:`layout.design_space`)."""
+        return DesignSpace(
+            periods_nm=tuple(int(p) for p in self.periods_nm),
+            thicknesses_nm=tuple(float(t) for t in self.thicknesses_nm),
+            kinds=tuple(KIND_NAMES[k] for k in self.kinds),
+            max_primitives=self.max_primitives,
+            rules=self.rules(),
         )
 
     def generator_config(self, batch_size: int = 4096) -> GeneratorConfig:

@@ -340,6 +340,10 @@ def test_design_commands_end_to_end(
         (["retrieve", "--top-k", "0"], "--top-k"),
         (["retrieve", "--top-k", "700"], "700"),
         (["retrieve", "--database-sizes", "5000"], "5000"),
+        (["optimize", "--particles", "1"], "--particles"),
+        (["optimize", "--iterations", "0"], "--iterations"),
+        (["optimize", "--method", "annealing"], "annealing"),
+        (["optimize", "--kinds", "triangle"], "kinds"),
     ],
 )
 def test_bad_design_input_is_one_line(
@@ -352,6 +356,14 @@ def test_bad_design_input_is_one_line(
             str(setup["model"]),
             "--probes",
             str(setup["probes"]),
+            "--targets",
+            str(setup["targets"]),
+            "--output",
+            str(tmp_path / "x.h5"),
+        ],
+        "optimize": [
+            "--model",
+            str(setup["model"]),
             "--targets",
             str(setup["targets"]),
             "--output",
@@ -393,3 +405,51 @@ def test_reranking_orders_the_shortlist_by_predicted_weighted_mse(
         got = chosen.library.design_id[chosen.design_row[t * 4 : (t + 1) * 4]]
         assert np.array_equal(got, expected)
     assert "predicted weighted MSE" in chosen.provenance["ranked_by"]
+
+
+def test_optimize_command_writes_chosen_designs_that_layout_takes(
+    setup: dict[str, Path], tmp_path: Path, cli: Cli
+) -> None:
+    out = tmp_path / "opt.h5"
+    args = ["design", "optimize", "--model", str(setup["model"]), "--targets",
+            str(setup["targets"]), "--iterations", "3", "--particles", "6", "--periods", "400,500",
+            "--output", str(out), "--no-progress"]  # fmt: skip
+    code, text, err = cli(*args)
+    assert code == 0, err
+    assert "wrote 12 optimized designs" in text and "% of proposals infeasible" in text
+    chosen = read_chosen(out)
+    targets = read_targets(setup["targets"])
+    assert chosen.target_id == tuple(targets.target_id) and (chosen.rank == 1).all()
+    assert set(chosen.chosen().period_nm.tolist()) <= {400.0, 500.0}
+    assert (chosen.database_size == 18).all()
+    found = np.asarray(chosen.provenance["found_at_iteration"])
+    assert ((found >= 1) & (found <= 3)).all()
+    history = np.asarray(chosen.provenance["best_by_iteration"])
+    np.testing.assert_allclose(history[-1], chosen.similarity, rtol=1e-6)
+    # The similarity recorded is the model's: re-encode the chosen designs.
+    model = prepare(load_model(setup["model"]), InferenceConfig(precision="fp32"))
+    from layout.raster import rasterize
+    from models.inference import encode_geometry
+
+    lib = chosen.chosen()
+    z = encode_geometry(model, rasterize(lib),
+                        np.stack([lib.period_nm, chosen.thickness_nm], axis=1) / 1000,
+                        InferenceConfig(precision="fp32"))  # fmt: skip
+    q = encode_spectra(model, targets.spectra, InferenceConfig(precision="fp32"))
+    np.testing.assert_allclose(np.einsum("ne,ne->n", z, q), chosen.similarity, atol=0.02)
+    n = len(chosen.library)
+    plan_chip(
+        chosen.library,
+        ChipConfig(thickness_nm=178, arrays=1, rows=1, cols=n, replicas=1, companion_size=0),
+    )
+    code, _, err = cli(*args)
+    assert code != 0 and "--force" in err and len(err.strip().splitlines()) == 1
+    # With recorded iterations: the best so far after each, as database sizes of proposals.
+    code, _, err = cli(*args, "--record-iterations", "1,2", "--force")
+    assert code == 0, err
+    curve = read_chosen(out)
+    assert sorted(set(curve.database_size.tolist())) == [6, 12, 18]
+    by_size = {int(n): curve.similarity[curve.database_size == n] for n in set(curve.database_size)}
+    assert (by_size[6] <= by_size[12] + 1e-6).all() and (by_size[12] <= by_size[18] + 1e-6).all()
+    np.testing.assert_allclose(by_size[18], chosen.similarity, rtol=1e-6)  # seeded
+    assert curve.target_id[:12] == tuple(targets.target_id)  # the final designs come first

@@ -1,0 +1,395 @@
+"""Latent-space optimization (MOCLIP Fig. 6f): search the generator's own parameter space
+(:class:`layout.design_space.DesignSpace`) for a design whose geometry latent is most similar to
+the target spectrum's latent.
+
+PSO is nevergrad's (``ConfPSO``, its standard inertia 1/(2 ln 2) and acceleration 0.5 + ln 2,
+through ask/tell), started from random probes (generator designs encoded into the box, as
+MOCLIP starts from 100 random probes; ``start="uniform"`` draws the box instead): one optimizer
+per target, all targets of a chunk asked together each
+iteration, so every candidate of every target of the chunk is decoded, rasterized and encoded
+in one batch. Candidates the design space cannot repair into a checker-clean design are not
+encoded and score ``infeasible_score`` (below any cosine similarity), which the swarm leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from dataset.chosen_designs_file import ChosenDesigns, file_sha256
+from layout.design import DesignLibrary
+from layout.design_space import DesignSpace
+from layout.generator import GeneratorConfig, generate
+from layout.raster import rasterize
+from models.search import ProbeIndex, SearchConfig
+
+if TYPE_CHECKING:
+    from dataset.targets_file import Targets
+    from models.inference import InferenceConfig
+
+log = logging.getLogger(__name__)
+Encoder = Callable[[NDArray[np.bool_], NDArray[np.float64]], NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    iterations: int = 30
+    particles: int = 100
+    seed: int = 0
+    targets_per_batch: int = 16  # targets optimized together: encoder batches of 16 x particles
+    infeasible_score: float = -2.0  # below any cosine similarity
+    record_iterations: tuple[int, ...] = ()  # also keep the best so far after these iterations
+    start: str = "probes"  # the first swarm: random probes (MOCLIP), or "uniform" in the box
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.iterations <= 100_000:
+            raise ValueError(f"iterations={self.iterations} must be in [1, 100000]")
+        if not 2 <= self.particles <= 100_000:
+            raise ValueError(f"particles={self.particles} must be in [2, 100000]")
+        if not 1 <= self.targets_per_batch <= 100_000:
+            raise ValueError(f"targets_per_batch={self.targets_per_batch} must be >= 1")
+        if self.start not in ("probes", "uniform"):
+            raise ValueError(f"start={self.start!r} must be 'probes' or 'uniform'")
+        bad = [i for i in self.record_iterations if not 1 <= i <= self.iterations]
+        if bad:
+            raise ValueError(f"record iterations {bad} lie outside [1, {self.iterations}]")
+
+    @property
+    def recorded(self) -> tuple[int, ...]:
+        """Iterations whose best-so-far designs are kept, the last always among them."""
+        return tuple(sorted({*self.record_iterations, self.iterations}))
+
+
+@dataclass(frozen=True, eq=False)
+class Support:
+    """Where the model has seen designs: geometry latents of what the generator makes (a probe
+    database), searched exactly with FAISS. A candidate's distance is 1 - its cosine similarity
+    to the nearest reference; ``typical_distance`` is the 95th percentile of the references'
+    own nearest-neighbour distance, so a candidate farther than that lies outside what the
+    model interpolates. ``penalty`` > 0 subtracts ``penalty`` x the excess from the score (the
+    newcomer's guide's warning against leaving the interpolation regime, made a term)."""
+
+    index: ProbeIndex
+    typical_distance: float
+    penalty: float = 0.0
+
+    @classmethod
+    def from_latents(
+        cls, latents: NDArray[np.float32], penalty: float = 0.0, sample: int = 2000
+    ) -> Support:
+        if penalty < 0 or not np.isfinite(penalty):
+            raise ValueError(f"support penalty {penalty} must be a finite number >= 0")
+        index = ProbeIndex.build([latents], SearchConfig(index="flat"))
+        rows = np.random.default_rng(0).permutation(latents.shape[0])[:sample]
+        score, _ = index.search(latents[rows], 2)
+        return cls(index, float(np.quantile(1.0 - score[:, 1], 0.95)), penalty)
+
+    def distance(self, latent: NDArray[np.float32]) -> NDArray[np.float64]:
+        score, _ = self.index.search(latent, 1)
+        out: NDArray[np.float64] = 1.0 - score[:, 0].astype(np.float64)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """The best design per target after one iteration."""
+
+    iteration: int
+    library: DesignLibrary  # (T,) in target order
+    thickness_nm: NDArray[np.float64]
+    similarity: NDArray[np.float32]  # the cosine similarity (without any support penalty)
+    distance: NDArray[np.float32]  # to the support (NaN without one)
+
+
+@dataclass(frozen=True, eq=False)
+class OptimizeResult:
+    """The best design per target and how the search got there."""
+
+    library: DesignLibrary  # (T,) in target order
+    thickness_nm: NDArray[np.float64]
+    similarity: NDArray[np.float32]  # (T,) of the best design
+    found_at: NDArray[np.int32]  # (T,) the iteration (1-based) the best was proposed in
+    snapshots: tuple[Snapshot, ...]  # at cfg.recorded, the last being the result itself
+    distance: NDArray[np.float32]  # (T,) of the best design from the support (NaN without)
+    best_by_iteration: NDArray[np.float32]  # (iterations, T): best score so far
+    proposals: int
+    infeasible: int  # proposals no repair made checker-clean
+    repaired: int  # proposals made clean by dropping primitives
+    encoded: int  # designs through the encoder
+    wall_s: float
+
+    @property
+    def infeasible_fraction(self) -> float:
+        return self.infeasible / max(self.proposals, 1)
+
+    @property
+    def repaired_fraction(self) -> float:
+        return self.repaired / max(self.proposals, 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Scored:
+    """One batch of candidates: the optimizer's score, the cosine similarity and the distance to
+    the support (NaN where not measured), the designs and their thicknesses."""
+
+    score: NDArray[np.float64]
+    similarity: NDArray[np.float64]
+    distance: NDArray[np.float64]
+    library: DesignLibrary
+    thickness_nm: NDArray[np.float64]
+    feasible: NDArray[np.bool_]
+    repaired: int
+
+
+def score_candidates(
+    space: DesignSpace,
+    encoder: Encoder,
+    x: NDArray[np.float64],
+    queries: NDArray[np.float32],
+    infeasible_score: float,
+    support: Support | None = None,
+) -> Scored:
+    """Each candidate against its query (one query row per candidate): the cosine similarity of
+    its geometry latent, less the support penalty; infeasible ones score ``infeasible_score``."""
+    decoded = space.decode(x)
+    n = x.shape[0]
+    score = np.full(n, infeasible_score, dtype=np.float64)
+    similarity = np.full(n, np.nan)
+    distance = np.full(n, np.nan)
+    ok = np.flatnonzero(decoded.feasible)
+    if ok.size:
+        lib = decoded.library.take(ok)
+        params = np.stack([lib.period_nm, decoded.thickness_nm[ok]], axis=1) / 1000.0
+        latent = encoder(rasterize(lib), params)
+        similarity[ok] = np.einsum("ne,ne->n", latent, queries[ok])
+        score[ok] = similarity[ok]
+        if support is not None:
+            distance[ok] = support.distance(latent)
+            excess = np.maximum(distance[ok] - support.typical_distance, 0.0)
+            score[ok] -= support.penalty * excess
+    return Scored(
+        score,
+        similarity,
+        distance,
+        decoded.library,
+        decoded.thickness_nm,
+        decoded.feasible,
+        int(decoded.repaired.sum()),
+    )
+
+
+def random_probes(space: DesignSpace, count: int, seed: list[int]) -> NDArray[np.float64]:
+    """``count`` generator designs (at random allowed thicknesses) as points of the box: the
+    swarm starts where the model has seen designs, as MOCLIP's starts from random probes."""
+    config = GeneratorConfig(
+        periods_nm=space.periods_nm,
+        max_primitives=space.max_primitives,
+        kinds=space.kinds,
+        rules=space.rules,
+        batch_size=max(256, 2 * count),
+    )
+    rng = np.random.default_rng(seed)
+    library = generate(count, int(rng.integers(2**31)), config)
+    options = np.asarray(space.thicknesses_nm, dtype=np.float64)
+    return space.encode(library, options[rng.integers(0, options.size, count)])
+
+
+def optimize_pso(
+    space: DesignSpace,
+    encoder: Encoder,
+    queries: NDArray[np.float32],
+    cfg: OptimizeConfig,
+    *,
+    support: Support | None = None,
+    progress: bool = False,
+) -> OptimizeResult:
+    """PSO over ``space`` for each target latent (rows of ``queries``, unit length); with a
+    ``support``, scores are penalized outside it (:class:`Support`)."""
+    import nevergrad as ng
+
+    start = time.perf_counter()
+    t_count, p = queries.shape[0], cfg.particles
+    best = np.full(t_count, -np.inf)
+    found = np.zeros(t_count, dtype=np.int32)
+    history = np.full((cfg.iterations, t_count), np.nan, dtype=np.float32)
+    best_rows: list[DesignLibrary | None] = [None] * t_count
+    best_thick = np.zeros(t_count)
+    best_sim = np.zeros(t_count)
+    best_dist = np.full(t_count, np.nan)
+    kept: dict[int, list[tuple[DesignLibrary | None, float, float, float]]] = {
+        i: [(None, 0.0, 0.0, 0.0)] * t_count for i in cfg.recorded
+    }
+    counts = {"proposals": 0, "infeasible": 0, "repaired": 0, "encoded": 0}
+    chunks = range(0, t_count, cfg.targets_per_batch)
+    with tqdm(
+        total=t_count * cfg.iterations,
+        desc="optimize",
+        unit="target-iteration",
+        disable=not progress,
+    ) as bar:
+        for first in chunks:
+            targets = np.arange(first, min(first + cfg.targets_per_batch, t_count))
+            optimizers = []
+            for t in targets:
+                param = ng.p.Array(shape=(space.dimension,), lower=0.0, upper=1.0)
+                param.random_state = np.random.RandomState([cfg.seed, int(t)])
+                optimizers.append(
+                    ng.families.ConfPSO(popsize=p)(param, budget=p * cfg.iterations, num_workers=p)
+                )
+            if cfg.start == "probes":
+                for t, opt in zip(targets, optimizers, strict=True):
+                    for x0 in random_probes(space, p, [cfg.seed, int(t)]):
+                        opt.suggest(x0)
+            rows = np.repeat(queries[targets], p, axis=0)
+            for it in range(cfg.iterations):
+                asked = [[opt.ask() for _ in range(p)] for opt in optimizers]
+                x = np.stack([c.value for group in asked for c in group])
+                got = score_candidates(space, encoder, x, rows, cfg.infeasible_score, support)
+                scores = got.score
+                counts["proposals"] += x.shape[0]
+                counts["infeasible"] += int((~got.feasible).sum())
+                counts["repaired"] += got.repaired
+                counts["encoded"] += int(got.feasible.sum())
+                for j, (t, opt, group) in enumerate(zip(targets, optimizers, asked, strict=True)):
+                    mine = scores[j * p : (j + 1) * p]
+                    for c, s in zip(group, mine, strict=True):
+                        opt.tell(c, -float(s))  # nevergrad minimizes
+                    k = int(np.argmax(mine))
+                    if mine[k] > best[t]:
+                        i = j * p + k
+                        best[t], found[t] = mine[k], it + 1
+                        best_rows[t] = got.library.take(np.array([i]))
+                        best_thick[t] = got.thickness_nm[i]
+                        best_sim[t], best_dist[t] = got.similarity[i], got.distance[i]
+                    history[it, t] = best[t]
+                    if it + 1 in kept:
+                        kept[it + 1][t] = (best_rows[t], best_thick[t], best_sim[t], best_dist[t])
+                bar.update(len(targets))
+    missing = [int(t) for t in range(t_count) if best_rows[t] is None or best[t] <= -1.5]
+    if missing:
+        raise RuntimeError(
+            f"no feasible design was proposed for targets {missing[:5]}; the constraints leave "
+            "too little room"
+        )
+    snapshots = tuple(
+        Snapshot(
+            i,
+            DesignLibrary.concatenate([lib for lib, _, _, _ in rows if lib is not None]),
+            np.array([t for _, t, _, _ in rows]),
+            np.array([v for _, _, v, _ in rows], dtype=np.float32),
+            np.array([d for _, _, _, d in rows], dtype=np.float32),
+        )
+        for i, rows in sorted(kept.items())
+    )
+    last = snapshots[-1]
+    return OptimizeResult(
+        library=last.library,
+        thickness_nm=last.thickness_nm,
+        similarity=last.similarity,
+        distance=last.distance,
+        found_at=found,
+        snapshots=snapshots,
+        best_by_iteration=history,
+        wall_s=time.perf_counter() - start,
+        **counts,
+    )
+
+
+def optimize(
+    model_dir: Path,
+    targets: Targets,
+    targets_path: Path,
+    space: DesignSpace,
+    cfg: OptimizeConfig,
+    inference: InferenceConfig,
+    *,
+    probes: list[Path] | None = None,
+    support_penalty: float = 0.0,
+    threads: int | None = None,
+    progress: bool = False,
+) -> tuple[ChosenDesigns, OptimizeResult]:
+    """``metascan design optimize --method pso``: each target's best design, as chosen designs
+    (rank 1), once per recorded iteration with ``database_size`` = the proposals per target so
+    far (particles x iteration): ``design evaluate`` then gives the measured error against
+    iterations, comparable with a retrieval from as many probes."""
+    import torch
+
+    from models.inference import encode_geometry, encode_spectra, prepare
+    from models.inverse import check_bands
+    from models.model_dir import load_model, model_identity, model_material
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    material = model_material(model_dir)
+    targets.check_material(material, f"model {model_dir}", f"targets {targets_path}")
+    model = prepare(load_model(model_dir), inference)
+    check_bands(model, targets.wavelength_nm, "the targets file")
+    queries = encode_spectra(model, targets.spectra, inference)
+
+    def encoder(images: NDArray[np.bool_], params_um: NDArray[np.float64]) -> NDArray[np.float32]:
+        return encode_geometry(model, images, params_um, inference)
+
+    support = None
+    if probes:
+        from dataset.probes_file import read_probes
+
+        database = read_probes(probes, model_identity(model_dir))
+        support = Support.from_latents(database.latent, support_penalty)
+    elif support_penalty:
+        raise ValueError("--support-penalty needs --probes: the designs the model interpolates")
+    result = optimize_pso(space, encoder, queries, cfg, support=support, progress=progress)
+    # Last iteration first (as a retrieval puts its largest database first): the library then
+    # starts with each target's final design, which is what `layout chip` of its first rows takes.
+    shots = result.snapshots[::-1]
+    every = DesignLibrary.concatenate([shot.library for shot in shots])
+    _, first, row = np.unique(every.design_id, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    t_count = len(targets)
+    chosen = ChosenDesigns(
+        library=every.take(first[order]),
+        target_id=tuple(targets.target_id) * len(shots),
+        rank=np.ones(t_count * len(shots), dtype=np.int32),
+        similarity=np.concatenate([shot.similarity for shot in shots]),
+        design_row=position[row.ravel()].astype(np.int64),
+        thickness_nm=np.concatenate([shot.thickness_nm for shot in shots]),
+        database_size=np.repeat(
+            np.array([cfg.particles * shot.iteration for shot in shots], dtype=np.int64), t_count
+        ),
+        model_identity=model_identity(model_dir),
+        targets_sha256=file_sha256(targets_path),
+        material=material,
+        provenance={
+            "command": "metascan design optimize",
+            "method": "pso (nevergrad ConfPSO)",
+            "model": str(model_dir),
+            "targets": str(targets_path),
+            "config": asdict(cfg),
+            "space": space.describe(),
+            "found_at_iteration": result.found_at.tolist(),
+            "support": None
+            if support is None
+            else {
+                "probes": [str(p) for p in probes or []],
+                "typical_distance": support.typical_distance,
+                "penalty": support.penalty,
+                "distance": result.snapshots[-1].distance.tolist(),
+            },
+            "best_by_iteration": result.best_by_iteration.tolist(),
+            "infeasible_fraction": result.infeasible_fraction,
+            "repaired_fraction": result.repaired_fraction,
+            "encoded": result.encoded,
+            "wall_s": result.wall_s,
+        },
+    )
+    log.info("optimized %d targets in %.1f s", len(targets), result.wall_s)
+    return chosen, result
