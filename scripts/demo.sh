@@ -86,12 +86,12 @@ metascan design evaluate --designs "$d/chosen.h5" --targets "$d/targets.h5" --wo
     --probes "$d/probes.h5" --output "$d/evaluation" --no-progress
 metascan design evaluate --designs "$d/chosen_filters.h5" --targets "$d/filters.h5" \
     --world "$out/truth.h5" --probes "$d/probes.h5" --output "$d/evaluation_filters" --no-progress
-echo "--- optimization: PSO in the generator's parameter space from random probes (as MOCLIP), judged the same way ---"
-# database_size in the evaluation = proposals per target so far (particles x iteration), so the
-# rows compare with the retrieval's at as many encoder calls.
+echo "--- optimization: hybrid = PSO from random probes (as MOCLIP), then gradient steps through a soft raster ---"
+# database_size in the evaluation = encoder calls per target so far (particles x iteration; a
+# gradient step counts 3), so the rows compare with the retrieval's at as many encoder calls.
 metascan design optimize --model "$out/runs/chip" --targets "$d/targets.h5" --thicknesses 178 \
-    --iterations 20 --particles 50 --record-iterations 2,10 --probes "$d/probes.h5" \
-    --output "$d/optimized.h5" --no-progress
+    --method hybrid --iterations 10 --particles 50 --steps 40 --record-iterations 2,5 \
+    --probes "$d/probes.h5" --output "$d/optimized.h5" --no-progress
 metascan design evaluate --designs "$d/optimized.h5" --targets "$d/targets.h5" \
     --world "$out/truth.h5" --probes "$d/probes.h5" --output "$d/evaluation_optimized" --no-progress
 echo "--- zero-shot spectra prediction of the test designs from the measured training spectra ---"

@@ -414,8 +414,15 @@ def optimize_cmd(
     model: Annotated[Path, typer.Option("--model", help="Model directory.")],
     targets: Annotated[Path, typer.Option("--targets", help="Targets file (design targets).")],
     output: Annotated[Path, typer.Option("--output", help="Chosen designs (HDF5) to write.")],
-    method: Annotated[str, typer.Option("--method", help="pso (hybrid, surrogate: next).")] = "pso",
-    iterations: Annotated[int, ITERATIONS.option("--iterations")] = 30,
+    method: Annotated[
+        str, typer.Option("--method", help="pso, or hybrid (PSO then gradient steps).")
+    ] = "pso",
+    iterations: Annotated[
+        int, ITERATIONS.option("--iterations", help="PSO iterations (hybrid: before the steps).")
+    ] = 30,
+    steps: Annotated[
+        int, ITERATIONS.option("--steps", help="hybrid: gradient steps after the swarm.")
+    ] = 40,
     particles: Annotated[int, PARTICLES.option("--particles")] = 100,
     seed: Annotated[int, SEED.option("--seed")] = 0,
     record: Annotated[
@@ -462,11 +469,12 @@ def optimize_cmd(
     """Search the generator's parameter space for each target's best design (MOCLIP's PSO)."""
     from dataset.chosen_designs_file import write_chosen
     from dataset.targets_file import read_targets
+    from models.hybrid import HybridConfig
     from models.inference import InferenceConfig
     from models.optimize import OptimizeConfig, optimize
 
-    if method != "pso":
-        raise ValueError(f"--method {method!r}: this version has pso (hybrid and surrogate next)")
+    if method not in ("pso", "hybrid"):
+        raise ValueError(f"--method {method!r}: one of pso, hybrid (surrogate: not yet built)")
     inputs: dict[str, Path | None] = {"--model": model, "--targets": targets}
     inputs.update({f"--probes {p}": p for p in probes or []})
     check_outputs(
@@ -493,6 +501,7 @@ def optimize_cmd(
         InferenceConfig(precision=precision),
         probes=probes,
         support_penalty=support_penalty,
+        hybrid=HybridConfig(steps=steps, snap_every=min(10, steps)) if method == "hybrid" else None,
         threads=threads,
         progress=progress,
     )

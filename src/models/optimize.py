@@ -33,6 +33,7 @@ from models.search import ProbeIndex, SearchConfig
 
 if TYPE_CHECKING:
     from dataset.targets_file import Targets
+    from models.hybrid import HybridConfig
     from models.inference import InferenceConfig
 
 log = logging.getLogger(__name__)
@@ -313,6 +314,7 @@ def optimize(
     *,
     probes: list[Path] | None = None,
     support_penalty: float = 0.0,
+    hybrid: HybridConfig | None = None,
     threads: int | None = None,
     progress: bool = False,
 ) -> tuple[ChosenDesigns, OptimizeResult]:
@@ -345,7 +347,19 @@ def optimize(
         support = Support.from_latents(database.latent, support_penalty)
     elif support_penalty:
         raise ValueError("--support-penalty needs --probes: the designs the model interpolates")
-    result = optimize_pso(space, encoder, queries, cfg, support=support, progress=progress)
+    if hybrid is None:
+        result = optimize_pso(space, encoder, queries, cfg, support=support, progress=progress)
+        method = "pso (nevergrad ConfPSO)"
+    else:
+        from models.hybrid import optimize_hybrid
+
+        result = optimize_hybrid(
+            model, space, encoder, queries, cfg, hybrid, support=support, progress=progress
+        )
+        method = (
+            f"hybrid: {cfg.iterations} PSO iterations, then {hybrid.steps} gradient steps "
+            "through the soft rasterizer, snapped and re-scored exactly"
+        )
     # Last iteration first (as a retrieval puts its largest database first): the library then
     # starts with each target's final design, which is what `layout chip` of its first rows takes.
     shots = result.snapshots[::-1]
@@ -370,7 +384,8 @@ def optimize(
         material=material,
         provenance={
             "command": "metascan design optimize",
-            "method": "pso (nevergrad ConfPSO)",
+            "method": method,
+            "hybrid": None if hybrid is None else asdict(hybrid),
             "model": str(model_dir),
             "targets": str(targets_path),
             "config": asdict(cfg),

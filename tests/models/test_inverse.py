@@ -343,6 +343,7 @@ def test_design_commands_end_to_end(
         (["optimize", "--particles", "1"], "--particles"),
         (["optimize", "--iterations", "0"], "--iterations"),
         (["optimize", "--method", "annealing"], "annealing"),
+        (["optimize", "--method", "hybrid", "--steps", "0"], "--steps"),
         (["optimize", "--kinds", "triangle"], "kinds"),
     ],
 )
@@ -453,3 +454,12 @@ def test_optimize_command_writes_chosen_designs_that_layout_takes(
     assert (by_size[6] <= by_size[12] + 1e-6).all() and (by_size[12] <= by_size[18] + 1e-6).all()
     np.testing.assert_allclose(by_size[18], chosen.similarity, rtol=1e-6)  # seeded
     assert curve.target_id[:12] == tuple(targets.target_id)  # the final designs come first
+    # The hybrid: the same swarm, then gradient steps; never worse, placed after the swarm.
+    code, text, err = cli(*args, "--method", "hybrid", "--steps", "2", "--force")
+    assert code == 0, err
+    hybrid = read_chosen(out)
+    assert "hybrid" in hybrid.provenance["method"]
+    sizes = sorted(set(hybrid.database_size.tolist()))
+    assert sizes[0] == 18 and len(sizes) == 2 and sizes[1] > 18
+    refined = hybrid.similarity[hybrid.database_size == sizes[1]]
+    assert (refined >= chosen.similarity - 1e-6).all()
