@@ -33,6 +33,20 @@ SIZES = Bounds(1, 10**10, integer=True)
 ITERATIONS = Bounds(1, 100_000, integer=True)
 PARTICLES = Bounds(2, 100_000, integer=True)
 PENALTY = Bounds(0.0, 1e6)
+# The design constraints, one declaration for ``probes`` and ``optimize``.
+PeriodsOption = Annotated[Any, PERIODS.list_option("--periods", help="Allowed periods.")]
+ThicknessesOption = Annotated[
+    Any, THICKNESSES.list_option("--thicknesses", help="Allowed film thicknesses.")
+]
+KindsOption = Annotated[str, typer.Option("--kinds", help="Allowed primitives, comma-separated.")]
+PrimitivesOption = Annotated[int, PRIMITIVES.option("--max-primitives")]
+MinFeatureOption = Annotated[
+    float | None,
+    RULE_NM.option("--min-feature-nm", help="Larger minimum feature than the fab's 50 nm."),
+]
+MinGapOption = Annotated[
+    float | None, RULE_NM.option("--min-gap-nm", help="Larger minimum gap than the fab's 50 nm.")
+]
 
 
 def _exclusion_ids(path: Path) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -103,22 +117,12 @@ def probes_cmd(
     output: Annotated[Path, typer.Option("--output", help="Probe database (HDF5) to write.")],
     count: Annotated[int, COUNT.option("--count", help="Probes in the whole build.")] = 10_000,
     seed: Annotated[int, SEED.option("--seed")] = 0,
-    periods: Annotated[Any, PERIODS.list_option("--periods", help="Allowed periods.")] = None,
-    thicknesses: Annotated[
-        Any, THICKNESSES.list_option("--thicknesses", help="Allowed film thicknesses.")
-    ] = None,
-    kinds: Annotated[
-        str, typer.Option("--kinds", help="Allowed primitives, comma-separated.")
-    ] = "rectangle,ellipse,ring",
-    max_primitives: Annotated[int, PRIMITIVES.option("--max-primitives")] = 4,
-    min_feature_nm: Annotated[
-        float | None,
-        RULE_NM.option("--min-feature-nm", help="Larger minimum feature than the fab's 50 nm."),
-    ] = None,
-    min_gap_nm: Annotated[
-        float | None,
-        RULE_NM.option("--min-gap-nm", help="Larger minimum gap than the fab's 50 nm."),
-    ] = None,
+    periods: PeriodsOption = None,
+    thicknesses: ThicknessesOption = None,
+    kinds: KindsOption = "rectangle,ellipse,ring",
+    max_primitives: PrimitivesOption = 4,
+    min_feature_nm: MinFeatureOption = None,
+    min_gap_nm: MinGapOption = None,
     exclude: Annotated[
         Path | None,
         typer.Option("--exclude", help="Leave out these designs (library, manifest or pairs)."),
@@ -432,22 +436,12 @@ def optimize_cmd(
             help="Also keep the best designs after these iterations (design evaluate's curve).",
         ),
     ] = None,
-    periods: Annotated[Any, PERIODS.list_option("--periods", help="Allowed periods.")] = None,
-    thicknesses: Annotated[
-        Any, THICKNESSES.list_option("--thicknesses", help="Allowed film thicknesses.")
-    ] = None,
-    kinds: Annotated[
-        str, typer.Option("--kinds", help="Allowed primitives, comma-separated.")
-    ] = "rectangle,ellipse,ring",
-    max_primitives: Annotated[int, PRIMITIVES.option("--max-primitives")] = 4,
-    min_feature_nm: Annotated[
-        float | None,
-        RULE_NM.option("--min-feature-nm", help="Larger minimum feature than the fab's 50 nm."),
-    ] = None,
-    min_gap_nm: Annotated[
-        float | None,
-        RULE_NM.option("--min-gap-nm", help="Larger minimum gap than the fab's 50 nm."),
-    ] = None,
+    periods: PeriodsOption = None,
+    thicknesses: ThicknessesOption = None,
+    kinds: KindsOption = "rectangle,ellipse,ring",
+    max_primitives: PrimitivesOption = 4,
+    min_feature_nm: MinFeatureOption = None,
+    min_gap_nm: MinGapOption = None,
     probes: Annotated[
         list[Path] | None,
         typer.Option(

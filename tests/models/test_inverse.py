@@ -344,6 +344,9 @@ def test_design_commands_end_to_end(
         (["optimize", "--iterations", "0"], "--iterations"),
         (["optimize", "--method", "annealing"], "annealing"),
         (["optimize", "--method", "hybrid", "--steps", "0"], "--steps"),
+        (["optimize", "--support-penalty", "5"], "--probes"),
+        (["optimize", "--support-penalty", "nan"], "--support-penalty"),
+        (["optimize", "--record-iterations", "40"], "40"),
         (["optimize", "--kinds", "triangle"], "kinds"),
     ],
 )
