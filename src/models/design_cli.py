@@ -33,6 +33,8 @@ SIZES = Bounds(1, 10**10, integer=True)
 ITERATIONS = Bounds(1, 100_000, integer=True)
 PARTICLES = Bounds(2, 100_000, integer=True)
 PENALTY = Bounds(0.0, 1e6)
+ROBUST = Bounds(1, 64, integer=True)
+FAB_SD_NM = Bounds(0.0, 50.0, unit="nm")
 # The design constraints, one declaration for ``probes`` and ``optimize``.
 PeriodsOption = Annotated[Any, PERIODS.list_option("--periods", help="Allowed periods.")]
 ThicknessesOption = Annotated[
@@ -427,6 +429,14 @@ def optimize_cmd(
     steps: Annotated[
         int, ITERATIONS.option("--steps", help="hybrid: gradient steps after the swarm.")
     ] = 40,
+    robust: Annotated[
+        int,
+        ROBUST.option("--robust", help="Score each candidate over K sampled fabrications."),
+    ] = 1,
+    fab_sd_nm: Annotated[
+        float,
+        FAB_SD_NM.option("--fab-sd-nm", help="--robust: pad-to-pad size-bias spread (SEM: 10)."),
+    ] = 10.0,
     particles: Annotated[int, PARTICLES.option("--particles")] = 100,
     seed: Annotated[int, SEED.option("--seed")] = 0,
     record: Annotated[
@@ -485,6 +495,8 @@ def optimize_cmd(
         particles=particles,
         seed=seed,
         record_iterations=tuple(record) if record else (),
+        robust=robust,
+        fab_sd_nm=fab_sd_nm,
     )
     chosen, result = optimize(
         model,

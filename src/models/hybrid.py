@@ -7,7 +7,8 @@ with its kinds, period and thickness held; the edges sharpen geometrically from
 ``edge_px_start`` to ``edge_px_end`` over the steps. Every ``snap_every`` steps (and at the end)
 the shapes are projected onto the design space (clamped into the generator's limits, floored to
 the grid, repaired by the checker) and scored exactly; a target keeps the best exact score seen,
-so refinement never returns worse than the swarm gave it. Encoder calls are counted as
+so refinement never returns worse than the swarm gave it (with ``--robust``, exact scores are
+means over sampled fabrications, as the swarm's; the gradient follows the nominal design). Encoder calls are counted as
 forward-pass equivalents: a gradient step is a forward and a backward pass, counted 3.
 """
 
@@ -28,6 +29,7 @@ from models.optimize import (
     Encoder,
     OptimizeConfig,
     OptimizeResult,
+    Robust,
     Snapshot,
     Support,
     optimize_pso,
@@ -81,6 +83,7 @@ def refine(
     queries: NDArray[np.float32],
     cfg: HybridConfig,
     support: Support | None = None,
+    robust: Robust | None = None,
 ) -> tuple[DesignLibrary, NDArray[np.float64], NDArray[np.float32], int]:
     """Gradient-refine one design per target (module docstring): (designs, thicknesses, exact
     similarities, encoder calls)."""
@@ -109,8 +112,8 @@ def refine(
             if (step + 1) % cfg.snap_every and step + 1 != cfg.steps:
                 continue
             snapped = _project(space, library, shape.detach().numpy(), thickness_nm)
-            got = score_candidates(space, encoder, snapped, queries, -2.0, support)
-            calls += int(got.feasible.sum())
+            got = score_candidates(space, encoder, snapped, queries, -2.0, support, robust)
+            calls += int(got.feasible.sum()) * (1 + (robust.samples if robust else 0))
             better = np.flatnonzero(got.feasible & (got.similarity > best_sim))
             for i in better:
                 best_rows[i] = got.library.take(np.array([i]))
@@ -159,6 +162,9 @@ def optimize_hybrid(
         queries,
         cfg,
         support,
+        Robust(pso.robust, pso.fab_sd_nm, np.random.default_rng([pso.seed, 11]))
+        if pso.robust > 1
+        else None,
     )
     per_target = calls / len(queries)
     extra = int(np.ceil(per_target / pso.particles))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from dataset.chosen_designs_file import ChosenDesigns, file_sha256
 from layout.design import DesignLibrary
 from layout.design_space import DesignSpace
+from layout.fabrication import apply_size_bias
 from layout.generator import GeneratorConfig, generate
 from layout.raster import rasterize
 from models.search import ProbeIndex, SearchConfig
@@ -49,6 +50,8 @@ class OptimizeConfig:
     infeasible_score: float = -2.0  # below any cosine similarity
     record_iterations: tuple[int, ...] = ()  # also keep the best so far after these iterations
     start: str = "probes"  # the first swarm: random probes (MOCLIP), or "uniform" in the box
+    robust: int = 1  # fabrications sampled per candidate (1: the design as drawn)
+    fab_sd_nm: float = 10.0  # their size-bias spread around the fab the model learned from
 
     def __post_init__(self) -> None:
         if not 1 <= self.iterations <= 100_000:
@@ -57,6 +60,10 @@ class OptimizeConfig:
             raise ValueError(f"particles={self.particles} must be in [2, 100000]")
         if not 1 <= self.targets_per_batch <= 100_000:
             raise ValueError(f"targets_per_batch={self.targets_per_batch} must be >= 1")
+        if not 1 <= self.robust <= 64:
+            raise ValueError(f"robust={self.robust} must be in [1, 64] sampled fabrications")
+        if not (np.isfinite(self.fab_sd_nm) and 0 <= self.fab_sd_nm <= 50):
+            raise ValueError(f"fab_sd_nm={self.fab_sd_nm} must be in [0, 50] nm")
         if self.start not in ("probes", "uniform"):
             raise ValueError(f"start={self.start!r} must be 'probes' or 'uniform'")
         bad = [i for i in self.record_iterations if not 1 <= i <= self.iterations]
@@ -136,6 +143,35 @@ class OptimizeResult:
         return self.repaired / max(self.proposals, 1)
 
 
+@dataclass
+class Robust:
+    """Scores over sampled fabrications (``--robust K``): each candidate is rasterized K times
+    with its widths and heights grown (ring holes shrunk) by a size bias drawn from N(0,
+    ``sd_nm``), and scored by the mean similarity. The bias is around zero because the model
+    learned from pads the fab already made with its mean bias: its nominal design is what it
+    maps to a spectrum as fabricated, so only the pad-to-pad spread is sampled."""
+
+    samples: int
+    sd_nm: float
+    rng: np.random.Generator
+
+    def mean_similarity(
+        self,
+        encoder: Encoder,
+        library: DesignLibrary,
+        params_um: NDArray[np.float64],
+        queries: NDArray[np.float32],
+    ) -> NDArray[np.float64]:
+        n, k = len(library), self.samples
+        rows = np.repeat(np.arange(n), k)
+        bias = self.rng.normal(0.0, self.sd_nm, n * k)
+        made = apply_size_bias(library.take(rows), bias)
+        latent = encoder(rasterize(made), params_um[rows])
+        sims = np.einsum("ne,ne->n", latent, queries[rows]).reshape(n, k)
+        out: NDArray[np.float64] = sims.mean(axis=1).astype(np.float64)
+        return out
+
+
 @dataclass(frozen=True, eq=False)
 class Scored:
     """One batch of candidates: the optimizer's score, the cosine similarity and the distance to
@@ -157,9 +193,11 @@ def score_candidates(
     queries: NDArray[np.float32],
     infeasible_score: float,
     support: Support | None = None,
+    robust: Robust | None = None,
 ) -> Scored:
     """Each candidate against its query (one query row per candidate): the cosine similarity of
-    its geometry latent, less the support penalty; infeasible ones score ``infeasible_score``."""
+    its geometry latent (with ``robust``, its mean over sampled fabrications), less the support
+    penalty; infeasible ones score ``infeasible_score``."""
     decoded = space.decode(x)
     n = x.shape[0]
     score = np.full(n, infeasible_score, dtype=np.float64)
@@ -170,7 +208,10 @@ def score_candidates(
         lib = decoded.library.take(ok)
         params = np.stack([lib.period_nm, decoded.thickness_nm[ok]], axis=1) / 1000.0
         latent = encoder(rasterize(lib), params)
-        similarity[ok] = np.einsum("ne,ne->n", latent, queries[ok])
+        if robust is None or robust.samples == 1:
+            similarity[ok] = np.einsum("ne,ne->n", latent, queries[ok])
+        else:
+            similarity[ok] = robust.mean_similarity(encoder, lib, params, queries[ok])
         score[ok] = similarity[ok]
         if support is not None:
             distance[ok] = support.distance(latent)
@@ -250,15 +291,22 @@ def optimize_pso(
                     for x0 in random_probes(space, p, [cfg.seed, int(t)]):
                         opt.suggest(x0)
             rows = np.repeat(queries[targets], p, axis=0)
+            robust = (
+                Robust(cfg.robust, cfg.fab_sd_nm, np.random.default_rng([cfg.seed, int(first), 7]))
+                if cfg.robust > 1
+                else None
+            )
             for it in range(cfg.iterations):
                 asked = [[opt.ask() for _ in range(p)] for opt in optimizers]
                 x = np.stack([c.value for group in asked for c in group])
-                got = score_candidates(space, encoder, x, rows, cfg.infeasible_score, support)
+                got = score_candidates(
+                    space, encoder, x, rows, cfg.infeasible_score, support, robust
+                )
                 scores = got.score
                 counts["proposals"] += x.shape[0]
                 counts["infeasible"] += int((~got.feasible).sum())
                 counts["repaired"] += got.repaired
-                counts["encoded"] += int(got.feasible.sum())
+                counts["encoded"] += int(got.feasible.sum()) * (1 + (cfg.robust if robust else 0))
                 for j, (t, opt, group) in enumerate(zip(targets, optimizers, asked, strict=True)):
                     mine = scores[j * p : (j + 1) * p]
                     for c, s in zip(group, mine, strict=True):

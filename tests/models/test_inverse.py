@@ -347,6 +347,8 @@ def test_design_commands_end_to_end(
         (["optimize", "--support-penalty", "5"], "--probes"),
         (["optimize", "--support-penalty", "nan"], "--support-penalty"),
         (["optimize", "--record-iterations", "40"], "40"),
+        (["optimize", "--robust", "0"], "--robust"),
+        (["optimize", "--robust", "2", "--fab-sd-nm", "80"], "--fab-sd-nm"),
         (["optimize", "--kinds", "triangle"], "kinds"),
     ],
 )

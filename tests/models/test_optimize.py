@@ -91,3 +91,27 @@ def test_support_distance_and_penalty() -> None:
     np.testing.assert_allclose(held.score, 1.0 - 10.0 * excess, atol=1e-5)
     with pytest.raises(ValueError, match="penalty"):
         Support.from_latents(refs, penalty=-1.0)
+
+
+def test_robust_scores_are_means_over_sampled_fabrications() -> None:
+    from layout.fabrication import apply_size_bias
+    from models.optimize import Robust, score_candidates
+
+    d = SPACE.decode(SPACE.random(40, np.random.default_rng(2)))
+    ok = np.flatnonzero(d.feasible)[:6]
+    lib = d.library.take(ok)
+    params = np.stack([lib.period_nm, d.thickness_nm[ok]], axis=1) / 1000
+    q = encoder(rasterize(lib), params)
+    robust = Robust(4, 10.0, np.random.default_rng(5))
+    got = robust.mean_similarity(encoder, lib, params, q)
+    # By hand with the same draws: every sample of every design, dilated and scored.
+    bias = np.random.default_rng(5).normal(0.0, 10.0, 6 * 4)
+    rows = np.repeat(np.arange(6), 4)
+    z = encoder(rasterize(apply_size_bias(lib.take(rows), bias)), params[rows])
+    expected = np.einsum("ne,ne->n", z, q[rows]).reshape(6, 4).mean(axis=1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert (got < 1.0 - 1e-4).all()  # a dilated design is no longer its own target
+    nominal = score_candidates(SPACE, encoder, SPACE.encode(lib, d.thickness_nm[ok]), q, -2.0)
+    np.testing.assert_allclose(nominal.similarity, 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="robust"):
+        OptimizeConfig(robust=0)

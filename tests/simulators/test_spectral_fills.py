@@ -6,9 +6,9 @@ import numpy as np
 from spectral_designs import c4_designs, full_film, no_silicon
 
 from layout.design import DesignLibrary
+from layout.fabrication import apply_size_bias
 from layout.generator import generate
 from layout.raster import rasterize
-from simulators.spectral.base import apply_size_bias
 from simulators.spectral.fills import line_fills
 
 

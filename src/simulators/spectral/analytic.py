@@ -92,9 +92,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from layout.design import DesignLibrary, Kind
+from layout.fabrication import apply_size_bias
 from layout.raster import IMAGE_SIZE
 from simulators.materials import SUBSTRATE, get_material, refractive_index
-from simulators.spectral.base import DEFAULT_MATERIAL, apply_size_bias, check_request
+from simulators.spectral.base import DEFAULT_MATERIAL, check_request
 from simulators.spectral.fills import line_fills
 from simulators.spectral.film import airy_stack
 from simulators.spectral.guided_modes import ModeTable

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from layout.design import DesignLibrary, Kind
+from layout.design import DesignLibrary
 
 # The film MOCLIP fabricated; the name lives with the chip manifest, which records it.
 from layout.material import DEFAULT_MATERIAL as DEFAULT_MATERIAL
@@ -76,32 +76,3 @@ def check_request(
     if not np.all(np.isfinite(bias)):
         raise ValueError("size_bias_nm must be finite")
     return lam, bias
-
-
-def apply_size_bias(library: DesignLibrary, size_bias_nm: FloatArray) -> DesignLibrary:
-    """The library as fabricated: widths and heights grow by the bias, ring holes shrink by it.
-
-    ``design_id`` is kept: a dilated pad is still that design, made imperfectly. Sizes are
-    clipped at zero so a large negative bias erases a feature instead of inverting it.
-    """
-    if not np.any(size_bias_nm):
-        return library
-    b = size_bias_nm[:, None]
-    ring = library.kind == Kind.RING
-    present = library.present
-
-    def grow(col: FloatArray, sign: float, where: NDArray[np.bool_]) -> FloatArray:
-        out: FloatArray = np.where(where, np.maximum(col + sign * b, 0.0), col)
-        return out
-
-    return DesignLibrary(
-        library.design_id,
-        library.period_nm,
-        library.kind,
-        library.center_x_nm,
-        library.center_y_nm,
-        grow(library.width_nm, 1.0, present),
-        grow(library.height_nm, 1.0, present),
-        grow(library.inner_width_nm, -1.0, ring),
-        grow(library.inner_height_nm, -1.0, ring),
-    )

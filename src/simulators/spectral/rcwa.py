@@ -50,9 +50,10 @@ from tqdm import tqdm
 
 from common.cluster import LOCAL_WORKERS, DaskCluster
 from layout.design import DesignLibrary
+from layout.fabrication import apply_size_bias
 from layout.raster import IMAGE_SIZE, rasterize
 from simulators.materials import SUBSTRATE, refractive_index
-from simulators.spectral.base import DEFAULT_MATERIAL, apply_size_bias, check_request
+from simulators.spectral.base import DEFAULT_MATERIAL, check_request
 from simulators.spectral.cache import SpectraCache, bias_pm
 
 log = logging.getLogger(__name__)
