@@ -86,7 +86,7 @@ metascan design evaluate --designs "$d/chosen.h5" --targets "$d/targets.h5" --wo
     --probes "$d/probes.h5" --output "$d/evaluation" --no-progress
 metascan design evaluate --designs "$d/chosen_filters.h5" --targets "$d/filters.h5" \
     --world "$out/truth.h5" --probes "$d/probes.h5" --output "$d/evaluation_filters" --no-progress
-echo "--- optimization: hybrid = PSO from random probes (as MOCLIP), then gradient steps through a soft raster ---"
+echo "--- optimization: hybrid = PSO warm-started from each target's most similar probes, then gradient steps through a soft raster ---"
 # database_size in the evaluation = encoder calls per target so far (particles x iteration; a
 # gradient step counts 3), so the rows compare with the retrieval's at as many encoder calls.
 metascan design optimize --model "$out/runs/chip" --targets "$d/targets.h5" --thicknesses 178 \

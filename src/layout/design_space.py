@@ -203,6 +203,21 @@ class DesignSpace:
                 library, passed = self._library(period, kind, present, arrays)
         return Decoded(library, thickness, passed, repaired & passed)
 
+    def contains(self, library: DesignLibrary, thickness_nm: FloatArray) -> NDArray[np.bool_]:
+        """Which designs this space can hold: allowed period, thickness and kinds, no more
+        primitives than its slots, and clean under its rules."""
+        kinds = library.kind
+        allowed = np.isin(kinds, [*self.kinds, Kind.EMPTY]).all(axis=1)
+        if kinds.shape[1] > self.max_primitives:
+            allowed &= (kinds[:, self.max_primitives :] < 0).all(axis=1)
+        out: NDArray[np.bool_] = (
+            np.isin(library.period_nm, self.periods_nm)
+            & np.isin(thickness_nm, self.thicknesses_nm)
+            & allowed
+            & np.asarray(check_library(library, self.rules).passed, dtype=bool)
+        )
+        return out
+
     def encode(self, library: DesignLibrary, thickness_nm: FloatArray) -> FloatArray:
         """The box points that decode to these designs (the inverse of :meth:`decode` for
         designs within the space's limits, such as the generator's): how a swarm starts from

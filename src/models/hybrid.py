@@ -145,13 +145,22 @@ def optimize_hybrid(
     cfg: HybridConfig,
     *,
     support: Support | None = None,
+    start_points: NDArray[np.float64] | None = None,
     progress: bool = False,
 ) -> OptimizeResult:
     """``pso.iterations`` global iterations, then :func:`refine`; the result's last snapshot is
     the refined designs, its ``iteration`` the global iterations plus the refinement's calls
     expressed in swarm iterations (calls / particles), so ``design evaluate`` places it fairly."""
     start = time.perf_counter()
-    swarm = optimize_pso(space, encoder, queries, pso, support=support, progress=progress)
+    swarm = optimize_pso(
+        space,
+        encoder,
+        queries,
+        pso,
+        support=support,
+        start_points=start_points,
+        progress=progress,
+    )
     lib, thick, sim, calls = refine(
         model,
         space,

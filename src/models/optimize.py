@@ -251,10 +251,21 @@ def optimize_pso(
     cfg: OptimizeConfig,
     *,
     support: Support | None = None,
+    start_points: NDArray[np.float64] | None = None,
     progress: bool = False,
 ) -> OptimizeResult:
     """PSO over ``space`` for each target latent (rows of ``queries``, unit length); with a
-    ``support``, scores are penalized outside it (:class:`Support`)."""
+    ``support``, scores are penalized outside it (:class:`Support`). ``start_points`` (T, P, D)
+    replaces the first swarm of each target (a retrieval's best probes: a warm start)."""
+    if start_points is not None and start_points.shape != (
+        queries.shape[0],
+        cfg.particles,
+        space.dimension,
+    ):
+        raise ValueError(
+            f"start points have shape {start_points.shape}; expected "
+            f"({queries.shape[0]}, {cfg.particles}, {space.dimension})"
+        )
     import nevergrad as ng
 
     start = time.perf_counter()
@@ -286,10 +297,15 @@ def optimize_pso(
                 optimizers.append(
                     ng.families.ConfPSO(popsize=p)(param, budget=p * cfg.iterations, num_workers=p)
                 )
-            if cfg.start == "probes":
-                for t, opt in zip(targets, optimizers, strict=True):
-                    for x0 in random_probes(space, p, [cfg.seed, int(t)]):
-                        opt.suggest(x0)
+            for t, opt in zip(targets, optimizers, strict=True):
+                if start_points is not None:
+                    first_swarm = start_points[t]
+                elif cfg.start == "probes":
+                    first_swarm = random_probes(space, p, [cfg.seed, int(t)])
+                else:
+                    continue
+                for x0 in first_swarm:
+                    opt.suggest(x0)
             rows = np.repeat(queries[targets], p, axis=0)
             robust = (
                 Robust(cfg.robust, cfg.fab_sd_nm, np.random.default_rng([cfg.seed, int(first), 7]))
@@ -388,11 +404,25 @@ def optimize(
         return encode_geometry(model, images, params_um, inference)
 
     support = None
+    start_points = None
     if probes:
         from dataset.probes_file import read_probes
 
         database = read_probes(probes, model_identity(model_dir))
         support = Support.from_latents(database.latent, support_penalty)
+        if hybrid is not None:  # warm start: each target's most similar probes in the space
+            inside = np.flatnonzero(space.contains(database.library, database.thickness_nm))
+            if cfg.particles > inside.size:
+                raise ValueError(
+                    f"--particles {cfg.particles} is more than the {inside.size} probes of "
+                    f"{probes[0]} that meet the design constraints, to warm-start from"
+                )
+            index = ProbeIndex.build([database.latent[inside]], SearchConfig(index="flat"))
+            _, found = index.search(queries, cfg.particles)
+            rows = inside[found.ravel()]
+            start_points = space.encode(
+                database.library.take(rows), database.thickness_nm[rows]
+            ).reshape(len(targets), cfg.particles, space.dimension)
     elif support_penalty:
         raise ValueError("--support-penalty needs --probes: the designs the model interpolates")
     if hybrid is None:
@@ -402,11 +432,21 @@ def optimize(
         from models.hybrid import optimize_hybrid
 
         result = optimize_hybrid(
-            model, space, encoder, queries, cfg, hybrid, support=support, progress=progress
+            model,
+            space,
+            encoder,
+            queries,
+            cfg,
+            hybrid,
+            support=support,
+            start_points=start_points,
+            progress=progress,
         )
         method = (
-            f"hybrid: {cfg.iterations} PSO iterations, then {hybrid.steps} gradient steps "
-            "through the soft rasterizer, snapped and re-scored exactly"
+            f"hybrid: {cfg.iterations} PSO iterations from "
+            f"{'the most similar probes' if start_points is not None else 'random probes'}, "
+            f"then {hybrid.steps} gradient steps through the soft rasterizer, snapped and "
+            "re-scored exactly"
         )
     # Last iteration first (as a retrieval puts its largest database first): the library then
     # starts with each target's final design, which is what `layout chip` of its first rows takes.

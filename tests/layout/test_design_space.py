@@ -98,3 +98,17 @@ def test_generator_designs_encode_into_points_that_decode_back() -> None:
     assert (d.library.design_id == lib.design_id).mean() > 0.95
     with pytest.raises(ValueError, match="thickness"):
         s.encode(lib, np.full(len(lib), 150.0))
+
+
+def test_contains_names_the_designs_a_space_can_hold() -> None:
+    from layout.generator import generate
+
+    lib = generate(400, seed=4)
+    thick = np.full(len(lib), 178.0)
+    s = space(periods_nm=(400, 500), kinds=(Kind.RECTANGLE, Kind.ELLIPSE))
+    inside = s.contains(lib, thick)
+    expected = np.isin(lib.period_nm, (400, 500)) & ~(lib.kind == Kind.RING).any(axis=1)
+    np.testing.assert_array_equal(inside, expected)
+    assert not s.contains(lib, np.full(len(lib), 160.0)).any()
+    strict = space(rules=replace(DesignRules(), min_gap_nm=150.0))
+    assert strict.contains(lib, thick).sum() < space().contains(lib, thick).sum()

@@ -468,3 +468,20 @@ def test_optimize_command_writes_chosen_designs_that_layout_takes(
     assert sizes[0] == 18 and len(sizes) == 2 and sizes[1] > 18
     refined = hybrid.similarity[hybrid.database_size == sizes[1]]
     assert (refined >= chosen.similarity - 1e-6).all()
+    # Warm-started from a retrieval: the first swarm is each target's most similar probes, so
+    # even its first iteration is at least as similar as the retrieval's top choice.
+    code, _, err = cli(*args, "--method", "hybrid", "--steps", "2", "--probes",
+                       str(setup["probes"]), "--record-iterations", "1", "--force")  # fmt: skip
+    assert code == 0, err
+    warm = read_chosen(out)
+    assert "most similar probes" in warm.provenance["method"]
+    from models.probes import ProbeConstraints
+
+    probe_set = read_probes([setup["probes"]])
+    space = ProbeConstraints(periods_nm=(400, 500)).design_space()
+    inside = space.contains(probe_set.library, probe_set.thickness_nm)
+    assert 0 < inside.sum() < len(probe_set)  # the constraints leave some probes out
+    bf16 = prepare(load_model(setup["model"]), InferenceConfig())
+    best = encode_spectra(bf16, targets.spectra, InferenceConfig()) @ probe_set.latent[inside].T
+    first = warm.similarity[warm.database_size == 6]
+    np.testing.assert_array_less(best.max(axis=1) - 0.02, first)  # bf16 raster vs stored
