@@ -327,18 +327,20 @@ def optimize_pso(
                     mine = scores[j * p : (j + 1) * p]
                     for c, s in zip(group, mine, strict=True):
                         opt.tell(c, -float(s))  # nevergrad minimizes
-                    k = int(np.argmax(mine))
-                    if mine[k] > best[t]:
+                    # Only a clean design can be the best, however a penalty scores it.
+                    eligible = np.where(got.feasible[j * p : (j + 1) * p], mine, -np.inf)
+                    k = int(np.argmax(eligible))
+                    if eligible[k] > best[t]:
                         i = j * p + k
                         best[t], found[t] = mine[k], it + 1
                         best_rows[t] = got.library.take(np.array([i]))
                         best_thick[t] = got.thickness_nm[i]
                         best_sim[t], best_dist[t] = got.similarity[i], got.distance[i]
-                    history[it, t] = best[t]
+                    history[it, t] = best[t] if np.isfinite(best[t]) else np.nan
                     if it + 1 in kept:
                         kept[it + 1][t] = (best_rows[t], best_thick[t], best_sim[t], best_dist[t])
                 bar.update(len(targets))
-    missing = [int(t) for t in range(t_count) if best_rows[t] is None or best[t] <= -1.5]
+    missing = [int(t) for t in range(t_count) if best_rows[t] is None]
     if missing:
         raise RuntimeError(
             f"no feasible design was proposed for targets {missing[:5]}; the constraints leave "
