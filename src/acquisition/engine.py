@@ -226,7 +226,7 @@ class RunEngine:
                 break
             for suspender in tripped:
                 flags |= suspender.flag
-                s.lamp_interruptions += int(suspender.flag == BandFlag.LAMP_INTERRUPTED)
+                s.suspensions[suspender.name] = s.suspensions.get(suspender.name, 0) + 1
                 suspender.wait(d, m, attempt)
             attempt += 1
             worn = [x for x in tripped if attempt > x.max_retakes]

@@ -197,4 +197,3 @@ Message = (
 )
 Answer = Exposures | DarkDrift | None
 Plan = Generator[Message, Answer, None]
-Stub = Generator[Message, Answer, object]

@@ -29,15 +29,19 @@ class ScanStats:
     dark_checks: int = 0
     autoexposures: int = 0
     retries: int = 0
-    lamp_interruptions: int = 0
     flagged_bands: int = 0
     modeled_s: float = 0.0  # device time of the steps executed (acquisition.time_model)
     exposure_s: float = 0.0  # sum of frames x exposure of the sample camera's band grabs
     band_wall_s: float = 0.0  # wall time from syncing a band's devices to its write returning
     grab_wall_s: float = 0.0  # of which in the bands' grabs (both cameras, triggered together)
     write_wall_s: float = 0.0  # of which writing the band to its hypercube
+    suspensions: dict[str, int] = field(default_factory=dict)  # suspender name -> trips
     modeled_by_kind: dict[str, float] = field(default_factory=dict)
     wall_by_kind: dict[str, float] = field(default_factory=dict)  # the same steps, measured
+
+    @property
+    def lamp_interruptions(self) -> int:
+        return self.suspensions.get("lamp", 0)
 
     def add_model(self, kind: str, seconds: float) -> None:
         self.modeled_s += seconds

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class Suspender(Protocol):
+    name: str  # what the run's statistics count its suspensions under
     flag: BandFlag
     max_retakes: int
 
@@ -49,13 +50,13 @@ class LampWatch:
     ``lamp_poll_s``) until two readings in a row reach ``lamp_recover_fraction``, then re-take
     the band flagged ``LAMP_INTERRUPTED``."""
 
+    name = "lamp"
     flag = BandFlag.LAMP_INTERRUPTED
 
     def __init__(self, runner: RunnerConfig, publish: Publish) -> None:
         self.runner = runner
         self.publish = publish
         self.max_retakes = runner.lamp_retakes
-        self.interruptions = 0
         self._last = (0.0, 0.0)  # (reading, wanted) of the last tripped band
 
     def tripped(
@@ -69,7 +70,6 @@ class LampWatch:
     def wait(self, devices: DeviceSync, band: Acquire, attempt: int) -> None:
         runner = self.runner
         reading, wanted = self._last
-        self.interruptions += 1
         log.warning(
             "lamp: reference %.0f DN, expected ~%.0f DN at %s %g nm; pausing until it is back",
             reading,

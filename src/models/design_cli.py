@@ -429,6 +429,12 @@ def optimize_cmd(
     steps: Annotated[
         int, ITERATIONS.option("--steps", help="hybrid: gradient steps after the swarm.")
     ] = 40,
+    start: Annotated[
+        str,
+        typer.Option(
+            "--start", help="The first swarm: probes (random generator designs) or uniform."
+        ),
+    ] = "probes",
     robust: Annotated[
         int,
         ROBUST.option("--robust", help="Score each candidate over K sampled fabrications."),
@@ -497,6 +503,7 @@ def optimize_cmd(
         record_iterations=tuple(record) if record else (),
         robust=robust,
         fab_sd_nm=fab_sd_nm,
+        start=start,
     )
     chosen, result = optimize(
         model,

@@ -87,8 +87,29 @@ def refine(
 ) -> tuple[DesignLibrary, NDArray[np.float64], NDArray[np.float32], int]:
     """Gradient-refine one design per target (module docstring): (designs, thicknesses, exact
     similarities, encoder calls)."""
-    for p in model.parameters():
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:  # gradients flow to the shapes only; the model is given back as it came
         p.requires_grad_(False)
+    try:
+        return _refine(model, space, encoder, library, thickness_nm, similarity, queries, cfg,
+                       support, robust)  # fmt: skip
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _refine(
+    model: ContrastiveModel,
+    space: DesignSpace,
+    encoder: Encoder,
+    library: DesignLibrary,
+    thickness_nm: NDArray[np.float64],
+    similarity: NDArray[np.float32],
+    queries: NDArray[np.float32],
+    cfg: HybridConfig,
+    support: Support | None,
+    robust: Robust | None,
+) -> tuple[DesignLibrary, NDArray[np.float64], NDArray[np.float32], int]:
     period = torch.tensor(library.period_nm, dtype=torch.float32)
     kind = torch.tensor(library.kind.astype(np.int64))
     shape = torch.tensor(_shapes(library), dtype=torch.float32, requires_grad=True)

@@ -65,7 +65,7 @@ class OptimizeConfig:
         if not (np.isfinite(self.fab_sd_nm) and 0 <= self.fab_sd_nm <= 50):
             raise ValueError(f"fab_sd_nm={self.fab_sd_nm} must be in [0, 50] nm")
         if self.start not in ("probes", "uniform"):
-            raise ValueError(f"start={self.start!r} must be 'probes' or 'uniform'")
+            raise ValueError(f"--start {self.start!r} must be 'probes' or 'uniform'")
         bad = [i for i in self.record_iterations if not 1 <= i <= self.iterations]
         if bad:
             raise ValueError(f"record iterations {bad} lie outside [1, {self.iterations}]")

@@ -65,7 +65,9 @@ def test_hybrid_refines_without_ever_returning_worse() -> None:
     )
     pso = OptimizeConfig(iterations=3, particles=8, seed=1, targets_per_batch=3)
     cfg = HybridConfig(steps=6, snap_every=3, lr_nm=5.0)
+    trainable = [p.requires_grad for p in model.parameters()]
     result = optimize_hybrid(model, space, encoder, queries, pso, cfg)
+    assert [p.requires_grad for p in model.parameters()] == trainable  # given back as it came
     swarm_best = result.snapshots[-2].similarity  # the swarm's own best, before the steps
     assert (result.similarity >= swarm_best - 1e-6).all()
     assert check_library(result.library, space.rules).passed.all()

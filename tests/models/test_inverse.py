@@ -348,6 +348,7 @@ def test_design_commands_end_to_end(
         (["optimize", "--support-penalty", "nan"], "--support-penalty"),
         (["optimize", "--record-iterations", "40"], "40"),
         (["optimize", "--robust", "0"], "--robust"),
+        (["optimize", "--start", "sobol"], "--start"),
         (["optimize", "--robust", "2", "--fab-sd-nm", "80"], "--fab-sd-nm"),
         (["optimize", "--kinds", "triangle"], "kinds"),
     ],
@@ -485,3 +486,22 @@ def test_optimize_command_writes_chosen_designs_that_layout_takes(
     best = encode_spectra(bf16, targets.spectra, InferenceConfig()) @ probe_set.latent[inside].T
     first = warm.similarity[warm.database_size == 6]
     np.testing.assert_array_less(best.max(axis=1) - 0.02, first)  # bf16 raster vs stored
+
+
+def test_optimize_refuses_another_models_probes(
+    setup: dict[str, Path], tmp_path: Path, cli: Cli
+) -> None:
+    out = tmp_path / "x.h5"
+    before = setup["probes"].read_bytes()
+    code, _, err = cli("design", "optimize", "--model", str(setup["other"]), "--targets",
+                       str(setup["targets"]), "--probes", str(setup["probes"]), "--iterations",
+                       "1", "--particles", "2", "--output", str(out), "--no-progress")  # fmt: skip
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "model" in err and not out.exists()
+    assert setup["probes"].read_bytes() == before
+    targets = setup["targets"].read_bytes()
+    code, _, err = cli("design", "optimize", "--model", str(setup["model"]), "--targets",
+                       str(setup["targets"]), "--iterations", "1", "--particles", "2",
+                       "--output", str(setup["targets"]), "--no-progress")  # fmt: skip
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert setup["targets"].read_bytes() == targets  # the output named an input: refused
