@@ -6,9 +6,10 @@
   own rate and ``torch.compile`` of the encoder.
 * **Retrieval quality of what is kept**: spectrum -> geometry R@1 on the test split of
   ``--pairs`` with geometry latents encoded in fp32 and in bf16 (the issue's bar: within 0.005).
-* **Optimization** (``--optimize``): seconds per target of ``metascan design optimize --method
-  pso`` at 30 iterations x 100 particles, batched over 16 targets, in fp32 and bf16; encoder
-  calls/s, and the share of the time nevergrad's ask/tell takes beside a numpy swarm step.
+* **Optimization** (``--optimize``): seconds per target of ``metascan design optimize`` at 30
+  iterations x 100 particles (the hybrids: 10 x 100 and 40 gradient steps), batched over 16
+  targets: pso in fp32 and bf16, hybrid, random search, and the surrogate's pso (fp32, bf16) and
+  hybrid; exact network calls/s and their share of the time, and nevergrad's own ask/tell cost.
 * **Search**: FAISS flat, our ``ProbeIndex``, naive torch and torch bf16 on the same data
   (``bench_search.bench_search``).
 
@@ -44,6 +45,7 @@ from models.model import ContrastiveModel
 from models.model_dir import load_model, model_identity, write_model_dir
 from models.probes import ProbeBuild, Shard, build_shard, draw_block
 from models.retrieval import ranks_of_truth, recall_at
+from models.surrogate import ForwardSurrogate
 
 
 def _model_dir(folder: Path | None, scratch: Path) -> Path:
@@ -54,6 +56,17 @@ def _model_dir(folder: Path | None, scratch: Path) -> Path:
         folder = scratch / "untrained"
         write_model_dir(
             folder, ContrastiveModel(get_config("metascan-small")), material=DEFAULT_MATERIAL
+        )
+    return folder
+
+
+def _surrogate_dir(folder: Path | None, scratch: Path) -> Path:
+    """The surrogate to time: the one given, or an untrained one of metascan-small."""
+    if folder is None:
+        torch.manual_seed(0)
+        folder = scratch / "untrained-surrogate"
+        write_model_dir(
+            folder, ForwardSurrogate(get_config("metascan-small")), material=DEFAULT_MATERIAL
         )
     return folder
 
@@ -169,48 +182,72 @@ def r_at_1(model_dir: Path, pairs_path: Path) -> dict[str, Any]:
     return out
 
 
-def optimize_rate(model_dir: Path, precision: str, targets: int = 16) -> dict[str, Any]:
-    """PSO at 30 x 100 for ``targets`` random spectra (speed does not depend on the target)."""
+def optimize_rate(
+    model_dir: Path, precision: str, method: str = "pso", targets: int = 16
+) -> dict[str, Any]:
+    """``method`` at 30 x 100 (the hybrids: 10 iterations x 100 and 40 gradient steps) for
+    ``targets`` random spectra (speed does not depend on the target). ``model_dir`` is the
+    contrastive model, or the surrogate for the surrogate methods."""
     import nevergrad as ng
 
-    from models.model_dir import load_model
+    from models.hybrid import HybridConfig, optimize_hybrid
+    from models.inference import predict_geometry
+    from models.model_dir import load_surrogate
+    from models.objectives import LatentSimilarity, Objective, PredictedMSE
     from models.optimize import OptimizeConfig, optimize_pso
     from models.probes import ProbeConstraints
 
     cfg = InferenceConfig(precision)
-    model = prepare(load_model(model_dir), cfg)
     spectra = np.random.default_rng(0).random((targets, 2, 29)).astype(np.float32)
-    queries = encode_spectra(model, spectra, cfg)
     calls = {"n": 0, "s": 0.0}
 
-    def encoder(images: Any, params: Any) -> Any:
-        start = time.perf_counter()
-        out = encode_geometry(model, images, params, cfg)
-        calls["n"] += images.shape[0]
-        calls["s"] += time.perf_counter() - start
-        return out
+    def timed(fn: Any) -> Any:
+        def call(images: Any, params: Any) -> Any:
+            start = time.perf_counter()
+            out = fn(images, params)
+            calls["n"] += images.shape[0]
+            calls["s"] += time.perf_counter() - start
+            return out
 
+        return call
+
+    objective: Objective
+    if method.startswith("surrogate"):
+        net = prepare(load_surrogate(model_dir), cfg)
+        objective = PredictedMSE(timed(lambda i, p: predict_geometry(net, i, p, cfg)), net)
+        queries = PredictedMSE.queries(spectra, np.ones_like(spectra))
+    else:
+        model = prepare(load_model(model_dir), cfg)
+        objective = LatentSimilarity(timed(lambda i, p: encode_geometry(model, i, p, cfg)), model)
+        queries = encode_spectra(model, spectra, cfg)
     space = ProbeConstraints(thicknesses_nm=(178.0,)).design_space()
-    run = optimize_pso(space, encoder, queries, OptimizeConfig(targets_per_batch=targets))
-    # nevergrad's own cost: the same number of ask/tell on a trivial objective.
-    param = ng.p.Array(shape=(space.dimension,), lower=0.0, upper=1.0)
-    opt = ng.families.ConfPSO(popsize=100)(param, budget=3000, num_workers=100)
-    start = time.perf_counter()
-    for _ in range(30):
-        asked = [opt.ask() for _ in range(100)]
-        for c in asked:
-            opt.tell(c, float(c.value[0]))
-    ask_tell_s = time.perf_counter() - start
-    return {
+    hybrid = method.endswith("hybrid")
+    pso = OptimizeConfig(iterations=10 if hybrid else 30, targets_per_batch=targets)
+    if hybrid:
+        run = optimize_hybrid(objective, space, queries, pso, HybridConfig(steps=40))
+    else:
+        run = optimize_pso(space, objective, queries, pso, random_search=method == "random")
+    row = {
+        "method": method,
         "precision": precision,
         "targets": targets,
         "s_per_target": round(run.wall_s / targets, 3),
-        "encoder_calls_per_s": round(calls["n"] / calls["s"], 1),
-        "encoder_share": round(calls["s"] / run.wall_s, 3),
-        "nevergrad_ask_tell_s_per_target": round(ask_tell_s, 3),
+        "network_calls_per_target": round(run.encoded / targets),
+        "exact_calls_per_s": round(calls["n"] / calls["s"], 1),
+        "exact_call_share": round(calls["s"] / run.wall_s, 3),
         "infeasible_fraction": round(run.infeasible_fraction, 4),
         "repaired_fraction": round(run.repaired_fraction, 4),
     }
+    if method == "pso":  # nevergrad's own cost: as many ask/tell on a trivial objective
+        param = ng.p.Array(shape=(space.dimension,), lower=0.0, upper=1.0)
+        opt = ng.families.ConfPSO(popsize=100)(param, budget=3000, num_workers=100)
+        start = time.perf_counter()
+        for _ in range(30):
+            asked = [opt.ask() for _ in range(100)]
+            for c in asked:
+                opt.tell(c, float(c.value[0]))
+        row["nevergrad_ask_tell_s_per_target"] = round(time.perf_counter() - start, 3)
+    return row
 
 
 def main() -> None:
@@ -221,6 +258,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--optimize", action="store_true", help="only the optimization rows")
+    parser.add_argument("--surrogate", type=Path, default=None, help="a forward surrogate")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -230,7 +268,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = _model_dir(args.model, Path(tmp))
             result["model"] = str(args.model) if args.model else "untrained metascan-small"
-            result["optimize"] = [optimize_rate(model_dir, p) for p in ("fp32", "bf16")]
+            surrogate = _surrogate_dir(args.surrogate, Path(tmp))
+            result["surrogate"] = str(args.surrogate) if args.surrogate else "untrained"
+            result["optimize"] = [
+                optimize_rate(surrogate if m.startswith("surrogate") else model_dir, p, m)
+                for m, p in (
+                    ("pso", "fp32"), ("pso", "bf16"), ("hybrid", "bf16"), ("random", "bf16"),
+                    ("surrogate", "fp32"), ("surrogate", "bf16"), ("surrogate-hybrid", "bf16"),
+                )
+            ]  # fmt: skip
         print(json.dumps(result, indent=2))
         return
     with tempfile.TemporaryDirectory() as tmp:

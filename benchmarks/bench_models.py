@@ -48,10 +48,10 @@ from dataset.pairs_io import load_pairs
 from models.augment import AugmentConfig
 from models.config import get_config
 from models.evaluate import evaluate
-from models.loss import ClipLoss
 from models.model import ContrastiveModel
 from models.model_dir import load_model
 from models.retrieval import cosine_scores, ranks_of_truth
+from models.tasks import ContrastiveLoss
 from models.train import TrainConfig, train, train_step
 
 DEFAULT_CACHE = Path("/tmp/metascan_bench_models")
@@ -66,7 +66,7 @@ def train_rate(
     image = (torch.rand(batch, 128, 128, device=device) > 0.5).to(torch.uint8)
     params = 0.2 + 0.4 * torch.rand(batch, 2, device=device)
     spectra = torch.rand(batch, 2, 29, device=device)
-    loss = ClipLoss()
+    loss = ContrastiveLoss()
     train_step(model, loss, opt, image, params, spectra, device, precision)  # warm-up
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -278,7 +278,7 @@ def run_one(
         "epochs_done": round(hist[-1]["epoch"], 3),
         "steps": result.steps,
         "stop": result.stop_reason,
-        "best_val_r1": round(result.best_val_r1, 4),
+        "best_val_r1": round(result.best_value, 4),
         "best_epoch": round(result.best_epoch, 3),
         "val_r1_curve": [
             [round(r["epoch"], 3), round(r["elapsed_s"] / 60, 2), round(r["val_r1"], 4)]

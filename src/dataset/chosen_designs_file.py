@@ -5,7 +5,9 @@ it reads any library), holding each chosen design once, plus a group ``choices``
 per (target, rank, database size):
 
 * ``target_id`` (M,) UTF-8, ``rank`` (M,) int32 (1 = best), ``similarity`` (M,) float32 (cosine
-  of the target's spectrum latent and the design's geometry latent), ``design_row`` (M,) int64
+  of the target's spectrum latent and the design's geometry latent; NaN for designs a forward
+  surrogate chose, which have no latent: their predicted weighted MSE is in the provenance,
+  ``predicted_weighted_mse``), ``design_row`` (M,) int64
   (row of the root library), ``thickness_nm`` (M,) float64 (a design may be chosen at two
   thicknesses), ``database_size`` (M,) int64 (how many probes the search saw: a study over
   growing databases writes one set of choices per size).

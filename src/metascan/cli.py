@@ -20,6 +20,7 @@ from models.cli import evaluate_cmd, train_cmd
 from models.design_cli import optimize_cmd, predict_cmd, probes_cmd, retrieve_cmd
 from models.targets_cli import targets_cmd
 from simulators.cli import app as sim_app
+from simulators.design_compare_cli import compare_cmd as design_compare_cmd
 from simulators.design_eval_cli import evaluate_cmd as design_evaluate_cmd
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ design_app.command("retrieve")(retrieve_cmd)
 design_app.command("optimize")(optimize_cmd)
 design_app.command("predict")(predict_cmd)
 design_app.command("evaluate")(design_evaluate_cmd)
+design_app.command("compare")(design_compare_cmd)
 app.add_typer(design_app, name="design", no_args_is_help=True)
 
 # OSError covers a full disk (common.outputs.OutputError), a refused connection, a missing file.

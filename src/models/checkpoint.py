@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # architecture and the data), or the checkpoint and config.json would describe another run.
 # "lr" is compared as resolved (base_lr), so --lr 1e-3 resumes a cosine run started without it.
 RECIPE_FIELDS = (
+    "task",
     "model",
     "batch_size",
     "lr",
@@ -60,7 +61,8 @@ class Checkpoint:
     batch: int  # the batch of that epoch to continue from
     global_step: int
     planned_steps: int | None  # the schedule's horizon (None: written before it was saved)
-    best_val_r1: float
+    best_val_r1: float  # the task's selection figure as a number to maximize: val R@1, or
+    # minus a surrogate's val MSE (the key is the one earlier checkpoints wrote)
     best_epoch: float
     bad_evals: int  # validations since the best one
     history: list[dict[str, float]]
@@ -209,7 +211,7 @@ def check_resume(
             f"(train/val sha256 {old_data['sha256'][:12]}), {data['path']} holds other pairs "
             f"(sha256 {data['sha256'][:12]}); train into a new --output to change the data"
         )
-    old_recipe = ckpt.recipe
+    old_recipe = {"task": "contrastive", **ckpt.recipe}  # runs from before tasks were contrastive
     changed = [
         f"{name} {old_recipe.get(name)!r} -> {recipe.get(name)!r}"
         for name in sorted(set(old_recipe) | set(recipe))

@@ -65,11 +65,21 @@ def train_cmd(
             help="fp32, or bf16 autocast of the forward pass (faster on AVX-512-bf16).",
         ),
     ] = "fp32",
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="contrastive (the CLIP model), or surrogate (geometry -> spectra, for "
+            "design optimize --method surrogate).",
+        ),
+    ] = "contrastive",
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Train a contrastive geometry-spectrum model (runs under torchrun too)."""
+    """Train a contrastive geometry-spectrum model, or a forward surrogate (runs under
+    torchrun too)."""
     from models.augment import AugmentConfig
     from models.config import get_config
+    from models.tasks import task_for
     from models.train import STOP_MESSAGES, TrainConfig, train
 
     get_config(config)  # an unknown name fails before the pairs are read
@@ -86,12 +96,14 @@ def train_cmd(
         time_budget_min=time_budget_min,
         val_every_steps=val_every_steps,
         precision=precision,
+        task=task,
     )
     result = train(pairs, output, cfg, resume=resume, progress=progress)
+    chosen = task_for(task)
     epochs_done = result.history[-1]["epoch"] if result.history else 0.0
     typer.echo(
         f"trained {round(epochs_done, 2):g} epochs ({result.steps} steps; stopped: "
-        f"{STOP_MESSAGES[result.stop_reason]}); best val R@1 {result.best_val_r1:.3f} "
+        f"{STOP_MESSAGES[result.stop_reason]}); best {chosen.label} {result.best_value:{chosen.fmt}} "
         f"at epoch {round(result.best_epoch, 2):g}; model in {output}"
     )
 
@@ -121,14 +133,35 @@ def evaluate_cmd(
         bool, typer.Option("--force", help="Overwrite a previous evaluation in the folder.")
     ] = False,
 ) -> None:
-    """R@1/5/10 both ways, the oracle and its ratio; writes evaluation.json and PNGs."""
+    """R@1/5/10 both ways, the oracle and its ratio; writes evaluation.json and PNGs. For a
+    forward surrogate: its per-pair MSE beside the mean spectrum's and the noise floor."""
     from models.evaluate import evaluate, output_files
+    from models.model_dir import SURROGATE, model_kind
 
     if not model.is_dir():
         raise FileNotFoundError(f"model directory {model} does not exist")
     folder = output if output is not None else model
     inputs: dict[str, Path | None] = {"--pairs": pairs, "--truth": truth}
     check_outputs({"--output": folder}, inputs, force, directories=True)
+    if model_kind(model) == SURROGATE:
+        from models.surrogate_eval import EVALUATION_FILE, PLOT_FILE, evaluate_surrogate
+
+        if folder.is_dir():
+            files = {f"output {f}": folder / f for f in (EVALUATION_FILE, PLOT_FILE)}
+            check_outputs(files, inputs, force)
+        got = evaluate_surrogate(model, pairs, split, truth, output)
+        line = (
+            f"surrogate on {got['pairs_scored']} {split} pairs: MSE vs measured median "
+            f"{got['surrogate_vs_measured']['q50']:.2e}, q95 {got['surrogate_vs_measured']['q95']:.2e}"
+            f" (mean spectrum: median {got['mean_spectrum_vs_measured']['q50']:.2e})"
+        )
+        if got["noise_floor"] is not None:
+            line += (
+                f"; vs true median {got['surrogate_vs_true']['q50']:.2e}, noise floor median "
+                f"{got['noise_floor']['q50']:.2e}"
+            )
+        typer.echo(line)
+        return
     if folder.is_dir():
         check_outputs({f"output {f}": f for f in output_files(folder)}, inputs, force)
     report = evaluate(model, pairs, split, gallery, truth, seed, output)

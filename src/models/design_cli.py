@@ -421,7 +421,13 @@ def optimize_cmd(
     targets: Annotated[Path, typer.Option("--targets", help="Targets file (design targets).")],
     output: Annotated[Path, typer.Option("--output", help="Chosen designs (HDF5) to write.")],
     method: Annotated[
-        str, typer.Option("--method", help="pso, or hybrid (PSO then gradient steps).")
+        str,
+        typer.Option(
+            "--method",
+            help="pso; hybrid (PSO then gradient steps); surrogate or surrogate-hybrid (the "
+            "same on a forward surrogate's predicted MSE: --model names the surrogate); "
+            "random (random search in the same space).",
+        ),
     ] = "pso",
     iterations: Annotated[
         int, ITERATIONS.option("--iterations", help="PSO iterations (hybrid: before the steps).")
@@ -481,10 +487,10 @@ def optimize_cmd(
     from dataset.targets_file import read_targets
     from models.hybrid import HybridConfig
     from models.inference import InferenceConfig
-    from models.optimize import OptimizeConfig, optimize
+    from models.optimize import METHODS, OptimizeConfig, optimize
 
-    if method not in ("pso", "hybrid"):
-        raise ValueError(f"--method {method!r}: one of pso, hybrid (surrogate: not yet built)")
+    if method not in METHODS:
+        raise ValueError(f"--method {method!r} is not one of {', '.join(METHODS)}")
     inputs: dict[str, Path | None] = {"--model": model, "--targets": targets}
     inputs.update({f"--probes {p}": p for p in probes or []})
     check_outputs(
@@ -512,9 +518,12 @@ def optimize_cmd(
         constraints.design_space(),
         cfg,
         InferenceConfig(precision=precision),
+        method=method,
         probes=probes,
         support_penalty=support_penalty,
-        hybrid=HybridConfig(steps=steps, snap_every=min(10, steps)) if method == "hybrid" else None,
+        hybrid=HybridConfig(steps=steps, snap_every=min(10, steps))
+        if method.endswith("hybrid")
+        else None,
         threads=threads,
         progress=progress,
     )
@@ -522,9 +531,14 @@ def optimize_cmd(
     from models.design_plots import plot_targets_and_designs
 
     plot_targets_and_designs(t, chosen, png)
+    objective = (
+        f"median predicted weighted MSE {float(np.median(-result.similarity)):.2e}"
+        if method.startswith("surrogate")
+        else f"median similarity {float(np.median(result.similarity)):.4f}"
+    )
     typer.echo(
-        f"wrote {len(t)} optimized designs to {output} (plot {png}): median similarity "
-        f"{float(np.median(result.similarity)):.4f}, {result.encoded} designs encoded in "
+        f"wrote {len(t)} optimized designs to {output} (plot {png}): {objective}, "
+        f"{result.encoded} designs through the network in "
         f"{result.wall_s:.1f} s ({result.wall_s / len(t):.2f} s/target); "
         f"{100 * result.infeasible_fraction:.1f} % of proposals infeasible, "
         f"{100 * result.repaired_fraction:.1f} % repaired"

@@ -84,7 +84,7 @@ def evaluate(
     model = load_model(model_dir)
     pairs = load_pairs(pairs_path)
     check_material(model_dir, pairs.material, f"pairs {pairs_path}")
-    true_spectra = _read_truth(truth, pairs, pairs_path) if truth is not None else None
+    true_spectra = read_true_spectra(truth, pairs, pairs_path) if truth is not None else None
     rows = np.flatnonzero(pairs.split == SPLIT_NAMES.index(split)).astype(np.int64)
     if rows.size < 2:
         raise ValueError(f"{pairs_path} has {rows.size} pairs in split {split!r}; need >= 2")
@@ -157,7 +157,7 @@ def evaluate(
     _plot_recall_curve(curves, galleries[-1].label, out / PLOT_FILES[1])
     metrics = Path(model_dir) / "metrics.csv"
     if metrics.is_file():
-        _plot_training(metrics, out / PLOT_FILES[2])
+        plot_training(metrics, out / PLOT_FILES[2])
     return report
 
 
@@ -166,7 +166,7 @@ def output_files(output: Path) -> list[Path]:
     return [output / n for n in (EVALUATION_FILE, *PLOT_FILES)]
 
 
-def _read_truth(
+def read_true_spectra(
     path: Path, pairs: Pairs, pairs_path: Path
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
     """True spectra row for row with ``pairs``, from a chip truth file or a twin pairs file."""
@@ -223,7 +223,7 @@ def _plot_recall_curve(curves: dict[str, list[float]], label: str, path: Path) -
     save_png(fig, path, dpi=100)
 
 
-def _plot_training(metrics_csv: Path, path: Path) -> None:
+def plot_training(metrics_csv: Path, path: Path) -> None:
     with metrics_csv.open() as f:
         rows = list(csv.DictReader(f))
     epoch = [float(r["epoch"]) for r in rows]
@@ -232,9 +232,13 @@ def _plot_training(metrics_csv: Path, path: Path) -> None:
     ax_loss.plot(epoch, [float(r["train_loss"]) for r in rows], marker=".")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("train loss")
-    ax_r1.plot(epoch, [float(r["val_r1"]) for r in rows], marker=".", label="val R@1")
-    ax_r1.plot(epoch, [float(r["val_r5"]) for r in rows], marker=".", label="val R@5")
+    if "val_r1" in rows[0]:
+        ax_r1.plot(epoch, [float(r["val_r1"]) for r in rows], marker=".", label="val R@1")
+        ax_r1.plot(epoch, [float(r["val_r5"]) for r in rows], marker=".", label="val R@5")
+        ax_r1.set_ylim(0, 1.02)
+    else:  # a surrogate's run
+        ax_r1.plot(epoch, [float(r["val_mse"]) for r in rows], marker=".", label="val MSE")
+        ax_r1.set_yscale("log")
     ax_r1.set_xlabel("epoch")
-    ax_r1.set_ylim(0, 1.02)
     ax_r1.legend()
     save_png(fig, path, dpi=100)

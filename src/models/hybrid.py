@@ -1,6 +1,7 @@
 """The hybrid (the newcomer's guide, §III.A): a few global PSO iterations, then gradient ascent
-of the latent similarity through the soft rasterizer (:mod:`models.soft_raster`) into the
-geometry encoder, then snap to the grid, check, and re-score with the exact raster.
+of the objective (the latent similarity, or minus a surrogate's predicted MSE:
+:mod:`models.objectives`) through the soft rasterizer (:mod:`models.soft_raster`) into the
+network, then snap to the grid, check, and re-score with the exact raster.
 
 Gradient steps move the best design's continuous shape (centres, sizes, ring holes, in nm)
 with its kinds, period and thickness held; the edges sharpen geometrically from
@@ -23,10 +24,8 @@ from numpy.typing import NDArray
 
 from layout.design import DesignLibrary
 from layout.design_space import DesignSpace
-from layout.raster import rasterize
-from models.model import ContrastiveModel
+from models.objectives import Objective, frozen, thaw
 from models.optimize import (
-    Encoder,
     OptimizeConfig,
     OptimizeResult,
     Robust,
@@ -34,6 +33,7 @@ from models.optimize import (
     Support,
     optimize_pso,
     score_candidates,
+    support_distance,
 )
 from models.soft_raster import soft_rasterize
 
@@ -74,9 +74,8 @@ def _shapes(library: DesignLibrary) -> NDArray[np.float64]:
 
 
 def refine(
-    model: ContrastiveModel,
+    objective: Objective,
     space: DesignSpace,
-    encoder: Encoder,
     library: DesignLibrary,
     thickness_nm: NDArray[np.float64],
     similarity: NDArray[np.float32],
@@ -86,22 +85,18 @@ def refine(
     robust: Robust | None = None,
 ) -> tuple[DesignLibrary, NDArray[np.float64], NDArray[np.float32], int]:
     """Gradient-refine one design per target (module docstring): (designs, thicknesses, exact
-    similarities, encoder calls)."""
-    frozen = [p for p in model.parameters() if p.requires_grad]
-    for p in frozen:  # gradients flow to the shapes only; the model is given back as it came
-        p.requires_grad_(False)
+    objective values, network calls)."""
+    held = frozen(objective)  # gradients flow to the shapes only; the net is given back as it came
     try:
-        return _refine(model, space, encoder, library, thickness_nm, similarity, queries, cfg,
+        return _refine(objective, space, library, thickness_nm, similarity, queries, cfg,
                        support, robust)  # fmt: skip
     finally:
-        for p in frozen:
-            p.requires_grad_(True)
+        thaw(held)
 
 
 def _refine(
-    model: ContrastiveModel,
+    objective: Objective,
     space: DesignSpace,
-    encoder: Encoder,
     library: DesignLibrary,
     thickness_nm: NDArray[np.float64],
     similarity: NDArray[np.float32],
@@ -124,8 +119,7 @@ def _refine(
         for step in range(cfg.steps):
             edge = cfg.edge_px_start * ratio ** (step / max(cfg.steps - 1, 1))
             image = soft_rasterize(period, kind, shape, edge)
-            z = model.encode_geometry(image[:, None], params)
-            loss = -(z * q).sum()
+            loss = -objective.soft_score(image, params, q).sum()
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
@@ -133,7 +127,7 @@ def _refine(
             if (step + 1) % cfg.snap_every and step + 1 != cfg.steps:
                 continue
             snapped = _project(space, library, shape.detach().numpy(), thickness_nm)
-            got = score_candidates(space, encoder, snapped, queries, -2.0, support, robust)
+            got = score_candidates(space, objective, snapped, queries, -2.0, support, robust)
             calls += int(got.feasible.sum()) * (1 + (robust.samples if robust else 0))
             better = np.flatnonzero(got.feasible & (got.similarity > best_sim))
             for i in better:
@@ -158,9 +152,8 @@ def _project(
 
 
 def optimize_hybrid(
-    model: ContrastiveModel,
+    objective: Objective,
     space: DesignSpace,
-    encoder: Encoder,
     queries: NDArray[np.float32],
     pso: OptimizeConfig,
     cfg: HybridConfig,
@@ -175,7 +168,7 @@ def optimize_hybrid(
     start = time.perf_counter()
     swarm = optimize_pso(
         space,
-        encoder,
+        objective,
         queries,
         pso,
         support=support,
@@ -183,9 +176,8 @@ def optimize_hybrid(
         progress=progress,
     )
     lib, thick, sim, calls = refine(
-        model,
+        objective,
         space,
-        encoder,
         swarm.library,
         swarm.thickness_nm,
         swarm.similarity,
@@ -199,12 +191,7 @@ def optimize_hybrid(
     per_target = calls / len(queries)
     extra = int(np.ceil(per_target / pso.particles))
     distance = (
-        support.distance(
-            encoder(
-                rasterize(lib),
-                np.stack([lib.period_nm, thick], axis=1) / 1000.0,
-            )
-        ).astype(np.float32)
+        support_distance(objective, support, lib, thick)
         if support is not None
         else np.full(len(queries), np.nan, dtype=np.float32)
     )

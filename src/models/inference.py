@@ -11,7 +11,9 @@ of fp32 there. Latents always leave as float32 unit vectors, normalized in float
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,8 +22,10 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from models.model import ContrastiveModel
+from models.surrogate import ForwardSurrogate
 
 PRECISIONS = ("fp32", "bf16")
+Net = TypeVar("Net", ContrastiveModel, ForwardSurrogate)
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,12 @@ class InferenceConfig:
             raise ValueError(f"batch_size {self.batch_size} must be >= 1")
 
 
-def _autocast(model: ContrastiveModel, cfg: InferenceConfig) -> torch.autocast:
+def _autocast(model: nn.Module, cfg: InferenceConfig) -> torch.autocast:
     device = next(model.parameters()).device.type
     return torch.autocast(device, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
 
-def prepare(model: ContrastiveModel, cfg: InferenceConfig) -> ContrastiveModel:
+def prepare(model: Net, cfg: InferenceConfig) -> Net:
     """An inference copy of the model: eval mode, every batch norm of the geometry encoder
     folded into the convolution before it (the same affine map, one pass fewer over the
     activations), convolutions in channels-last memory order when asked. The model given is
@@ -82,20 +86,19 @@ def _fold_batch_norms(module: nn.Module) -> None:
             setattr(module, f"bn{n}", nn.Identity())
 
 
-@torch.inference_mode()
-def encode_geometry(
-    model: ContrastiveModel,
+def _geometry_batches(
+    model: nn.Module,
     images: NDArray[np.bool_] | NDArray[np.uint8],
     params_um: NDArray[np.floating],
     cfg: InferenceConfig,
-) -> NDArray[np.float32]:
-    """(N, S, S) binary images and (N, 2) period, thickness in µm -> (N, D) unit float32."""
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, int]]:
+    """The images as the geometry encoder takes them, ``cfg.batch_size`` at a time: (rows,
+    images, params, real rows), padded to one shape for a compiled encoder."""
     device = next(model.parameters()).device
-    out = np.empty((images.shape[0], model.cfg.embed_dim), dtype=np.float32)
     raw = np.ascontiguousarray(images).view(np.uint8)
+    dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
     for start in range(0, images.shape[0], cfg.batch_size):
         sl = slice(start, start + cfg.batch_size)
-        dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
         x = torch.from_numpy(raw[sl]).to(device=device, dtype=dtype)[:, None]
         p = torch.from_numpy(np.asarray(params_um[sl], dtype=np.float32)).to(device)
         n = x.shape[0]
@@ -104,9 +107,37 @@ def encode_geometry(
             p = torch.cat([p, p[:1].expand(cfg.batch_size - n, -1)])
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        yield sl, x, p, n
+
+
+@torch.inference_mode()
+def encode_geometry(
+    model: ContrastiveModel,
+    images: NDArray[np.bool_] | NDArray[np.uint8],
+    params_um: NDArray[np.floating],
+    cfg: InferenceConfig,
+) -> NDArray[np.float32]:
+    """(N, S, S) binary images and (N, 2) period, thickness in µm -> (N, D) unit float32."""
+    out = np.empty((images.shape[0], model.cfg.embed_dim), dtype=np.float32)
+    for sl, x, p, n in _geometry_batches(model, images, params_um, cfg):
         with _autocast(model, cfg):
             z = model.encode_geometry(x, p, normalize=False)[:n]
         out[sl] = torch.nn.functional.normalize(z.float(), dim=-1).cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
+def predict_geometry(
+    model: ForwardSurrogate,
+    images: NDArray[np.bool_] | NDArray[np.uint8],
+    params_um: NDArray[np.floating],
+    cfg: InferenceConfig,
+) -> NDArray[np.float32]:
+    """A forward surrogate's (N, 2, W) predicted spectra, batched as :func:`encode_geometry`."""
+    out = np.empty((images.shape[0], 2, model.cfg.num_wavelengths), dtype=np.float32)
+    for sl, x, p, n in _geometry_batches(model, images, params_um, cfg):
+        with _autocast(model, cfg):
+            out[sl] = model(x, p)[:n].float().cpu().numpy()
     return out
 
 

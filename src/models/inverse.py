@@ -28,11 +28,14 @@ from models.inference import InferenceConfig, encode_geometry, encode_spectra, p
 from models.model import ContrastiveModel
 from models.model_dir import load_model, model_identity, model_material
 from models.search import ProbeIndex, SearchConfig
+from models.surrogate import ForwardSurrogate
 
 log = logging.getLogger(__name__)
 
 
-def check_bands(model: ContrastiveModel, wavelength_nm: NDArray[np.float64], what: str) -> None:
+def check_bands(
+    model: ContrastiveModel | ForwardSurrogate, wavelength_nm: NDArray[np.float64], what: str
+) -> None:
     if wavelength_nm.size != model.cfg.num_wavelengths:
         raise ValueError(
             f"{what} has {wavelength_nm.size} bands but the model takes "

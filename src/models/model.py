@@ -117,6 +117,30 @@ class Normalization:
         )
 
 
+NORMALIZATION_BUFFERS = ("spectra_mean", "spectra_std", "params_mean", "params_std")
+
+
+def register_normalization(module: nn.Module, norm: Normalization) -> None:
+    """The statistics as non-persistent float32 buffers of ``module`` (both model kinds hold
+    them so: they follow the module to its device and stay out of ``model.pt``)."""
+    for name in NORMALIZATION_BUFFERS:
+        module.register_buffer(
+            name, torch.tensor(getattr(norm, name), dtype=torch.float32), persistent=False
+        )
+
+
+def normalization_of(module: nn.Module) -> Normalization:
+    """The statistics ``register_normalization`` gave ``module``, back as a Normalization."""
+
+    def tup(name: str) -> tuple[float, ...]:
+        buffer = getattr(module, name)
+        assert isinstance(buffer, Tensor)
+        return tuple(float(v) for v in buffer.tolist())
+
+    pm, ps = tup("params_mean"), tup("params_std")
+    return Normalization(tup("spectra_mean"), tup("spectra_std"), (pm[0], pm[1]), (ps[0], ps[1]))
+
+
 class ContrastiveModel(nn.Module):
     """Both encoders, their projections into one unit sphere, and the learnable temperature."""
 
@@ -139,24 +163,14 @@ class ContrastiveModel(nn.Module):
             nn.Linear(self.spectra_encoder.out_features, cfg.embed_dim),
         )
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / cfg.init_temperature)))
-        norm = normalization or Normalization.identity(cfg.num_wavelengths)
-        for name in ("spectra_mean", "spectra_std", "params_mean", "params_std"):
-            self.register_buffer(
-                name, torch.tensor(getattr(norm, name), dtype=torch.float32), persistent=False
-            )
+        register_normalization(self, normalization or Normalization.identity(cfg.num_wavelengths))
 
     def set_normalization(self, norm: Normalization) -> None:
-        for name in ("spectra_mean", "spectra_std", "params_mean", "params_std"):
+        for name in NORMALIZATION_BUFFERS:
             getattr(self, name).copy_(torch.tensor(getattr(norm, name)))
 
     def normalization(self) -> Normalization:
-        def tup(t: Tensor) -> tuple[float, ...]:
-            return tuple(float(v) for v in t.tolist())
-
-        pm, ps = tup(self.params_mean), tup(self.params_std)
-        return Normalization(
-            tup(self.spectra_mean), tup(self.spectra_std), (pm[0], pm[1]), (ps[0], ps[1])
-        )
+        return normalization_of(self)
 
     def encode_geometry(self, image: Tensor, params_um: Tensor, normalize: bool = True) -> Tensor:
         """``image`` (B, S, S) or (B, 1, S, S) 0/1, ``params_um`` (B, 2) → (B, embed_dim)."""

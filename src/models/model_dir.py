@@ -11,6 +11,10 @@ film of the pairs it learned from (:mod:`layout.material`). Scoring a model on p
 film, or designing with it in another film's world, compares two different physics, so every
 command that combines a model with spectra asks :func:`model_material` and refuses a mix. A
 model directory written before the material was recorded (format 2) is refused: train it again.
+
+``config.json``'s ``kind`` says which network the weights are: ``contrastive`` (the default,
+and what every directory written before the key was) or ``surrogate`` (:mod:`models.surrogate`);
+each loader refuses the other kind by name, so a surrogate never encodes latents by mistake.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataset import conventions
 from layout import material as film
 from models.config import ModelConfig
 from models.model import ContrastiveModel, Normalization
+from models.surrogate import ForwardSurrogate
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -34,6 +39,11 @@ NORMALIZATION_FILE = "normalization.json"
 LATEST_FILE = "latest.pt"
 FORMAT = "metascan.model"
 FORMAT_VERSION = 3  # 2: spectra_convention recorded; 3: material recorded
+CONTRASTIVE, SURROGATE = "contrastive", "surrogate"
+KINDS: dict[str, type[ContrastiveModel] | type[ForwardSurrogate]] = {
+    CONTRASTIVE: ContrastiveModel,
+    SURROGATE: ForwardSurrogate,
+}
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -59,7 +69,7 @@ def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
 
 def write_model_dir(
     folder: Path,
-    model: ContrastiveModel,
+    model: ContrastiveModel | ForwardSurrogate,
     train_config: dict[str, Any] | None = None,
     weights: dict[str, torch.Tensor] | None = None,
     *,
@@ -82,6 +92,7 @@ def write_model_dir(
             # What the spectra it learned from mean; contract 5 holds only this convention.
             conventions.ATTRIBUTE: conventions.RELATIVE,
             film.ATTRIBUTE: material,
+            "kind": SURROGATE if isinstance(model, ForwardSurrogate) else CONTRASTIVE,
             "model": model.cfg.to_dict(),
             "train": train_config or {},
         },
@@ -120,10 +131,39 @@ def check_material(folder: Path, material: str, source: str) -> None:
     film.require(material, source, model_material(folder), f"model {folder}")
 
 
+def model_kind(folder: Path) -> str:
+    """``contrastive`` or ``surrogate`` (module docstring)."""
+    kind = str(read_config(folder).get("kind", CONTRASTIVE))
+    if kind not in KINDS:
+        raise ValueError(f"model {folder}: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    return kind
+
+
 def load_model(folder: Path, map_location: str | torch.device = "cpu") -> ContrastiveModel:
-    """Rebuild the model from its directory alone, in eval mode."""
+    """Rebuild the contrastive model from its directory alone, in eval mode."""
+    model = _load(folder, CONTRASTIVE, map_location)
+    assert isinstance(model, ContrastiveModel)
+    return model
+
+
+def load_surrogate(folder: Path, map_location: str | torch.device = "cpu") -> ForwardSurrogate:
+    """Rebuild a forward surrogate (``metascan train --task surrogate``), in eval mode."""
+    model = _load(folder, SURROGATE, map_location)
+    assert isinstance(model, ForwardSurrogate)
+    return model
+
+
+def _load(
+    folder: Path, kind: str, map_location: str | torch.device
+) -> ContrastiveModel | ForwardSurrogate:
     folder = Path(folder)
     data = read_config(folder)
+    found = model_kind(folder)
+    if found != kind:
+        raise ValueError(
+            f"model {folder} is a {found} model; this needs a {kind} one "
+            f"(metascan train --task {kind})"
+        )
     source = f"model {folder}"
     conventions.require(
         conventions.stored(data, f"{source} ({CONFIG_FILE}, trained by an older version)"),
@@ -141,7 +181,7 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Contra
         norm.check(cfg.num_wavelengths)
     except ValueError as exc:
         raise ValueError(f"{norm_path}: {exc}") from None
-    model = ContrastiveModel(cfg, norm)
+    model: ContrastiveModel | ForwardSurrogate = KINDS[kind](cfg, norm)
     state = torch.load(folder / MODEL_FILE, map_location=map_location, weights_only=True)
     bad = nonfinite_tensors(state)
     if bad:
@@ -151,7 +191,8 @@ def load_model(folder: Path, map_location: str | torch.device = "cpu") -> Contra
             "run?); refusing to load it"
         )
     model.load_state_dict(state)
-    return model.eval()
+    model.eval()
+    return model
 
 
 def model_identity(folder: Path) -> str:

@@ -1,6 +1,7 @@
-"""Latent-space optimization (MOCLIP Fig. 6f): search the generator's own parameter space
-(:class:`layout.design_space.DesignSpace`) for a design whose geometry latent is most similar to
-the target spectrum's latent.
+"""Optimization in the generator's own parameter space (:class:`layout.design_space.
+DesignSpace`): MOCLIP's latent search (Fig. 6f; a design whose geometry latent is most similar
+to the target spectrum's latent), or the same search on a forward surrogate's predicted
+weighted MSE (:mod:`models.objectives`).
 
 PSO is nevergrad's (``ConfPSO``, its standard inertia 1/(2 ln 2) and acceleration 0.5 + ln 2,
 through ask/tell), started from random probes (generator designs encoded into the box, as
@@ -8,14 +9,18 @@ MOCLIP starts from 100 random probes; ``start="uniform"`` draws the box instead)
 per target, all targets of a chunk asked together each
 iteration, so every candidate of every target of the chunk is decoded, rasterized and encoded
 in one batch. Candidates the design space cannot repair into a checker-clean design are not
-encoded and score ``infeasible_score`` (below any cosine similarity), which the swarm leaves.
+encoded and score ``infeasible_score`` (below any cosine similarity or minus any MSE of
+transmissions in [0, 1]), which the swarm leaves.
+
+``method="random"`` is random search in the same box with the same loop (nevergrad's
+``RandomSearch``: uniform draws, no start swarm): the baseline any optimizer of this space
+must beat at equal calls.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +35,7 @@ from layout.design_space import DesignSpace
 from layout.fabrication import apply_size_bias
 from layout.generator import GeneratorConfig, generate
 from layout.raster import rasterize
+from models.objectives import LatentSimilarity, Objective, PredictedMSE
 from models.search import ProbeIndex, SearchConfig
 
 if TYPE_CHECKING:
@@ -38,7 +44,7 @@ if TYPE_CHECKING:
     from models.inference import InferenceConfig
 
 log = logging.getLogger(__name__)
-Encoder = Callable[[NDArray[np.bool_], NDArray[np.float64]], NDArray[np.float32]]
+METHODS = ("pso", "hybrid", "surrogate", "surrogate-hybrid", "random")
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class OptimizeResult:
 class Robust:
     """Scores over sampled fabrications (``--robust K``): each candidate is rasterized K times
     with its widths and heights grown (ring holes shrunk) by a size bias drawn from N(0,
-    ``sd_nm``), and scored by the mean similarity. The bias is around zero because the model
+    ``sd_nm``), and scored by the mean objective. The bias is around zero because the model
     learned from pads the fab already made with its mean bias: its nominal design is what it
     maps to a spectrum as fabricated, so only the pad-to-pad spread is sampled."""
 
@@ -155,9 +161,9 @@ class Robust:
     sd_nm: float
     rng: np.random.Generator
 
-    def mean_similarity(
+    def mean_score(
         self,
-        encoder: Encoder,
+        objective: Objective,
         library: DesignLibrary,
         params_um: NDArray[np.float64],
         queries: NDArray[np.float32],
@@ -166,16 +172,16 @@ class Robust:
         rows = np.repeat(np.arange(n), k)
         bias = self.rng.normal(0.0, self.sd_nm, n * k)
         made = apply_size_bias(library.take(rows), bias)
-        latent = encoder(rasterize(made), params_um[rows])
-        sims = np.einsum("ne,ne->n", latent, queries[rows]).reshape(n, k)
-        out: NDArray[np.float64] = sims.mean(axis=1).astype(np.float64)
+        scores, _ = objective.score(rasterize(made), params_um[rows], queries[rows])
+        out: NDArray[np.float64] = scores.reshape(n, k).mean(axis=1)
         return out
 
 
 @dataclass(frozen=True, eq=False)
 class Scored:
-    """One batch of candidates: the optimizer's score, the cosine similarity and the distance to
-    the support (NaN where not measured), the designs and their thicknesses."""
+    """One batch of candidates: the optimizer's score, the objective's own value (a cosine
+    similarity, or minus a predicted MSE; without the support penalty) and the distance to the
+    support (NaN where not measured), the designs and their thicknesses."""
 
     score: NDArray[np.float64]
     similarity: NDArray[np.float64]
@@ -188,16 +194,17 @@ class Scored:
 
 def score_candidates(
     space: DesignSpace,
-    encoder: Encoder,
+    objective: Objective,
     x: NDArray[np.float64],
     queries: NDArray[np.float32],
     infeasible_score: float,
     support: Support | None = None,
     robust: Robust | None = None,
 ) -> Scored:
-    """Each candidate against its query (one query row per candidate): the cosine similarity of
-    its geometry latent (with ``robust``, its mean over sampled fabrications), less the support
-    penalty; infeasible ones score ``infeasible_score``."""
+    """Each candidate against its query (one query row per candidate): the objective (with
+    ``robust``, its mean over sampled fabrications), less the support penalty when the support
+    has one (the distance is measured only then: a probe database of millions makes it the
+    dearest part of a score); infeasible ones score ``infeasible_score``."""
     decoded = space.decode(x)
     n = x.shape[0]
     score = np.full(n, infeasible_score, dtype=np.float64)
@@ -207,13 +214,13 @@ def score_candidates(
     if ok.size:
         lib = decoded.library.take(ok)
         params = np.stack([lib.period_nm, decoded.thickness_nm[ok]], axis=1) / 1000.0
-        latent = encoder(rasterize(lib), params)
-        if robust is None or robust.samples == 1:
-            similarity[ok] = np.einsum("ne,ne->n", latent, queries[ok])
-        else:
-            similarity[ok] = robust.mean_similarity(encoder, lib, params, queries[ok])
+        similarity[ok], latent = objective.score(rasterize(lib), params, queries[ok])
+        if robust is not None and robust.samples > 1:
+            similarity[ok] = robust.mean_score(objective, lib, params, queries[ok])
         score[ok] = similarity[ok]
-        if support is not None:
+        if support is not None and support.penalty > 0:
+            if latent is None:
+                raise ValueError(f"a support penalty needs latents; {objective.name} has none")
             distance[ok] = support.distance(latent)
             excess = np.maximum(distance[ok] - support.typical_distance, 0.0)
             score[ok] -= support.penalty * excess
@@ -226,6 +233,19 @@ def score_candidates(
         decoded.feasible,
         int(decoded.repaired.sum()),
     )
+
+
+def support_distance(
+    objective: Objective,
+    support: Support,
+    library: DesignLibrary,
+    thickness_nm: NDArray[np.float64],
+) -> NDArray[np.float32]:
+    """Each design's distance from the support (its latent's, so a latent objective only)."""
+    params = np.stack([library.period_nm, thickness_nm], axis=1) / 1000.0
+    if not isinstance(objective, LatentSimilarity):
+        raise ValueError(f"the support is measured in latents; {objective.name} has none")
+    return support.distance(objective.encoder(rasterize(library), params)).astype(np.float32)
 
 
 def random_probes(space: DesignSpace, count: int, seed: list[int]) -> NDArray[np.float64]:
@@ -246,17 +266,20 @@ def random_probes(space: DesignSpace, count: int, seed: list[int]) -> NDArray[np
 
 def optimize_pso(
     space: DesignSpace,
-    encoder: Encoder,
+    objective: Objective,
     queries: NDArray[np.float32],
     cfg: OptimizeConfig,
     *,
     support: Support | None = None,
     start_points: NDArray[np.float64] | None = None,
     progress: bool = False,
+    random_search: bool = False,
 ) -> OptimizeResult:
-    """PSO over ``space`` for each target latent (rows of ``queries``, unit length); with a
-    ``support``, scores are penalized outside it (:class:`Support`). ``start_points`` (T, P, D)
-    replaces the first swarm of each target (a retrieval's best probes: a warm start)."""
+    """PSO over ``space`` for each target (rows of ``queries``: :mod:`models.objectives`); with
+    a ``support``, the best designs' distances from it are reported and, when it has a penalty,
+    scores are penalized outside it (:class:`Support`). ``start_points`` (T, P, D) replaces the
+    first swarm of each target (a retrieval's best probes: a warm start). ``random_search``
+    draws the box uniformly instead (module docstring)."""
     if start_points is not None and start_points.shape != (
         queries.shape[0],
         cfg.particles,
@@ -294,10 +317,13 @@ def optimize_pso(
             for t in targets:
                 param = ng.p.Array(shape=(space.dimension,), lower=0.0, upper=1.0)
                 param.random_state = np.random.RandomState([cfg.seed, int(t)])
-                optimizers.append(
-                    ng.families.ConfPSO(popsize=p)(param, budget=p * cfg.iterations, num_workers=p)
+                family = (
+                    ng.optimizers.RandomSearch if random_search else ng.families.ConfPSO(popsize=p)
                 )
+                optimizers.append(family(param, budget=p * cfg.iterations, num_workers=p))
             for t, opt in zip(targets, optimizers, strict=True):
+                if random_search:
+                    continue
                 if start_points is not None:
                     first_swarm = start_points[t]
                 elif cfg.start == "probes":
@@ -316,7 +342,7 @@ def optimize_pso(
                 asked = [[opt.ask() for _ in range(p)] for opt in optimizers]
                 x = np.stack([c.value for group in asked for c in group])
                 got = score_candidates(
-                    space, encoder, x, rows, cfg.infeasible_score, support, robust
+                    space, objective, x, rows, cfg.infeasible_score, support, robust
                 )
                 scores = got.score
                 counts["proposals"] += x.shape[0]
@@ -346,16 +372,18 @@ def optimize_pso(
             f"no feasible design was proposed for targets {missing[:5]}; the constraints leave "
             "too little room"
         )
-    snapshots = tuple(
-        Snapshot(
-            i,
-            DesignLibrary.concatenate([lib for lib, _, _, _ in rows if lib is not None]),
-            np.array([t for _, t, _, _ in rows]),
-            np.array([v for _, _, v, _ in rows], dtype=np.float32),
-            np.array([d for _, _, _, d in rows], dtype=np.float32),
+    snapshots = []
+    for i, best_rows_i in sorted(kept.items()):
+        lib = DesignLibrary.concatenate([b for b, _, _, _ in best_rows_i if b is not None])
+        thick = np.array([t for _, t, _, _ in best_rows_i])
+        distance = np.array([d for _, _, _, d in best_rows_i], dtype=np.float32)
+        if support is not None and support.penalty == 0:  # not measured while scoring
+            distance = support_distance(objective, support, lib, thick)
+        snapshots.append(
+            Snapshot(
+                i, lib, thick, np.array([v for _, _, v, _ in best_rows_i], np.float32), distance
+            )
         )
-        for i, rows in sorted(kept.items())
-    )
     last = snapshots[-1]
     return OptimizeResult(
         library=last.library,
@@ -363,7 +391,7 @@ def optimize_pso(
         similarity=last.similarity,
         distance=last.distance,
         found_at=found,
-        snapshots=snapshots,
+        snapshots=tuple(snapshots),
         best_by_iteration=history,
         wall_s=time.perf_counter() - start,
         **counts,
@@ -378,32 +406,63 @@ def optimize(
     cfg: OptimizeConfig,
     inference: InferenceConfig,
     *,
+    method: str = "pso",
     probes: list[Path] | None = None,
     support_penalty: float = 0.0,
     hybrid: HybridConfig | None = None,
     threads: int | None = None,
     progress: bool = False,
 ) -> tuple[ChosenDesigns, OptimizeResult]:
-    """``metascan design optimize --method pso``: each target's best design, as chosen designs
-    (rank 1), once per recorded iteration with ``database_size`` = the proposals per target so
-    far (particles x iteration): ``design evaluate`` then gives the measured error against
-    iterations, comparable with a retrieval from as many probes."""
+    """``metascan design optimize``: each target's best design, as chosen designs (rank 1),
+    once per recorded iteration with ``database_size`` = the proposals per target so far
+    (particles x iteration): ``design evaluate`` then gives the measured error against
+    iterations, comparable with a retrieval from as many probes.
+
+    ``method``: ``pso`` and ``hybrid`` (with ``hybrid``'s steps) on the contrastive model's
+    latent similarity; ``surrogate`` and ``surrogate-hybrid`` the same on a forward surrogate's
+    predicted weighted MSE (``model_dir`` is then the surrogate's); ``random`` random search on
+    the latent similarity. A surrogate's designs have no latent: their ``similarity`` column is
+    NaN and the predicted weighted MSE goes into the provenance."""
     import torch
 
-    from models.inference import encode_geometry, encode_spectra, prepare
+    from models.inference import encode_geometry, encode_spectra, predict_geometry, prepare
     from models.inverse import check_bands
-    from models.model_dir import load_model, model_identity, model_material
+    from models.model_dir import load_model, load_surrogate, model_identity, model_material
 
+    if method not in METHODS:
+        raise ValueError(f"--method {method!r} is not one of {', '.join(METHODS)}")
+    refined = method in ("hybrid", "surrogate-hybrid")
+    if refined != (hybrid is not None):
+        raise ValueError(f"--method {method}: gradient steps go with the hybrids only")
     if threads is not None:
         torch.set_num_threads(threads)
     material = model_material(model_dir)
     targets.check_material(material, f"model {model_dir}", f"targets {targets_path}")
-    model = prepare(load_model(model_dir), inference)
-    check_bands(model, targets.wavelength_nm, "the targets file")
-    queries = encode_spectra(model, targets.spectra, inference)
+    objective: Objective
+    if method.startswith("surrogate"):
+        if probes or support_penalty:
+            raise ValueError("--probes and --support-penalty measure latents; a surrogate has none")
+        surrogate = prepare(load_surrogate(model_dir), inference)
+        check_bands(surrogate, targets.wavelength_nm, "the targets file")
 
-    def encoder(images: NDArray[np.bool_], params_um: NDArray[np.float64]) -> NDArray[np.float32]:
-        return encode_geometry(model, images, params_um, inference)
+        def predictor(
+            images: NDArray[np.bool_], params_um: NDArray[np.float64]
+        ) -> NDArray[np.float32]:
+            return predict_geometry(surrogate, images, params_um, inference)
+
+        objective = PredictedMSE(predictor, surrogate)
+        queries = PredictedMSE.queries(targets.spectra, targets.weight)
+    else:
+        model = prepare(load_model(model_dir), inference)
+        check_bands(model, targets.wavelength_nm, "the targets file")
+        queries = encode_spectra(model, targets.spectra, inference)
+
+        def encoder(
+            images: NDArray[np.bool_], params_um: NDArray[np.float64]
+        ) -> NDArray[np.float32]:
+            return encode_geometry(model, images, params_um, inference)
+
+        objective = LatentSimilarity(encoder, model)
 
     support = None
     start_points = None
@@ -427,16 +486,32 @@ def optimize(
             ).reshape(len(targets), cfg.particles, space.dimension)
     elif support_penalty:
         raise ValueError("--support-penalty needs --probes: the designs the model interpolates")
+    objective_note = (
+        "predicted weighted MSE of the forward surrogate"
+        if method.startswith("surrogate")
+        else "cosine similarity of the latents"
+    )
     if hybrid is None:
-        result = optimize_pso(space, encoder, queries, cfg, support=support, progress=progress)
-        method = "pso (nevergrad ConfPSO)"
+        result = optimize_pso(
+            space,
+            objective,
+            queries,
+            cfg,
+            support=support,
+            progress=progress,
+            random_search=method == "random",
+        )
+        described = (
+            "random search (nevergrad RandomSearch, uniform in the box)"
+            if method == "random"
+            else "pso (nevergrad ConfPSO)"
+        )
     else:
         from models.hybrid import optimize_hybrid
 
         result = optimize_hybrid(
-            model,
+            objective,
             space,
-            encoder,
             queries,
             cfg,
             hybrid,
@@ -444,12 +519,14 @@ def optimize(
             start_points=start_points,
             progress=progress,
         )
-        method = (
+        described = (
             f"hybrid: {cfg.iterations} PSO iterations from "
             f"{'the most similar probes' if start_points is not None else 'random probes'}, "
             f"then {hybrid.steps} gradient steps through the soft rasterizer, snapped and "
             "re-scored exactly"
         )
+    described += f", on the {objective_note}"
+    latent_objective = isinstance(objective, LatentSimilarity)
     # Last iteration first (as a retrieval puts its largest database first): the library then
     # starts with each target's final design, which is what `layout chip` of its first rows takes.
     shots = result.snapshots[::-1]
@@ -463,7 +540,9 @@ def optimize(
         library=every.take(first[order]),
         target_id=tuple(targets.target_id) * len(shots),
         rank=np.ones(t_count * len(shots), dtype=np.int32),
-        similarity=np.concatenate([shot.similarity for shot in shots]),
+        similarity=np.concatenate(
+            [shot.similarity if latent_objective else np.full(t_count, np.nan) for shot in shots]
+        ).astype(np.float32),
         design_row=position[row.ravel()].astype(np.int64),
         thickness_nm=np.concatenate([shot.thickness_nm for shot in shots]),
         database_size=np.repeat(
@@ -474,7 +553,11 @@ def optimize(
         material=material,
         provenance={
             "command": "metascan design optimize",
-            "method": method,
+            "method": described,
+            "objective": objective.name,
+            "predicted_weighted_mse": None
+            if latent_objective
+            else (-result.similarity.astype(np.float64)).tolist(),
             "hybrid": None if hybrid is None else asdict(hybrid),
             "model": str(model_dir),
             "targets": str(targets_path),

@@ -56,7 +56,6 @@ from models import distributed as ranks
 from models.augment import AugmentConfig, augment
 from models.checkpoint import Checkpoint, check_resume, data_identity, run_recipe, run_settings
 from models.config import ModelConfig, get_config
-from models.loss import ClipLoss
 from models.model import ContrastiveModel, Normalization
 from models.model_dir import (
     CONFIG_FILE,
@@ -68,8 +67,11 @@ from models.model_dir import (
     save_torch,
     write_model_dir,
 )
-from models.retrieval import cosine_scores, embed, nonfinite_rows, ranks_of_truth, recall_at
 from models.schedule import SCHEDULES, BudgetClock, Horizon, fit_horizon, lr_multiplier
+from models.surrogate import ForwardSurrogate
+from models.tasks import TASKS, BatchLoss, Diverged, Task, task_for
+
+__all__ = ["Diverged", "TrainConfig", "TrainResult", "train", "train_step"]
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +82,11 @@ METRICS_JSON = "metrics.json"
 PROBE_STEPS = 20  # steps timed before the first fit of a budgeted schedule
 STOP_MESSAGES = {
     "epochs": "all epochs done",
-    "patience": "no better validation R@1 within the patience",
+    "patience": "no better validation figure (R@1, or a surrogate's MSE) within the patience",
     "time_budget": "time budget passed",
     "budget_schedule": "schedule fitted to the time budget completed",
     "diverged": "training diverged (non-finite loss, weights or embeddings)",
 }
-
-
-class Diverged(ValueError):
-    """Training produced a non-finite loss, weights or embeddings (a one-line message)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +107,7 @@ class TrainConfig:
     time_budget_min: float | None = None  # wall clock of one train() call, loading included
     val_every_steps: int = 0  # validate (and checkpoint) every N steps too; 0: once per epoch
     precision: str = "fp32"  # "bf16": autocast the forward pass (CPU with AVX-512-bf16, or CUDA)
+    task: str = "contrastive"  # or "surrogate": the forward model (models.tasks)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -133,6 +132,8 @@ class TrainConfig:
             raise ValueError(f"val-every-steps={self.val_every_steps} must be >= 0 (0: per epoch)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} not in {', '.join(PRECISIONS)}")
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r} not in {', '.join(TASKS)}")
 
     @property
     def base_lr(self) -> float:
@@ -149,11 +150,12 @@ class TrainResult:
     """What a run ended with; the same numbers are in ``metrics.json``."""
 
     history: list[dict[str, float]]
-    best_val_r1: float
+    best_value: float  # of the task's selection figure (val R@1, or a surrogate's val MSE)
     best_epoch: float  # fractional when validating mid-epoch
     stopped_early: bool  # by patience
     stop_reason: str = "epochs"  # a key of STOP_MESSAGES
     steps: int = 0
+    selection: str = "val_r1"  # the history key best_value is of
 
 
 class _Indices(Dataset[int]):
@@ -208,7 +210,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 def train_step(
     model: torch.nn.Module,
-    loss_fn: ClipLoss,
+    loss_fn: BatchLoss,
     optimizer: torch.optim.Optimizer,
     image: Tensor,
     params_um: Tensor,
@@ -219,24 +221,11 @@ def train_step(
     """One optimizer step on this rank's shard of the global batch; returns the loss."""
     optimizer.zero_grad(set_to_none=True)
     with _autocast(device, precision):
-        g, s, scale = model(image, params_um, spectra)
-    loss = loss_fn(g.float(), s.float(), scale.float())
-    loss.backward()
+        outputs = loss_fn.forward(model, image, params_um, spectra)
+    loss = loss_fn(outputs, spectra)
+    loss.backward()  # type: ignore[no-untyped-call]
     optimizer.step()
     return float(loss.detach())
-
-
-def validation_recall(
-    model: ContrastiveModel, split: _Split, device: torch.device
-) -> dict[int, float]:
-    """Spectrum → geometry R@1 and R@5 over the whole validation split; ``Diverged`` when an
-    embedding is not finite (its scores would mean nothing)."""
-    g, s = embed(model, split.geometry, split.params, split.spectra, device=device)
-    bad = nonfinite_rows(g, s)
-    if bad is not None:
-        raise Diverged(f"validation {bad} are not finite")
-    ranks = ranks_of_truth(cosine_scores(s, g), split.design_id, split.design_id)
-    return recall_at(ranks, (1, 5))
 
 
 def _write_metrics(
@@ -268,7 +257,7 @@ def _batches(
 @dataclass
 class _Run:
     """One ``train()`` call's live state: the model and its optimizer, the data, where the run
-    is (``step``, ``best_r1``, ...), and the four jobs of the loop as methods: one epoch of
+    is (``step``, ``best_score``, ...), and the four jobs of the loop as methods: one epoch of
     steps, a validation with its checkpoint, a refit of a budgeted horizon, and the record of
     why the run stopped."""
 
@@ -278,7 +267,8 @@ class _Run:
     material: str
     train_split: _Split
     val_split: _Split
-    model: ContrastiveModel
+    model: ContrastiveModel | ForwardSurrogate
+    task: Task
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     horizon: Horizon
@@ -295,13 +285,13 @@ class _Run:
     settings: dict[str, Any]
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
     net: torch.nn.Module | None = None  # the model, wrapped in DDP over several ranks
-    loss_fn: ClipLoss | None = None
+    loss_fn: BatchLoss | None = None
     bar: Any = None
     train_record: dict[str, Any] = field(default_factory=dict)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
     global_step: int = 0
-    best_r1: float = -1.0
+    best_score: float = -math.inf  # the task's selection figure, as a number to maximize
     best_epoch: float = -1.0
     bad_evals: int = 0
     elapsed_before: float = 0.0
@@ -327,7 +317,7 @@ class _Run:
         assert ckpt.torch_rng is not None
         torch.set_rng_state(ckpt.torch_rng.cpu())
         self.global_step = ckpt.global_step
-        self.best_r1, self.best_epoch = ckpt.best_val_r1, ckpt.best_epoch
+        self.best_score, self.best_epoch = ckpt.best_val_r1, ckpt.best_epoch
         self.bad_evals, self.history = ckpt.bad_evals, list(ckpt.history)
         self.elapsed_before = ckpt.elapsed_s
         planned = self.total_steps if ckpt.planned_steps is None else ckpt.planned_steps
@@ -348,7 +338,7 @@ class _Run:
             batch=next_batch,
             global_step=self.global_step,
             planned_steps=self.horizon.steps,
-            best_val_r1=self.best_r1,
+            best_val_r1=self.best_score,
             best_epoch=self.best_epoch,
             bad_evals=self.bad_evals,
             history=self.history,
@@ -372,10 +362,11 @@ class _Run:
     def diverged(self, reason: str, lr: float) -> Diverged:
         """The error that ends a diverged run, after metrics.json records it."""
         self.bar.close()
-        if self.best_r1 >= 0 and (self.output / MODEL_FILE).is_file():
+        if self.best_epoch >= 0 and (self.output / MODEL_FILE).is_file():
             kept = (
                 f"{self.output / MODEL_FILE} is still the best checkpoint before it (epoch "
-                f"{round(self.best_epoch, 2):g}, val R@1 {self.best_r1:.3f})"
+                f"{round(self.best_epoch, 2):g}, {self.task.label} "
+                f"{self.task.value(self.best_score):{self.task.fmt}})"
             )
         else:
             kept = f"no model was written to {self.output}"
@@ -397,7 +388,7 @@ class _Run:
             "elapsed_s": self.elapsed_before + self.clock.elapsed(),
             "time_budget_min": self.cfg.time_budget_min,
             "planned_steps": self.horizon.steps,
-            "best_val_r1": self.best_r1,
+            f"best_{self.task.selection}": self.task.value(self.best_score),
             "best_epoch": self.best_epoch,
         }
 
@@ -457,7 +448,7 @@ class _Run:
         if bad_weights:
             raise self.diverged(f"weights {bad_weights[0]!r} are not finite", step_lr)
         try:
-            recall = validation_recall(self.model, self.val_split, self.device)
+            figures = self.task.validate(self.model, self.val_split, self.device)
         except Diverged as exc:
             raise self.diverged(str(exc), step_lr) from None
         self.model.train()
@@ -466,22 +457,24 @@ class _Run:
             "epoch": epoch + done / self.steps_per_epoch,
             "step": float(self.global_step),
             "train_loss": float(np.mean(self.losses)),
-            "val_r1": recall[1],
-            "val_r5": recall[5],
+            **figures,
             "lr": float(self.scheduler.get_last_lr()[0]),
-            "temperature": float(1 / self.model.logit_scale.exp().clamp(max=100).item()),
             "seconds": now - self.last_eval,  # training and this validation
             "val_seconds": now - val_start,
             "elapsed_s": self.elapsed_before + self.clock.elapsed(),
         }
         self.last_eval, self.losses = now, []
         self.history.append(row)
-        improved = recall[1] > self.best_r1
+        score = self.task.score(row)
+        improved = score > self.best_score
         if improved:
-            self.best_r1, self.best_epoch, self.bad_evals = recall[1], row["epoch"], 0
+            self.best_score, self.best_epoch, self.bad_evals = score, row["epoch"], 0
         else:
             self.bad_evals += 1
-        self.bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_r1=f"{recall[1]:.3f}")
+        self.bar.set_postfix(
+            loss=f"{row['train_loss']:.3f}",
+            **{self.task.selection: f"{figures[self.task.selection]:{self.task.fmt}}"},
+        )
         if self.budgeted and stop is None:
             self.refit()  # the rate now includes a validation's cost
         ckpt = self.checkpoint(next_epoch, next_batch, row["elapsed_s"])
@@ -501,7 +494,7 @@ class _Run:
         if self.on_epoch_end is not None:
             self.on_epoch_end(next_epoch, row)
         if stop is None and self.cfg.patience and self.bad_evals >= self.cfg.patience:
-            log.info("no better val R@1 for %d validations: stopping", self.bad_evals)
+            log.info("no better %s for %d validations: stopping", self.task.label, self.bad_evals)
             return "patience"
         return stop
 
@@ -558,9 +551,9 @@ def train(
         output.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)
-    model = ContrastiveModel(
-        arch, Normalization.fit(train_split.params.numpy(), train_split.spectra.numpy())
-    ).to(device)
+    task = task_for(cfg.task)
+    norm = Normalization.fit(train_split.params.numpy(), train_split.spectra.numpy())
+    model = task.build(arch, norm).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.base_lr, weight_decay=cfg.weight_decay)
     horizon = Horizon(steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -574,6 +567,7 @@ def train(
         train_split=train_split,
         val_split=val_split,
         model=model,
+        task=task,
         optimizer=optimizer,
         scheduler=scheduler,
         horizon=horizon,
@@ -617,7 +611,7 @@ def train(
         run.net = DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
-    run.loss_fn = ClipLoss(cfg.gather_with_grad)
+    run.loss_fn = task.loss(cfg.gather_with_grad, norm)
     run.train_record = {
         "train": cfg.to_dict(),
         "pairs": str(pairs_path),
@@ -664,9 +658,10 @@ def train(
     log.info("stopped: %s", STOP_MESSAGES[stop_reason])
     return TrainResult(
         run.history,
-        run.best_r1,
+        task.value(run.best_score),
         run.best_epoch,
         stop_reason == "patience",
         stop_reason,
         run.global_step,
+        task.selection,
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class World:
     passband: PassbandConfig | None = None  # None: sampled at the band centres
     bandwidth_mode: str = "narrow"
     seed: int = 0
+    fabrications: int = 1  # independent fabrications measured per design (their MSEs averaged)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -71,7 +72,19 @@ class World:
             "dilation_sd_nm": self.dilation_sd_nm,
             "passband": self.passband is not None,
             "bandwidth_mode": self.bandwidth_mode,
+            "fabrications": self.fabrications,
         }
+
+    def with_fabrication(self, dilation_sd_nm: float | None, fabrications: int) -> World:
+        """This world with another pad-to-pad dilation spread (None: its own) and each design
+        fabricated ``fabrications`` times: a design's score is then its expected measured MSE
+        over the fab's spread, what ``design optimize --robust`` aims at."""
+        if fabrications < 1:
+            raise ValueError(f"--fabrications {fabrications} must be >= 1")
+        if dilation_sd_nm is not None and not (np.isfinite(dilation_sd_nm) and dilation_sd_nm >= 0):
+            raise ValueError(f"--dilation-sd-nm {dilation_sd_nm} must be a finite number >= 0")
+        sd = self.dilation_sd_nm if dilation_sd_nm is None else float(dilation_sd_nm)
+        return replace(self, dilation_sd_nm=sd, fabrications=fabrications)
 
     def measure(
         self,
@@ -183,6 +196,8 @@ class BenchReport:
     target_rows: NDArray[np.int64]  # (M,) the targets-file row of each choice
     database_size: NDArray[np.int64]  # (M,)
     measured: FloatArray  # (M, 2, W) the spectra the bench measured
+    library: DesignLibrary  # (M,) the designs measured
+    thickness_nm: FloatArray  # (M,)
 
     def summary(self) -> dict[str, Any]:
         """The JSON part: the world and the per-size figures."""
@@ -209,11 +224,14 @@ def evaluate_chosen(
         )
     lam = targets.wavelength_nm
     sizes = sorted(set(chosen.database_size[top].tolist()))
-    measured = world.measure(
-        chosen.chosen().take(np.flatnonzero(top)), chosen.thickness_nm[top], lam
-    )
+    designs = chosen.chosen().take(np.flatnonzero(top))
     tid = np.array([index[t] for t in np.asarray(chosen.target_id)[top]])
-    mse = weighted_mse(measured, targets.spectra[tid], targets.weight[tid])
+    k = world.fabrications
+    draws = np.repeat(np.arange(len(designs)), k)  # each design's fabrications side by side
+    made = world.measure(designs.take(draws), chosen.thickness_nm[top][draws], lam)
+    per_draw = weighted_mse(made, targets.spectra[tid[draws]], targets.weight[tid[draws]])
+    mse = per_draw.reshape(len(designs), k).mean(axis=1)
+    measured = made.reshape(len(designs), k, *made.shape[1:])[:, 0]
     db_size = chosen.database_size[top]
     probe_spectra = None
     if probes is not None:
@@ -246,4 +264,6 @@ def evaluate_chosen(
                 np.median(mse[pick]) / max(float(np.median(oracle)), 1e-12)
             )
         rows.append(entry)
-    return BenchReport(world.describe(), rows, mse, tid, db_size, measured)
+    return BenchReport(
+        world.describe(), rows, mse, tid, db_size, measured, designs, chosen.thickness_nm[top]
+    )

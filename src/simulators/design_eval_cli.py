@@ -15,13 +15,15 @@ import typer
 
 from common.atomic import atomic_output
 from common.outputs import check_outputs
-from common.values import SEED
+from common.values import SEED, Bounds
 
 if TYPE_CHECKING:
     from dataset.targets_file import Targets
     from simulators.design_bench import BenchReport
 
 PLOTS = ("mse_vs_database_size.png", "examples.png")
+DILATION = Bounds(0.0, 50.0, unit="nm")
+FABRICATIONS = Bounds(1, 64, integer=True)
 
 
 def evaluate_cmd(
@@ -43,6 +45,21 @@ def evaluate_cmd(
         typer.Option("--probes", help="The probe shards searched: adds the oracle and random."),
     ] = None,
     seed: Annotated[int, SEED.option("--seed", help="Fabrication and random-probe seed.")] = 0,
+    dilation_sd_nm: Annotated[
+        float | None,
+        DILATION.option(
+            "--dilation-sd-nm",
+            help="Pad-to-pad size-bias spread of the fab (default: the world's own; MOCLIP's "
+            "SEM: 10).",
+        ),
+    ] = None,
+    fabrications: Annotated[
+        int,
+        FABRICATIONS.option(
+            "--fabrications",
+            help="Fabricate each design K times; its MSE is the mean over them.",
+        ),
+    ] = 1,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite a previous evaluation.")
     ] = False,
@@ -66,7 +83,9 @@ def evaluate_cmd(
     if file_sha256(targets) != chosen.targets_sha256:
         raise ValueError(f"{designs} was chosen for another targets file than {targets}")
     t = read_targets(targets)
-    bench = world_from(world if world is not None else _training_pairs(chosen.provenance), seed)
+    bench = world_from(
+        world if world is not None else _training_pairs(chosen.provenance), seed
+    ).with_fabrication(dilation_sd_nm, fabrications)
     check_world(bench, chosen, t, str(designs))
     probe_db = None
     if probes:
@@ -77,6 +96,7 @@ def evaluate_cmd(
     summary = report.summary()
     summary["designs"] = str(designs)
     summary["targets"] = str(targets)
+    summary["targets_sha256"] = chosen.targets_sha256  # design compare refuses a mix
     with atomic_output(output / "evaluation.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     save_png(_quantile_figure(report.sizes), output / PLOTS[0])
@@ -135,14 +155,29 @@ def _quantile_figure(rows: list[dict[str, Any]]) -> Any:
 
 
 def _examples_figure(targets: Targets, report: BenchReport) -> Any:
+    """Six targets at the largest database size (or last iteration): each design's unit cell
+    beside the target and measured spectra, so a reader sees what was asked, what was made and
+    what the bench measured of it."""
     from matplotlib.figure import Figure
+
+    from layout.raster import rasterize
 
     size = report.database_size
     pick = np.flatnonzero(size == size.max())[:6]
-    fig = Figure(figsize=(9, 5))
+    fig = Figure(figsize=(12, 5.2))
+    grid = fig.add_gridspec(2, 6, width_ratios=[1, 2.4] * 3)
     lam = targets.wavelength_nm
+    cells = rasterize(report.library.take(pick))
     for j, i in enumerate(pick):
-        ax = fig.add_subplot(2, 3, j + 1)
+        r, c = divmod(j, 3)
+        cell = fig.add_subplot(grid[r, 2 * c])
+        cell.imshow(cells[j], cmap="gray_r", origin="lower", interpolation="nearest")
+        cell.set_xticks([])
+        cell.set_yticks([])
+        cell.set_xlabel(
+            f"P {report.library.period_nm[i]:.0f}, t {report.thickness_nm[i]:.0f} nm", fontsize=6
+        )
+        ax = fig.add_subplot(grid[r, 2 * c + 1])
         t = report.target_rows[i]
         for pol, style in ((0, "-"), (1, "--")):
             ax.plot(
@@ -156,7 +191,7 @@ def _examples_figure(targets: Targets, report: BenchReport) -> Any:
                 lw=1.2,
                 label=f"measured {'xy'[pol]}",
             )
-        ax.set_title(f"{targets.target_id[t][:28]}  MSE {report.per_target_mse[i]:.1e}", fontsize=7)
+        ax.set_title(f"{targets.target_id[t][:24]}  MSE {report.per_target_mse[i]:.1e}", fontsize=7)
         ax.set_ylim(0, 1.1)
         ax.tick_params(labelsize=6)
         if j == 0:

@@ -17,6 +17,7 @@ from layout.raster import rasterize
 from layout.rules import DesignRules
 from models.hybrid import GRADIENT_STEP_CALLS, HybridConfig, optimize_hybrid
 from models.inference import InferenceConfig, encode_geometry, prepare
+from models.objectives import LatentSimilarity
 from models.optimize import OptimizeConfig
 from models.soft_raster import soft_rasterize
 
@@ -66,7 +67,7 @@ def test_hybrid_refines_without_ever_returning_worse() -> None:
     pso = OptimizeConfig(iterations=3, particles=8, seed=1, targets_per_batch=3)
     cfg = HybridConfig(steps=6, snap_every=3, lr_nm=5.0)
     trainable = [p.requires_grad for p in model.parameters()]
-    result = optimize_hybrid(model, space, encoder, queries, pso, cfg)
+    result = optimize_hybrid(LatentSimilarity(encoder, model), space, queries, pso, cfg)
     assert [p.requires_grad for p in model.parameters()] == trainable  # given back as it came
     swarm_best = result.snapshots[-2].similarity  # the swarm's own best, before the steps
     assert (result.similarity >= swarm_best - 1e-6).all()

@@ -505,3 +505,22 @@ def test_optimize_refuses_another_models_probes(
                        "--output", str(setup["targets"]), "--no-progress")  # fmt: skip
     assert code != 0 and len(err.strip().splitlines()) == 1
     assert setup["targets"].read_bytes() == targets  # the output named an input: refused
+
+
+def test_random_search_command_writes_clean_designs_scored_by_the_model(
+    setup: dict[str, Path], tmp_path: Path, cli: Cli
+) -> None:
+    out = tmp_path / "rand.h5"
+    code, _, err = cli("design", "optimize", "--model", str(setup["model"]), "--targets",
+                       str(setup["targets"]), "--method", "random", "--iterations", "2",
+                       "--particles", "6", "--record-iterations", "1", "--output", str(out),
+                       "--no-progress")  # fmt: skip
+    assert code == 0, err
+    chosen = read_chosen(out)
+    assert chosen.provenance["method"].startswith("random search")
+    assert sorted(set(chosen.database_size.tolist())) == [6, 12]
+    from layout.checker import check_library
+
+    assert check_library(chosen.chosen()).passed.all()
+    by_size = {int(n): chosen.similarity[chosen.database_size == n] for n in (6, 12)}
+    assert (by_size[6] <= by_size[12] + 1e-6).all()

@@ -16,8 +16,8 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from models.config import GeometryEncoderConfig, ModelConfig, SpectraEncoderConfig
-from models.loss import ClipLoss
 from models.model import ContrastiveModel
+from models.tasks import ContrastiveLoss
 from models.train import train_step
 
 CFG = ModelConfig(
@@ -50,7 +50,7 @@ def _step(model: torch.nn.Module, shard: slice) -> float:
     image, params, spectra = _batch()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     return train_step(
-        model, ClipLoss(gather_with_grad=True), opt, image[shard], params[shard], spectra[shard],
+        model, ContrastiveLoss(gather_with_grad=True), opt, image[shard], params[shard], spectra[shard],
         torch.device("cpu"),
     )  # fmt: skip
 

@@ -22,7 +22,8 @@ from helpers import TINY
 from models.augment import AugmentConfig
 from models.model import ContrastiveModel
 from models.model_dir import load_model
-from models.train import Diverged, TrainConfig, _Split, train, validation_recall
+from models.tasks import validation_recall
+from models.train import Diverged, TrainConfig, _Split, train
 
 if TYPE_CHECKING:
     from conftest import Cli

@@ -166,3 +166,28 @@ def test_a_world_of_another_film_is_refused(tmp_path: Path, clean_pairs: Path) -
     of_asih = replace(targets, material="a-Si:H")
     with pytest.raises(ValueError, match=r"the targets \(material 'a-Si:H'\) and world"):
         check_world(world_from(clean_pairs), chosen, of_asih, "d.h5")
+
+
+def test_repeated_fabrications_average_the_measured_mse(clean_pairs: Path) -> None:
+    """With a pad-to-pad spread and K fabrications, a design's score is the mean MSE of K
+    independently dilated copies; a design's own spectrum is then no longer matched exactly."""
+    pairs = read_pairs(clean_pairs)
+    base = world_from(clean_pairs)
+    lib = generate(120, 4)
+    thick = pairs.params[:, 1] * 1000.0
+    spectra = base.measure(lib.take(np.array([3, 8])), thick[[3, 8]], pairs.wavelength_nm)
+    targets = Targets.build(spectra, pairs.wavelength_nm, target_id=["a", "b"])
+    chosen = _chosen(np.array([3, 8]), np.array([120, 120]), thick[[3, 8]], lib, ["a", "b"])
+    world = base.with_fabrication(10.0, 4)
+    report = evaluate_chosen(world, chosen, targets)
+    rows = np.repeat(np.array([3, 8]), 4)
+    made = world.measure(lib.take(rows), thick[rows], pairs.wavelength_nm)
+    by_hand = weighted_mse(made, spectra[[0, 0, 0, 0, 1, 1, 1, 1]], np.ones_like(made))
+    np.testing.assert_allclose(report.per_target_mse, by_hand.reshape(2, 4).mean(axis=1))
+    assert (by_hand > 1e-8).all() and np.unique(by_hand).size == 8  # independent draws
+    assert world.describe()["fabrications"] == 4 and world.dilation_sd_nm == 10.0
+    # Without a spread, repeating the fabrication changes nothing.
+    same = evaluate_chosen(base.with_fabrication(None, 3), chosen, targets)
+    assert (same.per_target_mse < 1e-20).all()
+    with pytest.raises(ValueError, match="fabrications"):
+        base.with_fabrication(None, 0)
