@@ -61,7 +61,8 @@ def test_pso_climbs_to_the_target_and_returns_clean_designs() -> None:
     assert result.similarity.mean() > rand.similarity.mean() + 0.01
     assert check_library(rand.library, SPACE.rules).passed.all()
     z = encoder(
-        rasterize(rand.library), np.stack([rand.library.period_nm, rand.thickness_nm], axis=1) / 1000
+        rasterize(rand.library),
+        np.stack([rand.library.period_nm, rand.thickness_nm], axis=1) / 1000,
     )
     np.testing.assert_allclose(np.einsum("ne,ne->n", z, queries), rand.similarity, atol=1e-5)
     # Seeded: the same run again gives the same designs.
