@@ -111,8 +111,8 @@ metascan design compare --evaluation "retrieval=$d/evaluation" \
 echo "--- zero-shot spectra prediction of the test designs from the measured training spectra ---"
 metascan design predict --model "$out/runs/chip" --designs "$out/chip_pairs.h5" \
     --spectra-db "$out/chip_pairs.h5" --output "$d/predicted.h5"
-echo "--- the chosen designs, best first, written as a chip for the next round ---"
-metascan layout chip --designs "$d/chosen.h5" --arrays 1 --rows 4 --cols 6 --replicas 2 \
+echo "--- the hybrid's designs (each target's final one first), written as a chip for the next round ---"
+metascan layout chip --designs "$d/optimized.h5" --arrays 1 --rows 4 --cols 6 --replicas 2 \
     --companion 0 --thickness-nm 178 --output "$d/inverse_chip.gds"
 metascan layout drc "$d/inverse_chip.gds"
 echo "--- synthetic pairs straight from the analytic spectral model (what benchmarks train on) ---"
