@@ -79,7 +79,7 @@ def compare(evaluations: dict[str, dict[str, Any]], particles: int) -> dict[str,
 def figure(table: dict[str, Any]) -> Any:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(7.5, 6.2))
     ax = fig.add_subplot(1, 1, 1)
     for k, (label, rows) in enumerate(table["methods"].items()):
         colour = f"C{k}"
@@ -106,7 +106,7 @@ def figure(table: dict[str, Any]) -> Any:
         functions=(lambda c: c / table["particles"], lambda i: i * table["particles"]),
     )
     top.set_xlabel(f"iterations of {table['particles']} particles", fontsize=8)
-    ax.legend(fontsize=6, ncol=2, loc="upper right")
+    ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     fig.tight_layout()
     return fig
 
