@@ -128,7 +128,7 @@ def _refine(
                 continue
             snapped = _project(space, library, shape.detach().numpy(), thickness_nm)
             got = score_candidates(space, objective, snapped, queries, -2.0, support, robust)
-            calls += int(got.feasible.sum()) * (1 + (robust.samples if robust else 0))
+            calls += got.calls
             better = np.flatnonzero(got.feasible & (got.similarity > best_sim))
             for i in better:
                 best_rows[i] = got.library.take(np.array([i]))

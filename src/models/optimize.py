@@ -190,6 +190,7 @@ class Scored:
     thickness_nm: NDArray[np.float64]
     feasible: NDArray[np.bool_]
     repaired: int
+    calls: int  # designs through the network (each sampled fabrication counts)
 
 
 def score_candidates(
@@ -211,14 +212,24 @@ def score_candidates(
     similarity = np.full(n, np.nan)
     distance = np.full(n, np.nan)
     ok = np.flatnonzero(decoded.feasible)
+    calls = 0
     if ok.size:
         lib = decoded.library.take(ok)
         params = np.stack([lib.period_nm, decoded.thickness_nm[ok]], axis=1) / 1000.0
-        similarity[ok], latent = objective.score(rasterize(lib), params, queries[ok])
+        penalized = support is not None and support.penalty > 0
+        latent = None
         if robust is not None and robust.samples > 1:
+            # The nominal design is scored only when the penalty needs its latent.
             similarity[ok] = robust.mean_score(objective, lib, params, queries[ok])
+            calls += ok.size * robust.samples
+            if penalized:
+                _, latent = objective.score(rasterize(lib), params, queries[ok])
+                calls += ok.size
+        else:
+            similarity[ok], latent = objective.score(rasterize(lib), params, queries[ok])
+            calls += ok.size
         score[ok] = similarity[ok]
-        if support is not None and support.penalty > 0:
+        if support is not None and penalized:
             if latent is None:
                 raise ValueError(f"a support penalty needs latents; {objective.name} has none")
             distance[ok] = support.distance(latent)
@@ -232,6 +243,7 @@ def score_candidates(
         decoded.thickness_nm,
         decoded.feasible,
         int(decoded.repaired.sum()),
+        calls,
     )
 
 
@@ -348,7 +360,7 @@ def optimize_pso(
                 counts["proposals"] += x.shape[0]
                 counts["infeasible"] += int((~got.feasible).sum())
                 counts["repaired"] += got.repaired
-                counts["encoded"] += int(got.feasible.sum()) * (1 + (cfg.robust if robust else 0))
+                counts["encoded"] += got.calls
                 for j, (t, opt, group) in enumerate(zip(targets, optimizers, asked, strict=True)):
                     mine = scores[j * p : (j + 1) * p]
                     for c, s in zip(group, mine, strict=True):

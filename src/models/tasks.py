@@ -128,8 +128,8 @@ class Task:
         return value if self.higher_is_better else -value
 
     def value(self, score: float) -> float:
-        """The inverse of :meth:`score`: the figure itself (the empty score -1 stays -1)."""
-        return score if self.higher_is_better or score == -1.0 else -score
+        """The inverse of :meth:`score`: the figure itself."""
+        return score if self.higher_is_better else -score
 
 
 def task_for(name: str) -> Task:

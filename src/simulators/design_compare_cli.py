@@ -133,6 +133,9 @@ def compare_cmd(
     inputs: dict[str, Path | None] = {
         f"--evaluation {e}": Path(e.rpartition("=")[2]) / "evaluation.json" for e in evaluation
     }
+    for e in evaluation:
+        if Path(e.rpartition("=")[2]).resolve() == output.resolve():
+            raise ValueError(f"--output {output} is the folder of --evaluation {e}; give another")
     check_outputs({"--output": output}, inputs, force, directories=True)
     if output.is_dir():
         check_outputs({f"output {f}": output / f for f in FILES}, inputs, force)

@@ -351,6 +351,7 @@ def test_design_commands_end_to_end(
         (["optimize", "--start", "sobol"], "--start"),
         (["optimize", "--robust", "2", "--fab-sd-nm", "80"], "--fab-sd-nm"),
         (["optimize", "--kinds", "triangle"], "kinds"),
+        (["optimize", "--method", "surrogate-hybrid", "--steps", "0"], "--steps"),
     ],
 )
 def test_bad_design_input_is_one_line(
@@ -524,3 +525,36 @@ def test_random_search_command_writes_clean_designs_scored_by_the_model(
     assert check_library(chosen.chosen()).passed.all()
     by_size = {int(n): chosen.similarity[chosen.database_size == n] for n in (6, 12)}
     assert (by_size[6] <= by_size[12] + 1e-6).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fabrications", "0"], "--fabrications"),
+        (["--dilation-sd-nm", "nan"], "--dilation-sd-nm"),
+        (["--dilation-sd-nm", "80"], "--dilation-sd-nm"),
+    ],
+)
+def test_bad_evaluate_fabrication_input_is_one_line(
+    setup: dict[str, Path], pairs_h5: Path, tmp_path: Path, cli: Cli, args: list[str], message: str
+) -> None:
+    chosen = tmp_path / "c.h5"
+    code, _, err = cli("design", "optimize", "--model", str(setup["model"]), "--targets",
+                       str(setup["targets"]), "--iterations", "1", "--particles", "2",
+                       "--output", str(chosen), "--no-progress")  # fmt: skip
+    assert code == 0, err
+    before = chosen.read_bytes(), setup["targets"].read_bytes()
+    out = tmp_path / "eval"
+    code, _, err = cli("design", "evaluate", "--designs", str(chosen), "--targets",
+                       str(setup["targets"]), "--world", str(pairs_h5), "--output", str(out),
+                       "--no-progress", *args)  # fmt: skip
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and (chosen.read_bytes(), setup["targets"].read_bytes()) == before
+
+
+def test_train_refuses_an_unknown_task(pairs_h5: Path, tmp_path: Path, cli: Cli) -> None:
+    out = tmp_path / "run"
+    before = pairs_h5.read_bytes()
+    code, _, err = cli("train", "--pairs", str(pairs_h5), "--output", str(out), "--task", "gan")
+    assert code != 0 and "gan" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and pairs_h5.read_bytes() == before

@@ -64,3 +64,16 @@ def test_compare_refuses_a_mix(
                        "--output", str(tmp_path / "out"))  # fmt: skip
     assert code != 0 and needle in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_refuses_a_missing_evaluation_and_an_output_naming_an_input(
+    tmp_path: Path, cli: Cli
+) -> None:
+    a = _evaluation(tmp_path / "a", [100], 1.0)
+    code, _, err = cli("design", "compare", "--evaluation", f"a={tmp_path / 'none'}",
+                       "--output", str(tmp_path / "out"))  # fmt: skip
+    assert code != 0 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    before = (a / "evaluation.json").read_bytes()
+    code, _, err = cli("design", "compare", "--evaluation", f"a={a}", "--output", str(a))
+    assert code != 0 and len(err.strip().splitlines()) == 1
+    assert (a / "evaluation.json").read_bytes() == before
