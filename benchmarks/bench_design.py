@@ -12,6 +12,15 @@
   hybrid; exact network calls/s and their share of the time, and nevergrad's own ask/tell cost.
 * **Search**: FAISS flat, our ``ProbeIndex``, naive torch and torch bf16 on the same data
   (``bench_search.bench_search``).
+* **Wafer** (``--wafer [--diameter-mm D ...] [--noise]``): a structural-colour print of a drawn
+  512x512 index image (16 palette designs, period 500 nm; ``--noise``: the worst case, a random
+  entry per pad) on discs of 5 µm pads, streamed to OASIS +
+  manifest (``layout.wafer.write_wafer``) in a temporary folder, deleted after: pads,
+  references, pads/s, bytes per pad, wall seconds and peak RSS per diameter (the peak is reset
+  before each wafer, so it is that wafer's plus what the process already held, given as
+  ``rss_before_gib``); then KLayout reads the largest with at most 2e7 references, and the DRC
+  of ``layout.drc`` runs on a window clipped from it at the disc's edge (on pad borders, so no
+  unit cell is cut); and the figures extrapolated to a 100 mm disc.
 
 Run: ``.venv/bin/python benchmarks/bench_design.py --model RUN --pairs PAIRS [--quick]``. Without
 ``--model`` an untrained ``metascan-small`` is timed (speed does not depend on training) and the
@@ -21,6 +30,7 @@ R@1 comparison is skipped, said so in the JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -36,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_search import bench_search
 from dataset.pairs_file import SPLIT_NAMES
 from dataset.pairs_io import load_pairs
-from layout.generator import generate
+from layout.generator import GeneratorConfig, generate
 from layout.material import DEFAULT_MATERIAL
 from layout.raster import rasterize
 from models.config import get_config
@@ -250,6 +260,148 @@ def optimize_rate(
     return row
 
 
+def wafer_image(size: int = 512) -> np.ndarray:
+    """A deterministic index image like a colour print: a sky of 6 bands, a sun, 3 mountain
+    ranges, a lake with 4 shades, a row of 8 houses and a transparent (-1) frame corner."""
+    yy, xx = np.mgrid[0:size, 0:size] / size  # y grows downwards, as in an image
+    img = np.minimum((yy * 12).astype(np.int64), 5)  # sky bands 0-5
+    img[(xx - 0.7) ** 2 + (yy - 0.22) ** 2 < 0.09**2] = 6  # sun
+    for k, (peak, height) in enumerate(((0.25, 0.35), (0.55, 0.3), (0.85, 0.4))):
+        ridge = 0.62 - height * np.maximum(0, 1 - np.abs(xx - peak) / 0.3)
+        img[(yy > ridge) & (yy < 0.7)] = 7 + k  # mountains 7-9
+    lake = yy >= 0.7
+    img[lake] = 10 + ((xx[lake] * 7 + yy[lake] * 11).astype(np.int64) % 4)  # lake 10-13
+    for h in range(8):
+        x0 = 0.06 + h * 0.115
+        img[(xx > x0) & (xx < x0 + 0.07) & (yy > 0.62) & (yy < 0.7)] = 14 + h % 2  # houses
+    img[(xx < 0.08) & (yy < 0.08)] = -1  # transparent corner
+    return img
+
+
+def _reset_peak_rss() -> int:
+    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5) so ``getrusage`` reports this
+    wafer's peak; returns the RSS now, in bytes."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def drc_window(layout: Path, window_um: float, radius_um: float, scratch: Path) -> dict[str, Any]:
+    """KLayout reads the whole layout, clips a window of ``window_um`` square at the disc's
+    right edge (half inside, half outside), writes it as its own layout and ``run_drc`` checks
+    it: the DRC of chips, on a piece of the wafer."""
+    import klayout.db as kdb
+
+    from layout.drc import run_drc
+
+    t0 = time.perf_counter()
+    ly = kdb.Layout()
+    ly.read(str(layout))
+    read_s = time.perf_counter() - t0
+    top = ly.top_cell()
+    half = round(window_um * 500)
+    edge = round(radius_um * 1000)
+    box = kdb.Box(edge - half, -half, edge + half, half)  # on pad borders: no cell is cut
+    clip = ly.clip(top.cell_index(), box)
+    options = kdb.SaveLayoutOptions()
+    options.add_cell(clip)
+    out = scratch / "window.oas"
+    ly.write(str(out), options)
+    result = run_drc(out)
+    return {
+        "klayout_read_s": round(read_s, 2),
+        "top_instances": top.child_instances(),
+        "window_um": [box.left / 1000, box.bottom / 1000, box.right / 1000, box.top / 1000],
+        "window_polygons": result.polygons_checked,
+        "drc_clean": result.clean,
+        "drc_markers": result.counts(),
+        "drc_s": round(result.seconds, 2),
+    }
+
+
+KLAYOUT_MAX_REFERENCES = 20_000_000
+"""Above this, the DRC window is cut from a smaller wafer: KLayout reads a layout whole, and
+3e8 placements (a noise image on 100 mm) would take tens of GB."""
+
+
+def bench_wafer(
+    diameters_mm: list[float], tile_rows: int, window_um: float, noise: bool = False
+) -> dict[str, Any]:
+    """``noise``: the worst case instead of the drawn image, an index image of one random
+    palette entry per pad (as fine as the grid), so nearly every pad is its own reference."""
+    from layout.wafer import WaferConfig, write_wafer
+
+    palette = generate(16, seed=7, config=GeneratorConfig(periods_nm=(500,)))
+    targets = tuple(f"colour{i}" for i in range(16))
+    rows: list[dict[str, Any]] = []
+    out: dict[str, Any] = {
+        "image": "noise: one random entry per pad" if noise else "drawn 512x512",
+        "palette": len(palette),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        largest: tuple[Path, float] | None = None  # the largest KLayout may read whole
+        for d in sorted(diameters_mm):
+            layout, manifest = scratch / f"wafer{d:g}.oas", scratch / f"wafer{d:g}.h5"
+            cfg = WaferConfig(thickness_nm=180, diameter_mm=d, tile_rows=tile_rows)
+            side = cfg.grid_side
+            image = (
+                np.random.default_rng(0).integers(0, 16, (side, side), dtype=np.int16)
+                if noise
+                else wafer_image()
+            )
+            before = _reset_peak_rss()
+            st = write_wafer(image, palette, targets, cfg, layout, manifest, progress=True)
+            del image
+            rows.append(
+                {
+                    "diameter_mm": d,
+                    "grid": st.grid_side,
+                    "pads": st.pads,
+                    "references": st.runs,
+                    "pads_per_reference": round(st.pads / max(st.runs, 1), 1),
+                    "pads_per_s": round(st.pads_per_s),
+                    "layout_bytes": st.layout_bytes,
+                    "manifest_bytes": st.manifest_bytes,
+                    "layout_bytes_per_pad": round(st.layout_bytes / st.pads, 5),
+                    "layout_bytes_per_reference": round(st.layout_bytes / max(st.runs, 1), 2),
+                    "manifest_bytes_per_pad": round(st.manifest_bytes / st.pads, 4),
+                    "estimated_layout_bytes": st.estimate.layout_bytes,
+                    "estimated_manifest_bytes": st.estimate.manifest_bytes,
+                    "wall_s": round(st.wall_s, 2),
+                    "peak_rss_gib": round(st.peak_rss_bytes / 2**30, 3),
+                    "rss_before_gib": round(before / 2**30, 3),
+                }
+            )
+            manifest.unlink()
+            if st.runs > KLAYOUT_MAX_REFERENCES:  # KLayout holds every placement in memory
+                layout.unlink()
+                continue
+            if largest is not None:
+                largest[0].unlink()
+            largest = (layout, d)
+        out["wafers"] = rows
+        if largest is not None:
+            out["klayout_and_drc"] = {
+                "diameter_mm": largest[1],
+                **drc_window(largest[0], window_um, largest[1] * 500, scratch),
+            }
+    big = rows[-1]
+    scale = (100.0 / big["diameter_mm"]) ** 2
+    out["extrapolated_to_100mm_from"] = big["diameter_mm"]
+    out["extrapolated_100mm"] = {
+        "pads": round(big["pads"] * scale),
+        "wall_s": round(big["wall_s"] * scale, 1),
+        "layout_bytes": round(big["layout_bytes"] * 100.0 / big["diameter_mm"]),
+        "manifest_bytes": round(big["manifest_bytes"] * scale),
+        "note": "pads and time grow with the area; references with the rows (the layout)",
+    }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=None)
@@ -259,7 +411,24 @@ def main() -> None:
     parser.add_argument("--no-search", action="store_true", help="skip the search figures")
     parser.add_argument("--optimize", action="store_true", help="only the optimization rows")
     parser.add_argument("--surrogate", type=Path, default=None, help="a forward surrogate")
+    parser.add_argument("--wafer", action="store_true", help="only the wafer rows")
+    parser.add_argument(
+        "--diameter-mm", type=float, nargs="+", default=[5.0, 10.0, 20.0, 100.0],
+        help="wafer diameters to write (--wafer)",
+    )  # fmt: skip
+    parser.add_argument("--tile-rows", type=int, default=256, help="pad rows per tile (--wafer)")
+    parser.add_argument("--window-um", type=float, default=200.0, help="DRC window (--wafer)")
+    parser.add_argument(
+        "--noise", action="store_true", help="worst-case image: a random entry per pad (--wafer)"
+    )
     args = parser.parse_args()
+    if args.wafer:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        figures = bench_wafer(args.diameter_mm, args.tile_rows, args.window_um, args.noise)
+        print(json.dumps(figures, indent=2))
+        return
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     count = 8192 if args.quick else 40_960

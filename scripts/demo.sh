@@ -7,7 +7,8 @@
 # the virtual chip's ground truth -> a small contrastive model trained on those pairs and evaluated
 # against the oracle of the chip's noise-free spectra (JSON and PNGs in runs/chip) -> inverse design:
 # a probe database from that model, retrieval for test spectra and filters, judged on the simulated
-# bench against the oracle, spectra prediction, and the chosen designs written as a new chip.
+# bench against the oracle, spectra prediction, and the chosen designs written as a new chip ->
+# closing the loop: a logo and the test spectra designed as chips, fabricated, scanned, compared.
 set -euo pipefail
 out="${1:-demo_out}"
 mkdir -p "$out"
@@ -115,6 +116,36 @@ echo "--- the hybrid's designs (each target's final one first), written as a chi
 metascan layout chip --designs "$d/optimized.h5" --arrays 1 --rows 4 --cols 6 --replicas 2 \
     --companion 0 --thickness-nm 178 --output "$d/inverse_chip.gds"
 metascan layout drc "$d/inverse_chip.gds"
+echo "--- closing the loop: a logo the demo draws, printed in structural colour (CIEDE2000 under the bench lamp) ---"
+python scripts/draw_logo.py "$d/logo.png"
+metascan design chip --targets "$d/logo.png" --model "$out/runs/chip" --probes "$d/probes.h5" \
+    --surrogate "$out/runs/surrogate" --spectra-db "$out/chip_pairs.h5" --method hybrid \
+    --iterations 10 --particles 50 --thickness-nm 178 --chip-id logo --output "$d/logo_chip.gds" \
+    --no-progress
+metascan layout drc "$d/logo_chip.gds"
+echo "--- the same logo over a 10 mm wafer of 5 µm pads (OASIS + manifest streamed tile by tile) ---"
+metascan design chip --targets "$d/logo.png" --model "$out/runs/chip" --probes "$d/probes.h5" \
+    --spectra-db "$out/chip_pairs.h5" --thickness-nm 178 --pad-size-um 5 --wafer-mm 10 \
+    --chip-id logo_wafer --output "$d/logo_wafer.oas" --no-progress
+echo "--- the logo chip fabricated (bias, dilation, defects) and scanned on the simulated bench, then compared ---"
+metascan sim truth --manifest "$d/logo_chip.h5" --config "$out/bench-fast.toml" \
+    --output "$d/logo_truth.h5" --force
+metascan scan --config "$out/bench-fast.toml" --manifest "$d/logo_chip.h5" --output "$d/logo_scans" \
+    --no-progress
+metascan process "$d/logo_scans" --manifest "$d/logo_chip.h5" --output "$d/logo_spectra"
+metascan design report --chip "$d/logo_chip.h5" --spectra "$d/logo_spectra" --output "$d/logo_report"
+echo "--- the same loop for spectral targets: the 24 test spectra as a 4x6 chip, weighted MSE measured ---"
+metascan design chip --targets "$d/targets.h5" --cols 6 --model "$out/runs/chip" \
+    --probes "$d/probes.h5" --surrogate "$out/runs/surrogate" --spectra-db "$out/chip_pairs.h5" \
+    --method hybrid --iterations 10 --particles 50 --thickness-nm 178 --chip-id spectra \
+    --output "$d/spectra_chip.gds" --no-progress
+metascan sim truth --manifest "$d/spectra_chip.h5" --config "$out/bench-fast.toml" \
+    --output "$d/spectra_truth.h5" --force
+metascan scan --config "$out/bench-fast.toml" --manifest "$d/spectra_chip.h5" \
+    --output "$d/spectra_scans" --no-progress
+metascan process "$d/spectra_scans" --manifest "$d/spectra_chip.h5" --output "$d/spectra_spectra"
+metascan design report --chip "$d/spectra_chip.h5" --spectra "$d/spectra_spectra" \
+    --output "$d/spectra_report"
 echo "--- synthetic pairs straight from the analytic spectral model (what benchmarks train on) ---"
 metascan sim pairs --count 2000 --seed 7 --replicas 2 --noise 0.01 --output "$out/pairs.h5" --force
 echo "--- summary ---"

@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import h5py
 
@@ -226,3 +227,9 @@ def save_png(figure: _Figure, path: Path, dpi: int = 110) -> None:
     """A matplotlib figure as a PNG, written atomically (a plot is an output like any other)."""
     with atomic_output(Path(path)) as tmp:
         figure.savefig(tmp, dpi=dpi, format="png")
+
+
+def save_json(obj: Any, path: Path) -> None:
+    """JSON through a temporary file and ``os.replace``."""
+    with atomic_output(Path(path)) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from common.values import SEED, Bounds
 from layout.design import DesignLibrary
@@ -117,34 +118,116 @@ def plan_chip(
     for period in np.unique(library.period_nm[:need]):
         cells_per_pad(float(period), cfg.pad_size_um)
     rng = np.random.default_rng(cfg.seed)
-    pitch = cfg.pad_pitch_um
-    width = cfg.cols * pitch - cfg.pad_gap_um
-    height = cfg.rows * pitch - cfg.pad_gap_um
-    block_x = width + cfg.array_spacing_um
-    block_y = height + cfg.array_spacing_um
-    arrays: dict[str, list[Any]] = {
-        k: [] for k in ("name", "array_id", "replica", "role", "ox", "oy", "rows", "cols")
-    }
-    pads: list[PadTable] = []
+    placement = _Placement(cfg)
+    for k in range(cfg.arrays):
+        ids = library.design_id[k * cfg.pads_per_array : (k + 1) * cfg.pads_per_array]
+        oy = k * placement.block_y(cfg.rows)
+        for rep in range(cfg.replicas):
+            order = ids if rep == 0 else ids[rng.permutation(ids.size)]
+            placement.place(
+                f"A{k}R{rep}",
+                k,
+                rep,
+                Role.DATASET,
+                (rep * placement.block_x(cfg.cols), oy),
+                order.reshape(cfg.rows, cfg.cols),
+            )
+        if cfg.companion_size:
+            n = cfg.companion_size
+            chosen = ids[rng.choice(ids.size, n * n, replace=False)]
+            placement.place(
+                f"A{k}C",
+                k,
+                -1,
+                Role.COMPANION,
+                (cfg.replicas * placement.block_x(cfg.cols), oy),
+                chosen.reshape(n, n),
+            )
+    used = np.unique(library.design_id[:need])
+    return placement.manifest(library.take(library.index_of(used)), rules)
+
+
+def plan_map_chip(
+    design_grid: NDArray[np.int64],
+    target_grid: NDArray[np.int32],
+    target_ids: tuple[str, ...],
+    library: DesignLibrary,
+    config: ChipConfig,
+    rules: DesignRules | None = None,
+) -> ChipManifest:
+    """A chip that prints a map: pad (row, col) holds ``design_grid[row, col]`` (a design id of
+    ``library``; -1: no pad there) made for target ``target_grid[row, col]`` (a row of
+    ``target_ids``). Every replica is the whole map again, side by side (``A0R0``, ``A0R1``...):
+    an image must stay an image, and each design still has a replica in another array for
+    curation. Companion arrays and ``config.arrays``/``rows``/``cols`` do not apply."""
+    if design_grid.ndim != 2 or design_grid.shape != target_grid.shape:
+        raise ValueError(
+            f"design grid {design_grid.shape} and target grid {target_grid.shape} must be one "
+            "2-D shape"
+        )
+    placed = design_grid >= 0
+    if not placed.any():
+        raise ValueError("the map places no pad: every cell is empty")
+    if np.any(target_grid[placed] < 0) or np.any(target_grid >= len(target_ids)):
+        raise ValueError(f"target grid names targets outside 0..{len(target_ids) - 1}")
+    used = np.unique(design_grid[placed])
+    rows_of = library.index_of(used)  # refuses ids the library lacks
+    for period in np.unique(library.period_nm[rows_of]):
+        cells_per_pad(float(period), config.pad_size_um)
+    placement = _Placement(config)
+    cols = design_grid.shape[1]
+    for rep in range(config.replicas):
+        placement.place(
+            f"A0R{rep}",
+            0,
+            rep,
+            Role.DATASET,
+            (rep * placement.block_x(cols), 0.0),
+            design_grid,
+            target_grid,
+        )
+    return placement.manifest(library.take(rows_of), rules, target_ids)
+
+
+class _Placement:
+    """Arrays and pads as they are placed: one array of pads (a grid of design ids) and its four
+    fiducial crosses at a time, then the manifest."""
+
+    def __init__(self, config: ChipConfig) -> None:
+        self.cfg = config
+        self.arrays: dict[str, list[Any]] = {
+            k: [] for k in ("name", "array_id", "replica", "role", "ox", "oy", "rows", "cols")
+        }
+        self.pads: list[PadTable] = []
+        self.targets: list[NDArray[np.int32]] = []
+
+    def block_x(self, cols: int) -> float:
+        return cols * self.cfg.pad_pitch_um - self.cfg.pad_gap_um + self.cfg.array_spacing_um
+
+    def block_y(self, rows: int) -> float:
+        return rows * self.cfg.pad_pitch_um - self.cfg.pad_gap_um + self.cfg.array_spacing_um
 
     def place(
+        self,
         name: str,
         array_id: int,
         replica: int,
         role: Role,
-        ox: float,
-        oy: float,
-        ids: np.ndarray,
-        rows: int,
-        cols: int,
+        origin_um: tuple[float, float],
+        ids: NDArray[np.int64],
+        target: NDArray[np.int32] | None = None,
     ) -> None:
+        cfg, (ox, oy) = self.cfg, origin_um
+        rows, cols = ids.shape
         for key, value in zip(
-            arrays, (name, array_id, replica, role, ox, oy, rows, cols), strict=True
+            self.arrays, (name, array_id, replica, role, ox, oy, rows, cols), strict=True
         ):
-            arrays[key].append(value)
+            self.arrays[key].append(value)
         r, c = np.divmod(np.arange(rows * cols), cols)
-        n = rows * cols
-        pads.append(
+        keep = ids.ravel() >= 0
+        r, c = r[keep], c[keep]
+        n, pitch = r.size, cfg.pad_pitch_um
+        self.pads.append(
             PadTable(
                 np.full(n, array_id, np.int32),
                 np.full(n, replica, np.int32),
@@ -153,7 +236,7 @@ def plan_chip(
                 c.astype(np.int32),
                 ox + c * pitch + cfg.pad_size_um / 2,
                 oy + r * pitch + cfg.pad_size_um / 2,
-                ids.astype(np.int64),
+                ids.ravel()[keep].astype(np.int64),
             )
         )
         w, h = cols * pitch - cfg.pad_gap_um, rows * pitch - cfg.pad_gap_um
@@ -161,7 +244,7 @@ def plan_chip(
         fx = np.array([ox - off, ox + w + off, ox - off, ox + w + off])
         fy = np.array([oy - off, oy - off, oy + h + off, oy + h + off])
         m1 = np.full(4, -1, np.int32)
-        pads.append(
+        self.pads.append(
             PadTable(
                 np.full(4, array_id, np.int32),
                 np.full(4, replica, np.int32),
@@ -173,39 +256,37 @@ def plan_chip(
                 np.full(4, -1, np.int64),
             )
         )
+        pad_target = np.full(n, -1, np.int32) if target is None else target.ravel()[keep]
+        self.targets.extend([pad_target.astype(np.int32), m1])
 
-    for k in range(cfg.arrays):
-        ids = library.design_id[k * cfg.pads_per_array : (k + 1) * cfg.pads_per_array]
-        oy = k * block_y
-        for rep in range(cfg.replicas):
-            order = ids if rep == 0 else ids[rng.permutation(ids.size)]
-            place(f"A{k}R{rep}", k, rep, Role.DATASET, rep * block_x, oy, order, cfg.rows, cfg.cols)
-        if cfg.companion_size:
-            n = cfg.companion_size
-            chosen = ids[rng.choice(ids.size, n * n, replace=False)]
-            place(f"A{k}C", k, -1, Role.COMPANION, cfg.replicas * block_x, oy, chosen, n, n)
-
-    used = np.unique(library.design_id[:need])
-    designs = library.take(library.index_of(used))
-    table = ArrayTable(
-        arrays["name"],
-        np.array(arrays["array_id"], np.int32),
-        np.array(arrays["replica"], np.int32),
-        np.array(arrays["role"], np.int8),
-        np.array(arrays["ox"], float),
-        np.array(arrays["oy"], float),
-        np.array(arrays["rows"], np.int32),
-        np.array(arrays["cols"], np.int32),
-    )
-    attrs = {"config": asdict(cfg), "rules": (rules or DesignRules()).to_dict()}
-    return ChipManifest(
-        cfg.chip_id,
-        cfg.thickness_nm,
-        cfg.pad_size_um,
-        pitch,
-        table,
-        PadTable.concatenate(pads),
-        designs,
-        attrs,
-        material=cfg.material,
-    )
+    def manifest(
+        self,
+        designs: DesignLibrary,
+        rules: DesignRules | None,
+        target_ids: tuple[str, ...] | None = None,
+    ) -> ChipManifest:
+        cfg, a = self.cfg, self.arrays
+        table = ArrayTable(
+            a["name"],
+            np.array(a["array_id"], np.int32),
+            np.array(a["replica"], np.int32),
+            np.array(a["role"], np.int8),
+            np.array(a["ox"], float),
+            np.array(a["oy"], float),
+            np.array(a["rows"], np.int32),
+            np.array(a["cols"], np.int32),
+        )
+        attrs = {"config": asdict(cfg), "rules": (rules or DesignRules()).to_dict()}
+        return ChipManifest(
+            cfg.chip_id,
+            cfg.thickness_nm,
+            cfg.pad_size_um,
+            cfg.pad_pitch_um,
+            table,
+            PadTable.concatenate(self.pads),
+            designs,
+            attrs,
+            material=cfg.material,
+            pad_target=None if target_ids is None else np.concatenate(self.targets),
+            target_ids=target_ids or (),
+        )

@@ -1,7 +1,8 @@
 """Chip manifest -> hierarchical GDSII/OASIS with gdstk.
 
 Hierarchy (nothing flattened, so a 136,530-pad chip stays a few tens of MB): one cell per unit-cell
-design ``D<design_id>``; each pad is one AREF of its unit cell (``P/period`` cells a side); each
+design ``D<design_id>``; each pad is one AREF of its unit cell (``P/period`` cells a side), and
+where pads touch, a horizontal run of pads of one design is one AREF (``row_runs``); each
 placed array is a cell ``A<k>R<r>`` / ``A<k>C`` of pad AREFs; the top cell places the arrays,
 the fiducial crosses (on the silicon layer, so they are etched and visible), array outlines and
 labels. Same manifest and tolerance give byte-identical files: GDS gets a fixed timestamp.
@@ -26,11 +27,13 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import gdstk
+import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from common.atomic import (
@@ -51,18 +54,102 @@ FIXED_TIMESTAMP = dt.datetime(2000, 1, 1)
 Format = Literal["gds", "oas"]
 
 
+@dataclass(frozen=True)
+class RowRuns:
+    """Horizontal runs of equal values in a grid, in row-major order of their first cell."""
+
+    row: NDArray[np.int64]
+    start: NDArray[np.int64]  # column of the run's first cell
+    length: NDArray[np.int64]
+    value: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.row.shape[0])
+
+
+def row_runs(grid: NDArray[np.integer], empty: int = -1, max_length: int | None = None) -> RowRuns:
+    """Maximal runs of one value along each row of ``grid`` (R, C), cells equal to ``empty``
+    left out, each run cut into pieces of at most ``max_length`` cells (a GDSII AREF holds at
+    most 32,767 columns). One pass of numpy, no Python loop over cells: the wafer writer runs
+    it on tiles of millions of pads."""
+    grid = np.asarray(grid)
+    if grid.ndim != 2:
+        raise ValueError(f"grid must be 2-D (rows, columns), got shape {grid.shape}")
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"max_length={max_length} must be >= 1")
+    rows, cols = grid.shape
+    if grid.size == 0:
+        none = np.zeros(0, np.int64)
+        return RowRuns(none, none, none, none)
+    change = np.ones((rows, cols), dtype=bool)
+    np.not_equal(grid[:, 1:], grid[:, :-1], out=change[:, 1:])
+    first = np.flatnonzero(change)  # every row's column 0 starts a run, so runs end at rows' ends
+    length = np.diff(first, append=rows * cols)
+    value = grid.ravel()[first].astype(np.int64)
+    keep = value != empty
+    first, length, value = first[keep], length[keep], value[keep]
+    if max_length is not None and length.size and int(length.max()) > max_length:
+        pieces = -(-length // max_length)
+        owner = np.repeat(np.arange(length.size), pieces)
+        piece = np.arange(owner.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        first = first[owner] + piece * max_length
+        length = np.minimum(length[owner] - piece * max_length, max_length)
+        value = value[owner]
+    row, start = np.divmod(first, cols)
+    return RowRuns(row.astype(np.int64), start.astype(np.int64), length.astype(np.int64), value)
+
+
+def unit_cell_name(design_id: int) -> str:
+    """The cell of one unit-cell design, in every layout the project writes (chips, wafers)."""
+    return f"D{int(design_id)}"
+
+
+GDS_MAX_COLUMNS = 32_767
+"""GDSII stores an AREF's column and row counts as 2-byte signed integers."""
+
+
+def _pad_runs(
+    manifest: ChipManifest, sel: NDArray[np.intp], max_length: int
+) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+    """The runs of touching pads of one design among the pad-table rows ``sel`` of one array:
+    (pad-table row of each run's first pad, run length), in pad-table order of the first pads,
+    so an array without runs keeps the order (and the bytes) of one reference per pad."""
+    pads = manifest.pads
+    rows, cols = pads.row[sel].astype(np.int64), pads.col[sel].astype(np.int64)
+    width = int(cols.max()) + 1
+    flat = rows * width + cols
+    if rows.min() < 0 or cols.min() < 0 or np.unique(flat).size != flat.size:
+        return sel, np.ones(sel.size, np.int64)  # not a grid: one reference per pad
+    # Each grid cell holds its pad's design id; a cell without a pad is -1 and joins no run.
+    design = np.full((int(rows.max()) + 1, width), -1, np.int64)
+    design.ravel()[flat] = pads.design_id[sel]
+    runs = row_runs(design, -1, max_length)
+    where = np.full(design.size, -1, np.int64)
+    where[flat] = np.arange(sel.size)
+    first = where[runs.row * width + runs.start]
+    order = np.argsort(first, kind="stable")
+    return sel[first[order]], runs.length[order]
+
+
 def build_gds(
     manifest: ChipManifest,
     config: ChipConfig,
     tolerance_nm: float = DEFAULT_TOLERANCE_NM,
     progress: bool = False,
 ) -> gdstk.Library:
+    """The chip's layout as a gdstk library (see the module's note on the hierarchy).
+
+    Where pads touch (``pad_gap_um == 0``) the unit-cell period tiles a whole row of pads, so a
+    horizontal run of k pads of one design is one AREF of k*n x n cells instead of k AREFs of
+    n x n: the same silicon, fewer references (an image-like chip repeats designs along rows;
+    a dataset chip, whose designs never repeat in a row, keeps its bytes). With a gap each pad
+    stays its own AREF."""
     lib = gdstk.Library(name=manifest.chip_id, unit=1e-6, precision=1e-9)
     designs = manifest.designs
     unit_cells: dict[int, tuple[gdstk.Cell, float]] = {}
     for i in tqdm(range(len(designs)), desc="unit cells", unit="cell", disable=not progress):
         design = designs.design(i)
-        cell = lib.new_cell(f"D{int(designs.design_id[i])}")
+        cell = lib.new_cell(unit_cell_name(int(designs.design_id[i])))
         cell.add(*design_polygons(design, tolerance_nm))
         unit_cells[int(designs.design_id[i])] = (cell, design.period_nm)
 
@@ -79,15 +166,27 @@ def build_gds(
         cell = lib.new_cell(name)
         sel = manifest.pads_of(a)
         ox, oy = float(arrays.origin_x_um[a]), float(arrays.origin_y_um[a])
-        for x, y, did in zip(
-            pads.x_um[sel] - ox, pads.y_um[sel] - oy, pads.design_id[sel], strict=True
+        per_pad = {
+            int(d): cells_per_pad(unit_cells[int(d)][1], size)
+            for d in np.unique(pads.design_id[sel])
+        }
+        run_length = np.ones(sel.size, np.int64)
+        if config.pad_gap_um == 0 and sel.size > 1:
+            longest = GDS_MAX_COLUMNS // max(per_pad.values())
+            sel, run_length = _pad_runs(manifest, sel, longest)
+        for x, y, did, k in zip(
+            pads.x_um[sel] - ox,
+            pads.y_um[sel] - oy,
+            pads.design_id[sel],
+            run_length.tolist(),
+            strict=True,
         ):
             unit, period_nm = unit_cells[int(did)]
-            n = cells_per_pad(period_nm, size)
+            n = per_pad[int(did)]
             p = period_nm / NM_PER_UM
             cell.add(
                 gdstk.Reference(
-                    unit, (x - size / 2, y - size / 2), columns=n, rows=n, spacing=(p, p)
+                    unit, (x - size / 2, y - size / 2), columns=k * n, rows=n, spacing=(p, p)
                 )
             )
         top.add(gdstk.Reference(cell, (ox, oy)))

@@ -120,9 +120,29 @@ class ChipManifest:
     designs: DesignLibrary
     attrs: dict[str, Any]
     material: str = field(kw_only=True)  # the film (layout.material), beside thickness_nm
+    # Inverse-designed chips (``metascan design chip``): what each pad was designed for, as a
+    # row of ``target_ids`` (-1: a pad or fiducial designed for no target).
+    pad_target: NDArray[np.int32] | None = field(default=None, kw_only=True)
+    target_ids: tuple[str, ...] = field(default=(), kw_only=True)
 
     def __post_init__(self) -> None:
         film.check_name(self.material, "chip material")
+        if self.pad_target is None:
+            if self.target_ids:
+                raise ValueError("target_ids without pad_target: which pad is for which target?")
+            return
+        if self.pad_target.shape != (len(self.pads),):
+            raise ValueError(
+                f"pad_target has shape {self.pad_target.shape}; the chip has {len(self.pads)} "
+                "pad-table rows"
+            )
+        bad = (self.pad_target < -1) | (self.pad_target >= len(self.target_ids))
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"pad-table row {i} names target {int(self.pad_target[i])}; the chip has "
+                f"{len(self.target_ids)} targets (-1: none)"
+            )
 
     def array_index(self, name: str) -> int:
         """Row of the arrays table for ``name``, or one line listing the chip's arrays."""
@@ -190,6 +210,9 @@ class ChipManifest:
             "arrays": list(self.arrays.name),
         }
         digest.update(json.dumps(head, sort_keys=True).encode())
+        if self.pad_target is not None:
+            digest.update(json.dumps(list(self.target_ids)).encode())
+            digest.update(np.ascontiguousarray(self.pad_target, dtype="<i8").tobytes())
         tables: list[Any] = [self.arrays, self.pads, self.designs]
         for table in tables:
             for fld in fields(table):
@@ -231,6 +254,12 @@ def write_manifest_file(f: h5py.File, m: ChipManifest) -> None:
             compression_opts=1,
             shuffle=True,
         )
+    if m.pad_target is not None:
+        pads.create_dataset(
+            "target", data=m.pad_target, compression="gzip", compression_opts=1, shuffle=True
+        )
+        names = np.array(m.target_ids, dtype=h5py.string_dtype())
+        f.create_group("targets").create_dataset("target_id", data=names)
     write_library_group(f.create_group("designs"), m.designs)
 
 
@@ -240,10 +269,14 @@ def read_manifest(path: Path) -> ChipManifest:
         material = film.stored(f.attrs, f"chip manifest {path}", "metascan layout chip")
         a = f["arrays"]
         arrays = ArrayTable(
-            [s.decode() if isinstance(s, bytes) else str(s) for s in a["name"][()]],
+            [_text(s) for s in a["name"][()]],
             *(a[fld.name][()] for fld in fields(ArrayTable) if fld.name != "name"),
         )
         pads = PadTable(*(f["pads"][fld.name][()] for fld in fields(PadTable)))
+        pad_target = f["pads"]["target"][()] if "target" in f["pads"] else None
+        target_ids = (
+            tuple(_text(s) for s in f["targets"]["target_id"][()]) if "targets" in f else ()
+        )
         fixed = {
             "schema",
             "schema_version",
@@ -269,4 +302,10 @@ def read_manifest(path: Path) -> ChipManifest:
             designs=read_library_group(f["designs"], f"{path}:/designs"),
             attrs=attrs,
             material=material,
+            pad_target=pad_target,
+            target_ids=target_ids,
         )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

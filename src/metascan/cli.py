@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from acquisition.cli import check_cmd, scan_command
+from dataset.chip_report_cli import report_cmd as design_report_cmd
 from dataset.curate_cli import curate_cmd
 from dataset.pairs_cli import app as pairs_app
 from dataset.process_cli import process_cmd
@@ -17,6 +18,7 @@ from dataset.quicklook import write_quicklook
 from instruments.cli import app as instruments_app
 from layout.cli import app as layout_app
 from models.cli import evaluate_cmd, train_cmd
+from models.design_chip_cli import chip_cmd as design_chip_cmd
 from models.design_cli import optimize_cmd, predict_cmd, probes_cmd, retrieve_cmd
 from models.targets_cli import targets_cmd
 from simulators.cli import app as sim_app
@@ -48,6 +50,8 @@ design_app.command("optimize")(optimize_cmd)
 design_app.command("predict")(predict_cmd)
 design_app.command("evaluate")(design_evaluate_cmd)
 design_app.command("compare")(design_compare_cmd)
+design_app.command("chip")(design_chip_cmd)
+design_app.command("report")(design_report_cmd)
 app.add_typer(design_app, name="design", no_args_is_help=True)
 
 # OSError covers a full disk (common.outputs.OutputError), a refused connection, a missing file.

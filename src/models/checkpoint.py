@@ -6,6 +6,10 @@ validations without improvement, as it always did), and checkpoints written befo
 recorded their data, recipe and settings read back with those as None: ``train --resume`` then
 continues them unverified, saying so.
 
+A fine-tune's checkpoint also holds where it started (``fine_tune``: the run, its old pairs
+and their share, RUN's architecture and normalization), so ``--resume`` continues it from
+``latest.pt`` alone.
+
 Also here: what identifies a run for ``--resume`` (its data, its recipe, its resumable
 settings) and the check that refuses a resume that would change what the run computes.
 """
@@ -73,6 +77,10 @@ class Checkpoint:
     elapsed_s: float = 0.0
     aug_rng: list[Tensor] = field(default_factory=list)  # one per rank
     torch_rng: Tensor | None = None
+    # A fine-tune's start (``models.fine_tune.FineTune``): the run it started from, its old pairs
+    # and their share, and RUN's architecture and normalization, so ``--resume`` rebuilds the
+    # same network and data mix without RUN (which may have moved since). None: a plain run.
+    fine_tune: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The dict ``torch.save`` writes, in the key order of earlier checkpoints."""
@@ -96,6 +104,7 @@ class Checkpoint:
             "elapsed_s": self.elapsed_s,
             "aug_rng": self.aug_rng,
             "torch_rng": self.torch_rng,
+            "fine_tune": self.fine_tune,
         }
 
     @staticmethod
@@ -122,6 +131,7 @@ class Checkpoint:
             elapsed_s=float(d.get("elapsed_s", 0.0)),
             aug_rng=list(d["aug_rng"]),
             torch_rng=d["torch_rng"],
+            fine_tune=d.get("fine_tune"),
         )
 
     @property

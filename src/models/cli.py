@@ -19,6 +19,8 @@ LR = Bounds(0.0, 1.0, lo_open=True)  # AdamW's base rate; past 1 nothing trains
 PATIENCE = Bounds(0, 1_000_000, integer=True)
 BUDGET_MIN = Bounds(0.0, 100_000.0, unit="min", lo_open=True)
 VAL_EVERY = Bounds(0, 10**9, integer=True)
+OLD_FRACTION = Bounds(0.0, 1.0, hi_open=True)  # 1 would leave no room for the new pairs
+DEFAULT_CONFIG, DEFAULT_TASK = "metascan-small", "contrastive"
 GALLERY = Bounds(2, 10**8, integer=True)
 
 
@@ -27,11 +29,22 @@ def train_cmd(
         Path, typer.Option("--pairs", help="Pairs file (HDF5, contract 5) or MOCLIP .npz.")
     ],
     output: Annotated[Path, typer.Option("--output", help="Model directory to write.")],
-    config: Annotated[str, typer.Option("--config", help="Architecture name.")] = "metascan-small",
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help=f"Architecture name (default {DEFAULT_CONFIG}; a fine-tune keeps RUN's).",
+        ),
+    ] = None,
     epochs: Annotated[int, EPOCHS.option("--epochs")] = 10,
     batch_size: Annotated[int, BATCH.option("--batch-size", help="Global batch.")] = 64,
     lr: Annotated[
-        float | None, LR.option("--lr", help="Base rate (default 1e-4 moclip, 1e-3 cosine).")
+        float | None,
+        LR.option(
+            "--lr",
+            help="Base rate (default 1e-4 moclip, 1e-3 cosine; a fine-tune: 0.1x the rate "
+            "RUN's recipe used).",
+        ),
     ] = None,
     schedule: Annotated[str, typer.Option("--schedule", help="cosine or moclip.")] = "cosine",
     seed: Annotated[int, SEED.option("--seed")] = 0,
@@ -66,24 +79,80 @@ def train_cmd(
         ),
     ] = "fp32",
     task: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--task",
-            help="contrastive (the CLIP model), or surrogate (geometry -> spectra, for "
-            "design optimize --method surrogate).",
+            help=f"{DEFAULT_TASK} (the default: the CLIP model), or surrogate (geometry -> "
+            "spectra, for design optimize --method surrogate); a fine-tune keeps RUN's.",
         ),
-    ] = "contrastive",
+    ] = None,
+    resume_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume-from",
+            help="Fine-tune this model directory (RUN) on --pairs: its best weights, "
+            "architecture, task and normalization, a fresh optimizer and schedule; --output "
+            "is a new directory.",
+        ),
+    ] = None,
+    old_pairs: Annotated[
+        Path | None,
+        typer.Option(
+            "--old-pairs",
+            help="With --resume-from: pairs to rehearse each epoch (default: RUN's own "
+            "training pairs, when that file still holds them).",
+        ),
+    ] = None,
+    old_fraction: Annotated[
+        float | None,
+        OLD_FRACTION.option(
+            "--old-fraction",
+            help="With --resume-from: share of old pairs in each epoch (default 0.5; 0: none, "
+            "the old validation figure is still reported).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Train a contrastive geometry-spectrum model, or a forward surrogate (runs under
-    torchrun too)."""
+    torchrun too); with --resume-from, fine-tune a trained one on newly measured pairs."""
     from models.augment import AugmentConfig
     from models.config import get_config
+    from models.fine_tune import (
+        DEFAULT_OLD_FRACTION,
+        FineTune,
+        check_fine_tune_choices,
+        fine_tune_of,
+    )
     from models.tasks import task_for
     from models.train import STOP_MESSAGES, TrainConfig, train
 
-    get_config(config)  # an unknown name fails before the pairs are read
-    check_outputs({"--output": output}, {"--pairs": pairs}, False, directories=True)
+    fine_tune: FineTune | None = None
+    if resume_from is not None:
+        if resume:
+            raise ValueError(
+                f"--resume-from {resume_from} with --resume: --resume continues the run in "
+                "--output, --resume-from starts a new one from RUN; give one of them"
+            )
+        inputs: dict[str, Path | None] = {
+            "--pairs": pairs,
+            "--resume-from": resume_from,
+            "--old-pairs": old_pairs,
+        }
+        check_outputs({"--output": output}, inputs, False, directories=True)
+        task, config = check_fine_tune_choices(resume_from, "--resume-from", config, task)
+        fraction = DEFAULT_OLD_FRACTION if old_fraction is None else old_fraction
+        fine_tune = FineTune(resume_from, old_pairs, fraction)
+    elif old_pairs is not None or old_fraction is not None:
+        flag = "--old-pairs" if old_pairs is not None else "--old-fraction"
+        again = " (a resumed fine-tune keeps its own)" if resume else ""
+        raise ValueError(f"{flag} goes with --resume-from RUN{again}")
+    else:
+        if resume and fine_tune_of(output) is not None:  # continuing a fine-tune
+            task, config = check_fine_tune_choices(output, "fine-tune --output", config, task)
+        else:
+            config, task = config or DEFAULT_CONFIG, task or DEFAULT_TASK
+            get_config(config)  # an unknown name fails before the pairs are read
+        check_outputs({"--output": output}, {"--pairs": pairs}, False, directories=True)
     cfg = TrainConfig(
         model=config,
         epochs=epochs,
@@ -98,13 +167,14 @@ def train_cmd(
         precision=precision,
         task=task,
     )
-    result = train(pairs, output, cfg, resume=resume, progress=progress)
+    result = train(pairs, output, cfg, resume=resume, progress=progress, fine_tune=fine_tune)
     chosen = task_for(task)
     epochs_done = result.history[-1]["epoch"] if result.history else 0.0
+    start = f" (fine-tuned from {resume_from})" if resume_from is not None else ""
     typer.echo(
         f"trained {round(epochs_done, 2):g} epochs ({result.steps} steps; stopped: "
         f"{STOP_MESSAGES[result.stop_reason]}); best {chosen.label} {result.best_value:{chosen.fmt}} "
-        f"at epoch {round(result.best_epoch, 2):g}; model in {output}"
+        f"at epoch {round(result.best_epoch, 2):g}; model in {output}{start}"
     )
 
 

@@ -406,7 +406,7 @@ def predict_cmd(
     if truth is not None:
         report = score_prediction(pred.spectra, truth, spectra_db_rows)
         report_path = output.with_suffix(".json")
-        from models.model_dir import save_json
+        from common.atomic import save_json
 
         save_json(report, report_path)
         line += (

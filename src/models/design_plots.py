@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
 from common.atomic import save_png
 from dataset.chosen_designs_file import ChosenDesigns
@@ -51,5 +52,57 @@ def plot_targets_and_designs(targets: Targets, chosen: ChosenDesigns, path: Path
             )
             ax2.set_xticks([])
             ax2.set_yticks([])
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def plot_gamut(
+    pool_lab: NDArray[np.float64],
+    target_lab: NDArray[np.float64],
+    promised_lab: NDArray[np.float64],
+    path: Path,
+) -> None:
+    """The colours the candidate designs are predicted to show (dots in their own colour) on
+    the a*b* plane and against lightness, with each target (ring) joined to its design's
+    promised colour (cross): how far a print's colours are from what the designs can reach."""
+    from dataset.colorimetry import lab_to_srgb
+
+    fig = Figure(figsize=(10, 4.6))
+    pool_rgb = lab_to_srgb(pool_lab)
+    for k, (x, y, xl, yl) in enumerate(((1, 2, "a*", "b*"), (3, 0, "chroma C*", "L*"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+
+        def coord(lab: NDArray[np.float64], i: int) -> NDArray[np.float64]:
+            return np.hypot(lab[:, 1], lab[:, 2]) if i == 3 else lab[:, i]
+
+        ax.scatter(coord(pool_lab, x), coord(pool_lab, y), s=3, c=pool_rgb, lw=0)
+        for t, p in zip(target_lab, promised_lab, strict=True):
+            ax.plot(
+                [coord(t[None], x)[0], coord(p[None], x)[0]],
+                [coord(t[None], y)[0], coord(p[None], y)[0]],
+                color="k",
+                lw=0.6,
+            )
+        ax.scatter(
+            coord(target_lab, x),
+            coord(target_lab, y),
+            s=60,
+            facecolors=lab_to_srgb(target_lab),
+            edgecolors="k",
+            label="target",
+        )
+        ax.scatter(
+            coord(promised_lab, x),
+            coord(promised_lab, y),
+            s=30,
+            c="k",
+            marker="x",
+            label="promised",
+        )
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"reachable colours: {pool_lab.shape[0]} candidate designs (predicted)")
     fig.tight_layout()
     save_png(fig, path)

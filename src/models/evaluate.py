@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from common.atomic import save_png
+from common.atomic import save_json, save_png
 from common.versioned_hdf5 import has_schema
 from dataset.pairs_file import SPLIT_NAMES, Pairs
 from dataset.pairs_io import load_pairs
 from dataset.truth_file import SCHEMA as TRUTH_SCHEMA
 from dataset.truth_file import design_truth, read_truth
 from layout import material as film
-from models.model_dir import check_material, load_model, save_json
+from models.model_dir import check_material, load_model
 from models.retrieval import (
     cosine_scores,
     embed,

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from common.atomic import atomic_output
+from common.atomic import atomic_output, save_json
 from dataset import conventions
 from layout import material as film
 from models.config import ModelConfig
@@ -50,12 +50,6 @@ def save_torch(obj: Any, path: Path) -> None:
     """``torch.save`` through a temporary file and ``os.replace``."""
     with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-
-
-def save_json(obj: Any, path: Path) -> None:
-    """JSON through a temporary file and ``os.replace``."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from dataset.colorimetry import Colorimetry, delta_e
 from dataset.targets_file import weighted_mse
 from models.model import ContrastiveModel
 from models.surrogate import ForwardSurrogate
@@ -110,3 +111,27 @@ def frozen(objective: Objective) -> list[nn.Parameter]:
 def thaw(params: list[nn.Parameter]) -> None:
     for p in params:
         p.requires_grad_(True)
+
+
+@dataclass(frozen=True, eq=False)
+class ColourDifference:
+    """Minus the CIEDE2000 between the colour of the predicted spectrum under the bench's lamp
+    and the target colour (queries: (N, 3) CIELAB). colour-science computes it in numpy, so it
+    steers gradient-free search only (PSO, retrieval); a soft score would need the colour
+    pipeline rewritten in torch."""
+
+    predictor: Predictor
+    colorimetry: Colorimetry
+    name: str = "CIEDE2000 of the predicted colour"
+
+    def score(
+        self, images: NDArray[np.bool_], params_um: NDArray[np.float64], queries: NDArray[Any]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float32] | None]:
+        lab = self.colorimetry.lab_of_spectra(self.predictor(images, params_um))
+        return -delta_e(lab, queries), None
+
+    def soft_score(self, images: Tensor, params_um: Tensor, queries: Tensor) -> Tensor:
+        raise ValueError("the colour difference has no gradient here; search it with PSO")
+
+    def network(self) -> nn.Module:
+        raise ValueError("the colour difference has no network to step through")

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from common.atomic import save_png
+from common.atomic import save_json, save_png
 from dataset.pairs_file import SPLIT_NAMES
 from dataset.pairs_io import load_pairs
 from dataset.targets_file import mse_quantiles, weighted_mse
 from models.evaluate import plot_training, read_true_spectra
-from models.model_dir import check_material, load_surrogate, save_json
+from models.model_dir import check_material, load_surrogate
 from models.tasks import predict_spectra
 
 EVALUATION_FILE = "surrogate_evaluation.json"

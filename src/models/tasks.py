@@ -24,7 +24,7 @@ from models.retrieval import cosine_scores, embed, nonfinite_rows, ranks_of_trut
 from models.surrogate import ForwardSurrogate
 
 if TYPE_CHECKING:
-    from models.train import _Split
+    from models.splits import _Split
 
 TASKS = ("contrastive", "surrogate")
 

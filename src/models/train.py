@@ -3,7 +3,8 @@
 Kept apart from the model library (as open_clip keeps ``open_clip_train`` apart from
 ``open_clip``): nothing here is needed to load or use a trained model. Split as open_clip
 splits it: the schedule (:mod:`models.schedule`), what a checkpoint holds
-(:mod:`models.checkpoint`), the collectives (:mod:`models.distributed`), and here
+(:mod:`models.checkpoint`), the collectives (:mod:`models.distributed`), a pairs file's split
+as tensors (:mod:`models.splits`), a fine-tune's start (:mod:`models.fine_tune`), and here
 :meth:`_Run.train_one_epoch`, :meth:`_Run.validate` and :func:`train`, which wires them.
 
 Reproducibility rests on explicit state: the model is initialized after ``torch.manual_seed``,
@@ -28,6 +29,12 @@ material, a hash of the train and validation pairs) or of the recipe (``RECIPE_F
 the settings that only decide how long the run goes or how often it is watched
 (``RESUMABLE_FIELDS``, the number of ranks, the pairs file's path) may change, and each resume
 with what it changed goes into ``config.json`` and ``latest.pt`` under ``resumes``.
+
+**Fine-tuning** (``metascan train --resume-from RUN``): where the run starts and what each
+epoch trains on are decided in :mod:`models.fine_tune`, whose docstring says why; here the run
+takes RUN's weights and normalization, validates them as its step-0 row (a candidate for the
+best model), draws each epoch's rows with :func:`models.fine_tune.epoch_rows`, and scores the
+old pairs' validation split beside the new one (``old_val_*``).
 """
 
 from __future__ import annotations
@@ -49,13 +56,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm import tqdm
 
-from common.atomic import atomic_output
-from dataset.pairs_file import TRAIN, VAL, Pairs
+from common.atomic import atomic_output, save_json
+from dataset.pairs_file import TRAIN, VAL
 from dataset.pairs_io import load_pairs
 from models import distributed as ranks
 from models.augment import AugmentConfig, augment
 from models.checkpoint import Checkpoint, check_resume, data_identity, run_recipe, run_settings
 from models.config import ModelConfig, get_config
+from models.fine_tune import (
+    FineTune,
+    _check_fine_tune_output,
+    _FineTuneStart,
+    _resume_fine_tune,
+    _start_fine_tune,
+    epoch_rows,
+    old_rows_per_epoch,
+)
 from models.model import ContrastiveModel, Normalization
 from models.model_dir import (
     CONFIG_FILE,
@@ -63,15 +79,21 @@ from models.model_dir import (
     MODEL_FILE,
     nonfinite_tensors,
     read_config,
-    save_json,
     save_torch,
     write_model_dir,
 )
 from models.schedule import SCHEDULES, BudgetClock, Horizon, fit_horizon, lr_multiplier
+from models.splits import _Split
 from models.surrogate import ForwardSurrogate
 from models.tasks import TASKS, BatchLoss, Diverged, Task, task_for
 
-__all__ = ["Diverged", "TrainConfig", "TrainResult", "train", "train_step"]
+__all__ = [
+    "Diverged",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "train_step",
+]
 
 log = logging.getLogger(__name__)
 
@@ -171,31 +193,6 @@ class _Indices(Dataset[int]):
         return i
 
 
-@dataclass(frozen=True)
-class _Split:
-    geometry: Tensor  # (N, S, S) uint8
-    params: Tensor  # (N, 2) float32 µm
-    spectra: Tensor  # (N, 2, W) float32
-    design_id: np.ndarray[Any, np.dtype[np.int64]]
-
-    @staticmethod
-    def of(pairs: Pairs, code: int) -> _Split:
-        rows = np.flatnonzero(pairs.split == code)
-        return _Split(
-            torch.from_numpy(np.ascontiguousarray(pairs.geometry[rows]).view(np.uint8)),
-            torch.from_numpy(pairs.params[rows].astype(np.float32)),
-            torch.from_numpy(pairs.spectra[rows].astype(np.float32)),
-            pairs.design_id[rows],
-        )
-
-    def __len__(self) -> int:
-        return int(self.geometry.shape[0])
-
-    def arrays(self) -> tuple[Any, ...]:
-        """Its arrays as numpy, the order ``models.checkpoint.data_identity`` hashes them in."""
-        return (self.geometry.numpy(), self.params.numpy(), self.spectra.numpy(), self.design_id)
-
-
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """bf16 autocast of the forward pass when asked for, on the CPU as on CUDA.
 
@@ -236,11 +233,14 @@ def _write_metrics(
     save_json({"history": history, "stop": stop}, folder / METRICS_JSON)
     if not history:
         return
-    fields: dict[str, None] = {}  # ordered union: rows from an older checkpoint may lack columns
-    for row in history:
+    # Ordered union, the latest row's order first: rows from an older checkpoint may lack
+    # columns, and a fine-tune's step-0 row has no train_loss. A missing figure is "nan" in
+    # the CSV (not measured; it still parses as a number), absent from the JSON.
+    fields: dict[str, None] = {}
+    for row in (history[-1], *history):
         fields.update(dict.fromkeys(row))
     with atomic_output(folder / METRICS_CSV) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(fields))
+        writer = csv.DictWriter(f, fieldnames=list(fields), restval="nan")
         writer.writeheader()
         writer.writerows(history)
 
@@ -284,6 +284,13 @@ class _Run:
     recipe: dict[str, Any]
     settings: dict[str, Any]
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+    # The training pool is ``train_split``: ``pool_new`` new rows, then ``pool_old`` old ones
+    # of a fine-tune, drawn into each epoch by ``epoch_rows`` at ``old_fraction``.
+    pool_new: int = 0
+    pool_old: int = 0
+    old_fraction: float = 0.0
+    old_val: _Split | None = None  # a fine-tune's old validation split: scored, not selected on
+    fine_tune: dict[str, Any] | None = None  # Checkpoint.fine_tune
     net: torch.nn.Module | None = None  # the model, wrapped in DDP over several ranks
     loss_fn: BatchLoss | None = None
     bar: Any = None
@@ -349,6 +356,7 @@ class _Run:
             elapsed_s=elapsed_s,
             aug_rng=ranks.gathered(self.aug_rng.get_state(), self.world),
             torch_rng=torch.get_rng_state(),
+            fine_tune=self.fine_tune,
         )
 
     def refit(self) -> None:
@@ -379,7 +387,24 @@ class _Run:
         return Diverged(message)
 
     def stop_record(self, reason: str, message: str) -> dict[str, Any]:
-        """Why and where the run ended, as ``metrics.json`` records it."""
+        """Why and where the run ended, as ``metrics.json`` records it; a fine-tune adds its
+        start (RUN's figures on the new and old validation splits) and the old figure of the
+        best row, so what was gained and what was forgotten are two subtractions."""
+        record = self._stop_record(reason, message)
+        if self.fine_tune is not None and self.history and self.history[0]["step"] == 0:
+            selection, first = self.task.selection, self.history[0]
+            best = next((r for r in self.history if r["epoch"] == self.best_epoch), first)
+            old = f"old_{selection}"
+            record["fine_tune"] = {
+                "old_fraction": self.old_fraction,
+                "old_pairs_per_epoch": self.fine_tune.get("old_pairs_per_epoch", 0),
+                f"start_{selection}": first.get(selection),
+                f"start_{old}": first.get(old),
+                f"best_{old}": best.get(old),
+            }
+        return record
+
+    def _stop_record(self, reason: str, message: str) -> dict[str, Any]:
         return {
             "reason": reason,
             "message": message,
@@ -400,8 +425,15 @@ class _Run:
         self.sampler.set_epoch(epoch)
         self.model.train()
         stop: str | None = None
+        rows = torch.from_numpy(
+            epoch_rows(self.pool_new, self.pool_old, self.old_fraction, cfg.seed, epoch)
+        )
+        if self.pool_old:
+            log.info("epoch %d: %d new and %d old pairs", epoch, self.pool_new,
+                     len(rows) - self.pool_new)  # fmt: skip
         batches = _batches(self.sampler, self.local_batch, self.steps_per_epoch, first)
-        for batch, idx in enumerate(batches, first):
+        for batch, order in enumerate(batches, first):
+            idx = rows[order]
             image = split.geometry[idx].to(device)
             spectra = split.spectra[idx].to(device)
             image, spectra = augment(image, spectra, cfg.augment, self.aug_rng)
@@ -438,20 +470,75 @@ class _Run:
                 return stop
         return None
 
+    def figures(self, step_lr: float) -> dict[str, float]:
+        """The task's validation figures on the validation split and, for a fine-tune, the
+        old file's (``old_val_*``), rank 0's on every rank; a non-finite weight or output ends
+        the run."""
+        bad_weights = nonfinite_tensors(self.model.state_dict())
+        if bad_weights:
+            raise self.diverged(f"weights {bad_weights[0]!r} are not finite", step_lr)
+        try:
+            figures = self.task.validate(self.model, self.val_split, self.device)
+            if self.old_val is not None and len(self.old_val):
+                old = self.task.validate(self.model, self.old_val, self.device)
+                figures.update({f"old_{k}": v for k, v in old.items() if k.startswith("val_")})
+        except Diverged as exc:
+            raise self.diverged(str(exc), step_lr) from None
+        self.model.train()
+        # Batch-norm running statistics differ between ranks, so would each rank's figures;
+        # the best model and patience must be decided on one set, rank 0's (which it writes).
+        keys = sorted(figures)
+        values = ranks.from_rank0([figures[k] for k in keys], self.world, self.device)
+        return dict(zip(keys, values, strict=True))
+
+    def save(self, next_epoch: int, next_batch: int, row: dict[str, float], best: bool) -> None:
+        """After a validation: the model directory and ``best.pt`` when ``best``, then
+        ``latest.pt`` and the metrics; then the caller's ``on_epoch_end``."""
+        ckpt = self.checkpoint(next_epoch, next_batch, row["elapsed_s"])
+        if self.rank == 0:
+            saved = ckpt.to_dict()
+            if best:
+                write_model_dir(
+                    self.output,
+                    self.model,
+                    {**self.train_record, "step": self.global_step},
+                    material=self.material,
+                )
+                save_torch(saved, self.output / BEST_FILE)
+            save_torch(saved, self.output / LATEST_FILE)
+            _write_metrics(self.output, self.history, None)
+            log.info("step %d: %s", self.global_step, row)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(next_epoch, row)
+
+    def validate_start(self) -> None:
+        """A fine-tune's step-0 row: RUN's weights scored on the new and old validation
+        splits before any step, kept as the best so far (:mod:`models.fine_tune`)."""
+        val_start = time.perf_counter()
+        figures = self.figures(float(self.optimizer.param_groups[0]["lr"]))
+        now = time.perf_counter()
+        row = {
+            "epoch": 0.0,
+            "step": 0.0,
+            **figures,
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "seconds": now - self.last_eval,
+            "val_seconds": now - val_start,
+            "elapsed_s": self.elapsed_before + self.clock.elapsed(),
+        }
+        self.last_eval = now
+        self.history.append(row)
+        self.best_score, self.best_epoch, self.bad_evals = self.task.score(row), 0.0, 0
+        log.info("fine-tune start (RUN's weights): %s", row)
+        self.save(0, 0, row, True)
+
     def validate(self, epoch: int, done: int, stop: str | None, step_lr: float) -> str | None:
         """Validate after batch ``done`` of ``epoch``, keep the best model, write the
         checkpoint and metrics; returns ``stop``, or "patience" when that has run out."""
         full = done == self.steps_per_epoch
         next_epoch, next_batch = (epoch + 1, 0) if full else (epoch, done)
         val_start = time.perf_counter()
-        bad_weights = nonfinite_tensors(self.model.state_dict())
-        if bad_weights:
-            raise self.diverged(f"weights {bad_weights[0]!r} are not finite", step_lr)
-        try:
-            figures = self.task.validate(self.model, self.val_split, self.device)
-        except Diverged as exc:
-            raise self.diverged(str(exc), step_lr) from None
-        self.model.train()
+        figures = self.figures(step_lr)
         now = time.perf_counter()
         row = {
             "epoch": epoch + done / self.steps_per_epoch,
@@ -477,22 +564,7 @@ class _Run:
         )
         if self.budgeted and stop is None:
             self.refit()  # the rate now includes a validation's cost
-        ckpt = self.checkpoint(next_epoch, next_batch, row["elapsed_s"])
-        if self.rank == 0:
-            saved = ckpt.to_dict()
-            if improved:
-                write_model_dir(
-                    self.output,
-                    self.model,
-                    {**self.train_record, "step": self.global_step},
-                    material=self.material,
-                )
-                save_torch(saved, self.output / BEST_FILE)
-            save_torch(saved, self.output / LATEST_FILE)
-            _write_metrics(self.output, self.history, None)
-            log.info("step %d: %s", self.global_step, row)
-        if self.on_epoch_end is not None:
-            self.on_epoch_end(next_epoch, row)
+        self.save(next_epoch, next_batch, row, improved)
         if stop is None and self.cfg.patience and self.bad_evals >= self.cfg.patience:
             log.info("no better %s for %d validations: stopping", self.task.label, self.bad_evals)
             return "patience"
@@ -507,17 +579,49 @@ def train(
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     model_config: ModelConfig | None = None,
+    fine_tune: FineTune | None = None,
 ) -> TrainResult:
     """Train on the train split, select on the validation split, write the model directory.
 
     ``model_config`` overrides the named architecture (tests use tiny ones); ``on_epoch_end``
-    is called after each validation's checkpoint is on disk, with the whole epochs done so far.
+    is called after each validation's checkpoint is on disk (a fine-tune's step-0 validation
+    included), with the whole epochs done so far. ``fine_tune`` starts the run from a trained
+    model (:class:`FineTune`): its architecture and task replace ``cfg.model`` and
+    ``cfg.task``, and ``cfg.lr`` None means the fine-tune's default rate; ``resume`` of a
+    fine-tune's own output continues it as its ``latest.pt`` records.
     """
     clock = BudgetClock.starting_now(cfg.time_budget_min)
     output = Path(output)
-    arch = model_config or get_config(cfg.model)
+    latest = output / LATEST_FILE
+    if fine_tune is not None:
+        _check_fine_tune_output(fine_tune, output, resume)
+    resumed: Checkpoint | None = None
+    if resume:
+        if not latest.is_file():
+            raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
+        # On the CPU: restoring copies each tensor to the model's and optimizer's device.
+        resumed = Checkpoint.from_dict(torch.load(latest, map_location="cpu", weights_only=True))
+    elif latest.exists():
+        raise FileExistsError(f"{output} already holds a run; pass --resume or a new --output")
+    start: _FineTuneStart | None = None
+    if fine_tune is not None:
+        schedule_lr = replace(cfg, lr=None).base_lr
+        start = _start_fine_tune(
+            fine_tune, Path(pairs_path), cfg.schedule, schedule_lr, model_config
+        )
+    elif resumed is not None and resumed.fine_tune is not None:
+        start = _resume_fine_tune(resumed.fine_tune, latest, model_config)
+    if start is not None:
+        lr = start.lr if cfg.lr is None else cfg.lr
+        cfg = replace(cfg, task=start.kind, model=start.arch.name, lr=lr)
+        start.record["lr"] = cfg.base_lr
+        arch = start.arch
+    else:
+        arch = model_config or get_config(cfg.model)
     pairs = load_pairs(pairs_path)
-    if pairs.spectra.shape[2] != arch.num_wavelengths:
+    if start is not None:
+        start.check_pairs(pairs, f"--pairs {pairs_path}")
+    elif pairs.spectra.shape[2] != arch.num_wavelengths:
         arch = replace(arch, num_wavelengths=int(pairs.spectra.shape[2]))
     if pairs.geometry.shape[1] != arch.image_size:
         raise ValueError(
@@ -527,11 +631,27 @@ def train(
     train_split, val_split = _Split.of(pairs, TRAIN), _Split.of(pairs, VAL)
     if len(val_split) == 0:
         raise ValueError(f"{pairs_path} has no validation pairs (split code {VAL})")
+    identity = data_identity(pairs_path, (train_split.arrays(), val_split.arrays()))
+    pool, pool_old, old_fraction, drawn = train_split, 0, 0.0, 0
+    if start is not None and start.old_train is not None and start.record["old_fraction"] > 0:
+        old_fraction = float(start.record["old_fraction"])
+        pool_old = len(start.old_train)
+        pool = _Split.concat(train_split, start.old_train)
+        drawn = old_rows_per_epoch(len(train_split), pool_old, old_fraction)
+        start.record["old_pairs_per_epoch"] = drawn
+        share = drawn / (len(train_split) + drawn)
+        if share < old_fraction - 0.5 / (len(train_split) + drawn):
+            log.warning(
+                "old pairs %s hold %d training pairs: all of them each epoch, a share of "
+                "%.3f, not %g",
+                start.record["old_pairs"]["path"], pool_old, share, old_fraction,
+            )  # fmt: skip
+    epoch_size = len(train_split) + drawn  # the length of every epoch's epoch_rows
 
     rank, world, local_rank = ranks.join_process_group()
     if cfg.batch_size % world:
         raise ValueError(f"batch-size={cfg.batch_size} must be divisible by {world} ranks")
-    per_rank = len(train_split) // world
+    per_rank = epoch_size // world
     local_batch = min(cfg.batch_size // world, per_rank)
     if local_batch < 2:
         raise ValueError(
@@ -539,21 +659,20 @@ def train(
             f"{world} rank(s)"
         )
     steps_per_epoch = per_rank // local_batch
-    identity = data_identity(pairs_path, (train_split.arrays(), val_split.arrays()))
     data = {**identity, "material": pairs.material}
     device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    latest = output / LATEST_FILE
-    if latest.exists() and not resume:
-        raise FileExistsError(f"{output} already holds a run; pass --resume or a new --output")
-    if resume and not latest.is_file():
-        raise FileNotFoundError(f"nothing to resume: {latest} does not exist")
     if rank == 0:
         output.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)
     task = task_for(cfg.task)
-    norm = Normalization.fit(train_split.params.numpy(), train_split.spectra.numpy())
+    if start is not None:
+        norm = start.norm  # RUN's: FineTune's docstring says why
+    else:
+        norm = Normalization.fit(train_split.params.numpy(), train_split.spectra.numpy())
     model = task.build(arch, norm).to(device)
+    if start is not None and start.weights is not None:
+        model.load_state_dict(start.weights)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.base_lr, weight_decay=cfg.weight_decay)
     horizon = Horizon(steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -564,7 +683,7 @@ def train(
         arch=arch,
         output=output,
         material=pairs.material,
-        train_split=train_split,
+        train_split=pool,
         val_split=val_split,
         model=model,
         task=task,
@@ -574,7 +693,7 @@ def train(
         clock=clock,
         aug_rng=torch.Generator().manual_seed(cfg.seed * 1_000_003 + rank + 1),
         sampler=DistributedSampler(
-            _Indices(len(train_split)), world, rank, shuffle=True, seed=cfg.seed, drop_last=True
+            _Indices(epoch_size), world, rank, shuffle=True, seed=cfg.seed, drop_last=True
         ),
         rank=rank,
         world=world,
@@ -585,11 +704,14 @@ def train(
         recipe=run_recipe(cfg, arch),
         settings=run_settings(cfg, data, world),
         on_epoch_end=on_epoch_end,
+        pool_new=len(train_split),
+        pool_old=pool_old,
+        old_fraction=old_fraction,
+        old_val=None if start is None else start.old_val,
+        fine_tune=None if start is None else start.record,
     )
     start_epoch, start_batch = 0, 0
-    resumed: Checkpoint | None = None
-    if resume:
-        resumed = Checkpoint.from_dict(torch.load(latest, map_location=device, weights_only=True))
+    if resumed is not None:
         if resumed.verified:
             changed = check_resume(resumed, latest, run.recipe, data, run.settings)
             run.resumes = [*resumed.resumes, {"step": resumed.global_step, "changed": changed}]
@@ -616,9 +738,19 @@ def train(
         "train": cfg.to_dict(),
         "pairs": str(pairs_path),
         "data": data,
+        "wavelength_nm": [float(w) for w in pairs.wavelength_nm],
         "world_size": world,
         "resumes": run.resumes,
     }
+    if start is not None:
+        run.train_record.update(
+            {
+                "fine_tuned_from": start.record["from"],
+                "old_pairs": start.record["old_pairs"],
+                "old_fraction": start.record["old_fraction"],
+                "old_pairs_per_epoch": start.record["old_pairs_per_epoch"],
+            }
+        )
     if resumed is not None:
         # From here on the resumed run's settings apply, so latest.pt and config.json say so
         # before the first step, whether or not a step is left to take (config.json's model
@@ -644,6 +776,8 @@ def train(
         disable=not progress or rank != 0,
     )
     run.loop_start = run.last_eval = time.perf_counter()
+    if fine_tune is not None:
+        run.validate_start()
     stop_reason = "epochs"
     for epoch in range(start_epoch, cfg.epochs):
         stop = run.train_one_epoch(epoch, start_batch if epoch == start_epoch else 0)

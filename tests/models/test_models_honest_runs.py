@@ -22,8 +22,9 @@ from helpers import TINY
 from models.augment import AugmentConfig
 from models.model import ContrastiveModel
 from models.model_dir import load_model
+from models.splits import _Split
 from models.tasks import validation_recall
-from models.train import Diverged, TrainConfig, _Split, train
+from models.train import Diverged, TrainConfig, train
 
 if TYPE_CHECKING:
     from conftest import Cli
