@@ -124,7 +124,7 @@ def candidate_probes(
     return rows
 
 
-def _queries(target_map: TargetMap, rows: NDArray[np.int64], colours: Colorimetry) -> NDArray[Any]:
+def _queries(target_map: TargetMap, rows: NDArray[np.int64]) -> NDArray[Any]:
     if target_map.kind == "colour":
         assert target_map.srgb is not None
         return lab_of_srgb(target_map.srgb[rows])
@@ -162,7 +162,7 @@ def design_map(
 
     colours = Colorimetry(predictor.wavelength_nm, cfg.lamp_temperature_k)
     rows = target_map.designs_needed
-    queries = _queries(target_map, rows, colours)
+    queries = _queries(target_map, rows)
     pool = candidate_probes(
         probes, probe_thickness_nm, film_nm, pad_size_um, space if cfg.method == "hybrid" else None
     )

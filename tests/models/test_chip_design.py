@@ -267,6 +267,19 @@ def test_design_chip_writes_a_chip_and_the_report_measures_it(
         str(tmp_path / "x"),
     )
     assert code != 0 and "another chip" in stderr and "Traceback" not in stderr
+    chip_bytes = gds.with_suffix(".h5").read_bytes()
+    code, _, stderr = cli(
+        "design",
+        "report",
+        "--chip",
+        str(gds.with_suffix(".h5")),
+        "--spectra",
+        str(folder),
+        "--output",
+        str(gds.with_suffix(".h5")),
+    )
+    assert code != 0 and "give a directory" in stderr
+    assert gds.with_suffix(".h5").read_bytes() == chip_bytes
 
 
 def test_design_chip_refuses_bad_input_in_one_line(
@@ -315,10 +328,35 @@ def test_design_chip_refuses_bad_input_in_one_line(
             "lamp",
         ),
     ]
+    db = ["--spectra-db", str(setup["pairs"])]
+    out = ["--output", str(setup["root"] / "v.oas")]
+    cases += [
+        ([*base, *db, *out, "--lamp-temperature-k", "nan"], "lamp"),
+        ([*base, *db, *out, "--wafer-mm", "nan"], "wafer-mm"),
+        ([*base, *db, *out, "--wafer-mm", "1000"], "wafer-mm"),
+        ([*base, *db, *out, "--wafer-mm", "1", "--edge-exclusion-mm", "0.6"], "leaves nothing"),
+        ([*base, *db, *out, "--wafer-mm", "1", "--pad-size-um", "5.3"], "tiles"),
+        ([*base, *db, "--output", str(setup["pairs"].with_suffix(".gds"))], "--spectra-db"),
+        (
+            [
+                *base,
+                *db,
+                "--output",
+                str(setup["root"] / "logo.oas"),
+                "--placement",
+                str(setup["root"] / "logo.png"),
+            ],
+            "--placement",
+        ),
+    ]
+    inputs = [setup["root"] / "logo.png", setup["probes"], setup["pairs"]]
+    before = [p.read_bytes() for p in inputs]
     for args, message in cases:
         code, _, stderr = cli(*args)
         assert code != 0 and message in stderr, stderr
         assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 3
+    assert [p.read_bytes() for p in inputs] == before
+    assert not (setup["root"] / "v.oas").exists() and not (setup["root"] / "v.h5").exists()
 
 
 def test_design_chip_streams_an_image_over_a_wafer(
