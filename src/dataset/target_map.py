@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from dataset.targets_file import Targets, read_targets
 
 MapKind = Literal["colour", "spectrum"]
-MAX_PADS = 1_000_000  # a chip map; wafers stream (layout.wafer) and are not read this way
+MAX_PADS = 1_000_000  # pixels of a map; a wafer scales its image up to the disc (layout.wafer)
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,8 +76,8 @@ def read_colour_map(path: Path) -> TargetMap:
     h, w = rgba.shape[:2]
     if h * w > MAX_PADS:
         raise ValueError(
-            f"target map {path} is {w}x{h} = {h * w} pixels; a chip map holds at most "
-            f"{MAX_PADS} (a wafer is written with --wafer-mm)"
+            f"target map {path} is {w}x{h} = {h * w} pixels; a map holds at most {MAX_PADS} "
+            "(a wafer scales its image up to the disc: give a smaller image)"
         )
     rgba = rgba[::-1]  # chip row 0 is the image's bottom row
     opaque = rgba[..., 3] > 0

@@ -98,6 +98,18 @@ class DesignedTargets:
     pool_lab: NDArray[np.float64]  # (N, 3) predicted colours of every candidate probe
 
 
+def tiling_periods(periods_nm: NDArray[np.float64], pad_size_um: float) -> tuple[int, ...]:
+    """The periods among ``periods_nm`` that tile a pad: what a chip's search space may use."""
+    out = []
+    for period in np.unique(periods_nm):
+        try:
+            cells_per_pad(float(period), pad_size_um)
+        except ValueError:
+            continue
+        out.append(int(period))
+    return tuple(out)
+
+
 def candidate_probes(
     library: DesignLibrary,
     thickness_nm: NDArray[np.float64],
@@ -108,11 +120,7 @@ def candidate_probes(
     """Rows of probes a chip of this film and pad can hold: the film's thickness, a period
     that tiles the pad, and (for a warm start) inside the search space."""
     ok = np.isclose(thickness_nm, film_nm)
-    for period in np.unique(library.period_nm):
-        try:
-            cells_per_pad(float(period), pad_size_um)
-        except ValueError:
-            ok &= library.period_nm != period
+    ok &= np.isin(library.period_nm, tiling_periods(library.period_nm, pad_size_um))
     if space is not None:
         ok &= space.contains(library, thickness_nm)
     rows = np.flatnonzero(ok)
@@ -173,8 +181,14 @@ def design_map(
     errors = np.empty((rows.size, pool.size))
     for lo in range(0, rows.size, 64):
         errors[lo : lo + 64] = _errors(target_map.kind, predicted, queries[lo : lo + 64], colours)
+    errors[~np.isfinite(errors)] = np.inf  # a NaN prediction is no candidate, never the best
     best = np.argmin(errors, axis=1)
     retrieved = errors[np.arange(rows.size), best]
+    if not np.all(np.isfinite(retrieved)):
+        raise ValueError(
+            f"the predictor ({predictor.described}) gives no finite spectrum for any of the "
+            f"{pool.size} candidate probes of target {target_map.target_ids[rows[0]]!r}"
+        )
     chosen = lib.take(best)
     calls = 0
     if cfg.method == "hybrid":

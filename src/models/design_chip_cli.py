@@ -118,6 +118,7 @@ def chip_cmd(
         design_map,
         load_predictor,
         reachable_gamut,
+        tiling_periods,
     )
     from models.design_cli import _constraints
     from models.design_plots import plot_gamut
@@ -199,10 +200,14 @@ def chip_cmd(
             f"({predictor.wavelength_nm[0]:g}..{predictor.wavelength_nm[-1]:g} nm)"
         )
     database = read_probes(probes, model_identity(model))
-    tiling = tuple(
-        int(p) for p in (300, 400, 500, 600, 250, 750, 1000) if (pad_size_um * 1000) % p == 0
+    # The hybrid searches the probes' own periods that tile the pad, at the chip's film.
+    # (None when no probe tiles the pad: design_map then says so in one line.)
+    tiling = tiling_periods(database.library.period_nm, pad_size_um)
+    space = (
+        _constraints(tiling, [thickness_nm], "rectangle,ellipse,ring", 4, None, None)
+        if tiling and method == "hybrid"
+        else None
     )
-    space = _constraints(tiling, [thickness_nm], "rectangle,ellipse,ring", 4, None, None)
     designed = design_map(
         target_map,
         predictor,
@@ -211,7 +216,7 @@ def chip_cmd(
         thickness_nm,
         pad_size_um,
         cfg,
-        space.design_space() if method == "hybrid" else None,
+        None if space is None else space.design_space(),
         progress=progress,
     )
     # Each designed target's design; targets identical to it share its cell.

@@ -228,7 +228,10 @@ def score_candidates(
         else:
             similarity[ok], latent = objective.score(rasterize(lib), params, queries[ok])
             calls += ok.size
-        score[ok] = similarity[ok]
+        # A non-finite score (a network gone NaN on some input) must never look best, nor
+        # hide a finite one from the argmax: it scores as an infeasible design.
+        similarity[~np.isfinite(similarity)] = np.nan
+        score[ok] = np.where(np.isfinite(similarity[ok]), similarity[ok], infeasible_score)
         if support is not None and penalized:
             if latent is None:
                 raise ValueError(f"a support penalty needs latents; {objective.name} has none")
@@ -366,7 +369,9 @@ def optimize_pso(
                     for c, s in zip(group, mine, strict=True):
                         opt.tell(c, -float(s))  # nevergrad minimizes
                     # Only a clean design can be the best, however a penalty scores it.
-                    eligible = np.where(got.feasible[j * p : (j + 1) * p], mine, -np.inf)
+                    clean = got.feasible[j * p : (j + 1) * p]
+                    scored = np.isfinite(got.similarity[j * p : (j + 1) * p])
+                    eligible = np.where(clean & scored, mine, -np.inf)
                     k = int(np.argmax(eligible))
                     if eligible[k] > best[t]:
                         i = j * p + k

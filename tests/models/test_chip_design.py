@@ -94,6 +94,42 @@ def test_retrieval_finds_reachable_colours_and_the_hybrid_improves_on_it() -> No
     assert set(tuned.library.period_nm.tolist()) <= {300, 400, 500, 600}
 
 
+def test_a_nan_prediction_is_never_chosen() -> None:
+    def broken(images: NDArray[np.bool_], params_um: NDArray[np.float64]) -> NDArray[np.float32]:
+        out = quadrant_colour(images, params_um)
+        out[params_um[:, 0] < 0.45] = np.nan  # fails on periods 300 and 400
+        return out
+
+    probes = generate(300, seed=4)
+    thick = np.full(len(probes), 178.0)
+    grey = colour_map(np.array([[120, 120, 120], [60, 70, 90]], np.uint8))
+    found = design_map(
+        grey,
+        SpectraPredictor(broken, "broken", BANDS),
+        probes,
+        thick,
+        178.0,
+        6.0,
+        ChipDesignConfig(),
+    )
+    assert np.isfinite(found.promised_error).all()
+    assert (found.library.period_nm >= 500).all()
+
+    def dead(images: NDArray[np.bool_], params_um: NDArray[np.float64]) -> NDArray[np.float32]:
+        return np.full((images.shape[0], 2, BANDS.size), np.nan, np.float32)
+
+    with pytest.raises(ValueError, match="no finite spectrum"):
+        design_map(
+            grey,
+            SpectraPredictor(dead, "dead", BANDS),
+            probes,
+            thick,
+            178.0,
+            6.0,
+            ChipDesignConfig(),
+        )
+
+
 def test_probes_a_chip_cannot_hold_are_not_candidates() -> None:
     probes = generate(50, seed=2)
     with pytest.raises(ValueError, match="no probe is 150 nm thick"):

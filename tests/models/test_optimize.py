@@ -160,3 +160,21 @@ def test_pso_on_a_predicted_mse_reaches_a_reachable_spectrum() -> None:
     exact = weighted_mse(got, spectra, weight)
     np.testing.assert_allclose(-result.similarity, exact, rtol=1e-5)  # what it scored
     assert (exact < 0.01).all(), exact  # close to the target where it is weighted
+
+
+def test_a_nan_score_is_never_the_best_nor_hides_a_finite_one() -> None:
+    def half_broken(
+        images: NDArray[np.bool_], params_um: NDArray[np.float64]
+    ) -> NDArray[np.float32]:
+        z = encoder(images, params_um)
+        z[params_um[:, 0] < 0.45] = np.nan  # the network fails on periods 300 and 400
+        return z
+
+    truth = SPACE.decode(SPACE.random(50, np.random.default_rng(5)))
+    lib = truth.library.take(np.flatnonzero(truth.feasible)[:2])
+    params = np.stack([lib.period_nm, np.full(len(lib), 178.0)], axis=1) / 1000
+    queries = encoder(rasterize(lib), params)
+    cfg = OptimizeConfig(iterations=4, particles=16, seed=1, targets_per_batch=2)
+    result = optimize_pso(SPACE, LatentSimilarity(half_broken), queries, cfg)
+    assert np.isfinite(result.similarity).all() and np.isfinite(result.best_by_iteration).all()
+    assert (result.library.period_nm == 500).all()
